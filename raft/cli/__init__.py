@@ -37,7 +37,11 @@ def build_parser(prog: str, description: str, package: str) -> argparse.Argument
     return parser
 
 
-def run_main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, errors: tuple[type[BaseException], ...]) -> int:
+def run_main(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    errors: tuple[type[BaseException], ...],
+) -> int:
     """Parse, dispatch, and turn user-facing errors into one line and exit status 2."""
     args = parser.parse_args(argv)
     try:

@@ -39,3 +39,9 @@ class SnapshotOutOfDateError(RaftError):
 
 class ConfigError(RaftError):
     """A :class:`raft.core.Config` value is invalid; the message names the field."""
+
+
+class ConfChangeError(RaftError):
+    """A membership change cannot be applied to the current configuration (for example a
+    second voter change without a joint configuration, or leaving a joint configuration that
+    is not joint); the message says which rule it broke."""

@@ -176,7 +176,7 @@ class MemoryStorage:
         if index > self.last_index():
             raise UnavailableError(f"compact index {index} is past last index {self.last_index()}")
         i = index - offset
-        self._ents = [Entry(index=index, term=self._ents[i].term)] + self._ents[i + 1 :]
+        self._ents = [Entry(index=index, term=self._ents[i].term), *self._ents[i + 1 :]]
 
     def sync(self) -> None:
         """Memory is as durable as it gets here; the simulator subclasses this to model loss."""

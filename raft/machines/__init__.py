@@ -1,0 +1,56 @@
+"""State machines replicated by Raft: the :class:`StateMachine` protocol, the built-in
+``register`` and ``kv`` machines, and :func:`load_machine` for ``machine:`` in cluster.yml."""
+
+from __future__ import annotations
+
+import importlib
+
+from raft.machines.base import StateMachine
+from raft.machines.kv import KV
+from raft.machines.register import Register
+
+__all__ = [
+    "BUILTIN_MACHINES",
+    "KV",
+    "MachineLoadError",
+    "Register",
+    "StateMachine",
+    "load_machine",
+    "read_ops_of",
+]
+
+BUILTIN_MACHINES: dict[str, type[StateMachine]] = {"register": Register, "kv": KV}
+DEFAULT_READ_OPS = frozenset({"get", "read"})
+
+
+class MachineLoadError(ValueError):
+    """``machine:`` names no built-in machine and no importable ``module:Class``."""
+
+
+def load_machine(spec: str) -> StateMachine:
+    """A fresh machine for ``spec``: ``register``, ``kv`` or ``module:Class`` (a class whose
+    no-argument constructor gives a :class:`StateMachine`)."""
+    if spec in BUILTIN_MACHINES:
+        return BUILTIN_MACHINES[spec]()
+    if ":" not in spec:
+        names = ", ".join(sorted(BUILTIN_MACHINES))
+        raise MachineLoadError(f"unknown machine {spec!r}: use one of {names} or module:Class")
+    module_name, _, class_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MachineLoadError(f"machine {spec!r}: cannot import {module_name!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None or not callable(cls):
+        raise MachineLoadError(f"machine {spec!r}: {module_name} has no class {class_name!r}")
+    machine = cls()
+    if not isinstance(machine, StateMachine):
+        raise MachineLoadError(f"machine {spec!r}: {class_name} lacks apply/query/snapshot/restore")
+    return machine
+
+
+def read_ops_of(machine: StateMachine) -> frozenset[str]:
+    """Ops the runtime serves as reads (``query``) instead of replicating; a machine may set
+    a ``read_ops`` attribute, the default is ``get`` and ``read``."""
+    ops = getattr(machine, "read_ops", DEFAULT_READ_OPS)
+    return frozenset(str(o) for o in ops)

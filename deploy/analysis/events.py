@@ -1,0 +1,394 @@
+"""Reading node event logs, client histories and nemesis logs from disk (docs/formats.md).
+
+Readers are forgiving about content and strict about reporting: a line that is not a JSON
+object, or lacks one of the fields every event must carry, is skipped and recorded as a
+:class:`LineProblem` naming ``file:line`` and what was wrong. Unknown event kinds and unknown
+fields are kept (the format promises forward compatibility). Nothing here raises for bad
+*content*; only an unreadable path raises :class:`EventLogNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import LabError
+
+__all__ = [
+    "EventLogNotFoundError",
+    "HistoryOp",
+    "LineProblem",
+    "LoadedLogs",
+    "NemesisEvent",
+    "NodeEvent",
+    "Source",
+    "display_name",
+    "find_event_files",
+    "load_event_logs",
+    "load_history",
+    "load_nemesis",
+]
+
+#: File names that sit beside event logs but are not event logs.
+NON_EVENT_FILES = frozenset(
+    {"history.jsonl", "nemesis.jsonl", "merged.jsonl", "results.json", "shiviz.log"}
+)
+
+
+class EventLogNotFoundError(LabError):
+    """The path given holds no node event log at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from: ``file:line`` (1-based line), for every message we print."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class LineProblem:
+    """A line that could not be used, and why."""
+
+    source: Source
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """One line of a node event log.
+
+    ``run`` numbers the process runs of ``node`` (0 before the first ``start`` seen, then
+    1, 2, ...): volatile state such as the commit index resets between runs. ``seq`` is the
+    event's position in its node's program order (file order, files in name order), which is
+    the only order we trust within a node.
+    """
+
+    ts: float
+    node: str
+    term: int
+    ev: str
+    fields: Mapping[str, Any]
+    source: Source
+    run: int
+    seq: int
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+
+@dataclass(slots=True)
+class LoadedLogs:
+    """Every node's events in program order, plus what could not be read."""
+
+    events_by_node: dict[str, list[NodeEvent]] = field(default_factory=dict)
+    problems: list[LineProblem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list[str]:
+        return sorted(self.events_by_node)
+
+    def all_events(self) -> Iterator[NodeEvent]:
+        for node in self.nodes:
+            yield from self.events_by_node[node]
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.events_by_node.values())
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryOp:
+    """One completed (or never completed) client operation, paired from invoke/completion.
+
+    ``end_ns`` is None for an operation that never completed; ``outcome`` is then ``info``.
+    """
+
+    process: int
+    f: str
+    key: Any
+    value: Any
+    start_ns: int
+    end_ns: int | None
+    outcome: str
+    node: str | None
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class NemesisEvent:
+    time_ns: int | None
+    ts: float | None
+    fault: str
+    action: str
+    targets: tuple[str, ...]
+    fields: Mapping[str, Any]
+    source: Source
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _read_json_lines(
+    path: Path, problems: list[LineProblem], name: str | None = None
+) -> Iterator[tuple[Source, dict[str, Any]]]:
+    """Yield (source, object) for every line that is a JSON object; record the others."""
+    name = name or str(path)
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        problems.append(LineProblem(Source(name, 0), f"cannot open: {exc.strerror}"))
+        return
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            src = Source(name, lineno)
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                obj = json.loads(text)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                problems.append(LineProblem(src, f"not JSON ({exc})"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(LineProblem(src, f"not a JSON object but {type(obj).__name__}"))
+                continue
+            yield src, obj
+
+
+def _looks_like_event_log(path: Path) -> bool:
+    """True when the first JSON line of ``path`` has the fields of a node event."""
+    try:
+        with path.open("rb") as fh:
+            for _ in range(20):
+                raw = fh.readline()
+                if not raw:
+                    return False
+                if not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue
+                return isinstance(obj, dict) and {"ts", "node", "ev"} <= obj.keys()
+    except OSError:
+        return False
+    return False
+
+
+def find_event_files(root: Path) -> list[Path]:
+    """Every node event log below ``root`` (or ``root`` itself if it is a file).
+
+    ``events.jsonl`` files always count; other ``*.jsonl`` files count when their first line
+    looks like a node event (so rotated or renamed logs are found), except the run directory's
+    own history, nemesis and merged files. Sorted by path, so program order across rotated
+    files of one node follows their names.
+    """
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise EventLogNotFoundError(f"{root}: no such file or directory")
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in {"plots", "__pycache__"})
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if name == "events.jsonl" or (
+                name.endswith(".jsonl") and name not in NON_EVENT_FILES and _looks_like_event_log(p)
+            ):
+                found.append(p)
+    return sorted(found)
+
+
+def _validate_event(obj: dict[str, Any]) -> str | None:
+    if not _is_number(obj.get("ts")):
+        return "missing or non-numeric 'ts'"
+    node = obj.get("node")
+    if not isinstance(node, str) or not node:
+        return "missing or empty 'node'"
+    ev = obj.get("ev")
+    if not isinstance(ev, str) or not ev:
+        return "missing or empty 'ev'"
+    term = obj.get("term", 0)
+    if not isinstance(term, int) or isinstance(term, bool) or term < 0:
+        return "'term' is not a non-negative integer"
+    return _validate_fields(ev, obj)
+
+
+def _is_entry_list(x: Any, width: int) -> bool:
+    return isinstance(x, list) and all(
+        isinstance(e, list)
+        and len(e) >= width
+        and isinstance(e[0], int)
+        and isinstance(e[1], int)
+        and all(isinstance(d, str) for d in e[2:width])
+        for e in x
+    )
+
+
+def _validate_fields(ev: str, obj: Mapping[str, Any]) -> str | None:
+    """Check the fields the analysis relies on, for the kinds it reads."""
+    ints: tuple[str, ...] = ()
+    if ev == "commit":
+        ints = ("index",)
+    elif ev == "truncate":
+        ints = ("from",)
+    elif ev == "snapshot":
+        ints = ("index",)
+    elif ev == "persist" and not _is_entry_list(obj.get("entries"), 3):
+        return "'persist' needs 'entries' as a list of [index, term, digest]"
+    elif ev == "apply" and not _is_entry_list(obj.get("entries"), 3):
+        return "'apply' needs 'entries' as a list of [index, term, digest, result_digest]"
+    elif ev in ("send", "recv") and not isinstance(obj.get("id"), str):
+        return f"'{ev}' needs a string 'id'"
+    for k in ints:
+        v = obj.get(k)
+        if not isinstance(v, int) or isinstance(v, bool):
+            return f"'{ev}' needs an integer '{k}'"
+    return None
+
+
+def display_name(path: Path, base: Path | None) -> str:
+    """``path`` relative to ``base`` when it lies below it (shorter messages, stable across
+    copies of a run directory), else as given."""
+    if base is not None:
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def load_event_logs(paths: Iterable[Path], base: Path | None = None) -> LoadedLogs:
+    """Parse event log files into per-node program order, numbering process runs. Sources
+    are named relative to ``base`` when given."""
+    out = LoadedLogs()
+    run_of: dict[str, int] = {}
+    for path in paths:
+        out.files.append(display_name(path, base))
+        for src, obj in _read_json_lines(path, out.problems, display_name(path, base)):
+            why = _validate_event(obj)
+            if why is not None:
+                out.problems.append(LineProblem(src, why))
+                continue
+            node = str(obj["node"])
+            ev = str(obj["ev"])
+            if ev == "start":
+                run_of[node] = run_of.get(node, 0) + 1
+            events = out.events_by_node.setdefault(node, [])
+            fields = {k: v for k, v in obj.items() if k not in ("ts", "node", "term", "ev")}
+            events.append(
+                NodeEvent(
+                    ts=float(obj["ts"]),
+                    node=node,
+                    term=int(obj.get("term", 0)),
+                    ev=ev,
+                    fields=fields,
+                    source=src,
+                    run=run_of.get(node, 0),
+                    seq=len(events),
+                )
+            )
+    return out
+
+
+def load_history(
+    path: Path, problems: list[LineProblem], base: Path | None = None
+) -> list[HistoryOp]:
+    """Pair each process's invoke with its completion. An invocation that never completed is
+    returned with ``outcome="info"`` and no end time (Jepsen's meaning)."""
+    ops: list[HistoryOp] = []
+    pending: dict[int, tuple[Source, dict[str, Any]]] = {}
+    for src, obj in _read_json_lines(path, problems, display_name(path, base)):
+        proc, typ, t = obj.get("process"), obj.get("type"), obj.get("time")
+        if not isinstance(proc, int) or not isinstance(t, int) or isinstance(t, bool):
+            problems.append(LineProblem(src, "history op needs integer 'process' and 'time'"))
+            continue
+        if typ == "invoke":
+            if proc in pending:
+                problems.append(
+                    LineProblem(src, f"process {proc} invoked twice without completing")
+                )
+            pending[proc] = (src, obj)
+        elif typ in ("ok", "fail", "info"):
+            if proc not in pending:
+                problems.append(LineProblem(src, f"completion of process {proc} without invoke"))
+                continue
+            isrc, inv = pending.pop(proc)
+            value = obj.get("value") if obj.get("f", inv.get("f")) == "read" else inv.get("value")
+            ops.append(
+                HistoryOp(
+                    process=proc,
+                    f=str(inv.get("f")),
+                    key=inv.get("key"),
+                    value=value,
+                    start_ns=int(inv["time"]),
+                    end_ns=t,
+                    outcome=str(typ),
+                    node=obj.get("node") or inv.get("node"),
+                    source=isrc,
+                )
+            )
+        else:
+            problems.append(LineProblem(src, f"unknown history type {typ!r}"))
+    for proc, (isrc, inv) in pending.items():
+        ops.append(
+            HistoryOp(
+                process=proc,
+                f=str(inv.get("f")),
+                key=inv.get("key"),
+                value=inv.get("value"),
+                start_ns=int(inv["time"]),
+                end_ns=None,
+                outcome="info",
+                node=inv.get("node"),
+                source=isrc,
+            )
+        )
+    ops.sort(key=lambda o: (o.start_ns, o.process))
+    return ops
+
+
+def load_nemesis(
+    path: Path, problems: list[LineProblem], base: Path | None = None
+) -> list[NemesisEvent]:
+    out: list[NemesisEvent] = []
+    for src, obj in _read_json_lines(path, problems, display_name(path, base)):
+        fault, action = obj.get("fault"), obj.get("action")
+        if not isinstance(fault, str) or action not in ("start", "stop"):
+            problems.append(LineProblem(src, "nemesis event needs 'fault' and 'action' start|stop"))
+            continue
+        t, ts = obj.get("time"), obj.get("ts")
+        if not _is_number(t) and not _is_number(ts):
+            problems.append(LineProblem(src, "nemesis event needs 'time' or 'ts'"))
+            continue
+        targets = obj.get("targets") or []
+        out.append(
+            NemesisEvent(
+                time_ns=int(t) if isinstance(t, int | float) and _is_number(t) else None,
+                ts=float(ts) if isinstance(ts, int | float) and _is_number(ts) else None,
+                fault=fault,
+                action=str(action),
+                targets=tuple(str(x) for x in targets) if isinstance(targets, list) else (),
+                fields={
+                    k: v
+                    for k, v in obj.items()
+                    if k not in ("time", "ts", "fault", "action", "targets")
+                },
+                source=src,
+            )
+        )
+    return out

@@ -1,0 +1,365 @@
+"""Run directories: find their inputs, analyse them, write results, list runs.
+
+A run directory (``runs/<experiment>/<timestamp>/``, docs/formats.md) holds
+``nodes/<host>/**/events.jsonl`` and optionally ``history.jsonl``, ``nemesis.jsonl`` and
+``results.json``. Any other folder of node event logs (the data folder of ``raft cluster
+up``, a tarball someone sent) is analysed the same way; a ``history.jsonl`` or
+``nemesis.jsonl`` beside the logs is picked up.
+
+:func:`analyze` never raises for bad content: unreadable lines become problems, a history
+the checker cannot read makes the linearizability verdict ``unknown``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.analysis.events import (
+    EventLogNotFoundError,
+    HistoryOp,
+    LineProblem,
+    LoadedLogs,
+    NemesisEvent,
+    display_name,
+    find_event_files,
+    load_event_logs,
+    load_history,
+    load_nemesis,
+)
+from deploy.analysis.invariants import InvariantReport, check_invariants
+from deploy.analysis.merge import MergedTimeline, merge
+
+__all__ = [
+    "Analysis",
+    "RunInfo",
+    "RunInputs",
+    "analyze",
+    "exit_code",
+    "list_runs",
+    "locate",
+    "update_latest",
+    "write_outputs",
+]
+
+VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInputs:
+    root: Path
+    event_files: tuple[Path, ...]
+    history: Path | None
+    nemesis: Path | None
+    results: Path | None
+
+
+def _find_named(root: Path, name: str) -> Path | None:
+    """``root/name`` or, failing that, the shallowest file of that name below ``root``."""
+    direct = root / name
+    if direct.is_file():
+        return direct
+    best: Path | None = None
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "plots")
+        if name in filenames:
+            p = Path(dirpath) / name
+            if best is None or len(p.parts) < len(best.parts):
+                best = p
+    return best
+
+
+def locate(path: Path, history: Path | None = None) -> RunInputs:
+    """Find the inputs of the run (or log folder) at ``path``."""
+    if not path.exists():
+        raise EventLogNotFoundError(f"{path}: no such file or directory")
+    root = path if path.is_dir() else path.parent
+    files = tuple(find_event_files(path))
+    if not files:
+        raise EventLogNotFoundError(
+            f"{path}: no node event logs found (looked for events.jsonl and *.jsonl files "
+            "whose lines have ts, node and ev)"
+        )
+    if history is not None and not history.is_file():
+        raise EventLogNotFoundError(f"{history}: history file not found")
+    return RunInputs(
+        root=root,
+        event_files=files,
+        history=history or _find_named(root, "history.jsonl"),
+        nemesis=_find_named(root, "nemesis.jsonl"),
+        results=(root / "results.json") if (root / "results.json").is_file() else None,
+    )
+
+
+@dataclass(slots=True)
+class Analysis:
+    inputs: RunInputs
+    logs: LoadedLogs
+    timeline: MergedTimeline
+    invariants: InvariantReport
+    history: list[HistoryOp]
+    nemesis: list[NemesisEvent]
+    linearizability: dict[str, Any] | None
+    run_start_ts: float
+    """Wall-clock second at which history/nemesis ``time`` 0 falls (on the merged clock)."""
+    problems: list[LineProblem] = field(default_factory=list)
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        v: dict[str, str] = {}
+        if self.logs.count() == 0:
+            v["invariants"] = UNKNOWN
+        else:
+            v["invariants"] = VALID if self.invariants.valid else INVALID
+        if self.linearizability is not None:
+            v["linearizability"] = {
+                "linearizable": VALID,
+                "not_linearizable": INVALID,
+            }.get(str(self.linearizability.get("verdict")), UNKNOWN)
+        vals = set(v.values())
+        v["overall"] = INVALID if INVALID in vals else (UNKNOWN if UNKNOWN in vals else VALID)
+        return v
+
+    def counts(self) -> dict[str, Any]:
+        inv = self.invariants
+        faults = Counter(n.fault for n in self.nemesis if n.action == "start")
+        outcomes = Counter(o.outcome for o in self.history)
+        return {
+            "nodes": len(self.logs.nodes),
+            "events": self.logs.count(),
+            "events_by_kind": dict(sorted(Counter(e.ev for e in self.logs.all_events()).items())),
+            "malformed_lines": len(self.problems),
+            "elections": inv.elections,
+            "leaders_per_term": {str(t): ns for t, ns in sorted(inv.leaders_per_term.items())},
+            "commit_events": inv.commit_events,
+            "max_commit_index": inv.max_commit,
+            "applied_entries": inv.applied_entries,
+            "faults": dict(sorted(faults.items())),
+            "messages_matched": self.timeline.pairs_matched,
+            "recv_without_send": self.timeline.recv_unmatched,
+            "operations": dict(sorted(outcomes.items())),
+        }
+
+    def results_json(self) -> dict[str, Any]:
+        clocks = self.timeline.clocks
+        return {
+            "verdicts": self.verdicts,
+            "counts": self.counts(),
+            "invariants": self.invariants.to_json(),
+            "linearizability": self.linearizability,
+            "clock_offsets": {
+                "reference": clocks.reference,
+                "offset_s": {n: round(x, 6) for n, x in clocks.offsets.items()},
+                "uncertainty_s": {
+                    n: (round(x, 6) if x != float("inf") else None)
+                    for n, x in clocks.uncertainty.items()
+                },
+                "unlinked": list(clocks.unlinked),
+            },
+            "problems": [str(p) for p in self.problems[:200]],
+            "analyzed_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "inputs": {
+                "event_files": [display_name(p, self.inputs.root) for p in self.inputs.event_files],
+                "history": _rel(self.inputs.history, self.inputs.root),
+                "nemesis": _rel(self.inputs.nemesis, self.inputs.root),
+            },
+        }
+
+
+def _rel(p: Path | None, root: Path) -> str | None:
+    return None if p is None else display_name(p, root)
+
+
+def exit_code(verdicts: dict[str, str]) -> int:
+    """0 valid, 1 invalid, 2 unknown (the checking commands' convention)."""
+    return {VALID: 0, INVALID: 1}.get(verdicts.get("overall", UNKNOWN), 2)
+
+
+def _guess_model(ops: list[HistoryOp]) -> str:
+    if any(o.key is not None for o in ops):
+        return "kv"
+    if any(o.f == "cas" for o in ops):
+        return "cas-register"
+    return "register"
+
+
+def check_linearizability(
+    path: Path, ops: list[HistoryOp], model: str | None, timeout_s: float
+) -> dict[str, Any]:
+    """Run ``raft.lincheck`` on the history file; unknown (with the reason) when the checker
+    is not installed or cannot read the history."""
+    model = model or _guess_model(ops)
+    try:
+        from raft.lincheck import HistoryError, UnsupportedOperationError, check_history
+    except ImportError as exc:
+        return {"verdict": "unknown", "model": model, "reason": f"checker unavailable: {exc}"}
+    try:
+        events = _parse_history(path)
+        res = check_history(events, model=model, timeout_s=timeout_s)
+    except (HistoryError, UnsupportedOperationError, ValueError) as exc:
+        return {"verdict": "unknown", "model": model, "reason": f"history not checkable: {exc}"}
+    out: dict[str, Any] = res.to_json()
+    return out
+
+
+def _parse_history(path: Path) -> list[Any]:
+    """History events parsed by ``raft.lincheck.formats`` (it names the bad line)."""
+    from raft.lincheck import formats
+
+    return list(formats.parse_jsonl(path.read_text(encoding="utf-8", errors="replace")))
+
+
+def _run_start(
+    nemesis: list[NemesisEvent], results: dict[str, Any], timeline: MergedTimeline
+) -> float:
+    """Wall second of history time 0: from nemesis lines (which carry both clocks), else a
+    ``start_ts`` in results.json, else the first merged event."""
+    pairs = [n.ts - n.time_ns / 1e9 for n in nemesis if n.ts is not None and n.time_ns is not None]
+    if pairs:
+        return statistics.median(pairs)
+    for key in ("start_ts", "started_ts", "run_start_ts"):
+        v = results.get(key)
+        if isinstance(v, int | float):
+            return float(v)
+    return timeline.events[0].cts if timeline.events else 0.0
+
+
+def analyze(
+    path: Path,
+    *,
+    history: Path | None = None,
+    model: str | None = None,
+    lin_timeout_s: float = 30.0,
+    check_linearizable: bool = True,
+    reference: str | None = None,
+) -> Analysis:
+    """Load, merge (clock offsets relative to ``reference``, default the first node by
+    name), check invariants and, with a history, linearizability."""
+    inputs = locate(path, history)
+    logs = load_event_logs(inputs.event_files, inputs.root)
+    problems = list(logs.problems)
+    if reference is not None and reference not in logs.events_by_node:
+        raise EventLogNotFoundError(
+            f"reference node {reference!r} has no events; the logs have {', '.join(logs.nodes)}"
+        )
+    timeline = merge(logs, reference)
+    problems.extend(timeline.problems)
+    report = check_invariants([m.event for m in timeline.events])
+    hist: list[HistoryOp] = []
+    lin: dict[str, Any] | None = None
+    if inputs.history is not None:
+        hist = load_history(inputs.history, problems, inputs.root)
+        if check_linearizable:
+            lin = check_linearizability(inputs.history, hist, model, lin_timeout_s)
+        else:
+            lin = {"verdict": "unknown", "reason": "not checked (--no-lin)"}
+    nem = load_nemesis(inputs.nemesis, problems, inputs.root) if inputs.nemesis else []
+    prior: dict[str, Any] = {}
+    if inputs.results is not None:
+        try:
+            loaded = json.loads(inputs.results.read_text(encoding="utf-8"))
+            prior = loaded if isinstance(loaded, dict) else {}
+        except (OSError, json.JSONDecodeError):
+            prior = {}
+    return Analysis(
+        inputs=inputs,
+        logs=logs,
+        timeline=timeline,
+        invariants=report,
+        history=hist,
+        nemesis=nem,
+        linearizability=lin,
+        run_start_ts=_run_start(nem, prior, timeline),
+        problems=problems,
+    )
+
+
+def write_outputs(a: Analysis, out_dir: Path | None = None) -> Path:
+    """Write ``results.json`` (keeping keys other tools wrote there) and ``merged.jsonl``.
+    Returns the results path."""
+    out = out_dir or a.inputs.root
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            data = loaded if isinstance(loaded, dict) else {}
+        except (OSError, json.JSONDecodeError):
+            data = {}
+    data.update(a.results_json())
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    a.timeline.write_jsonl(out / "merged.jsonl")
+    return path
+
+
+# -- listing runs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    experiment: str
+    timestamp: str
+    path: Path
+    verdicts: dict[str, str]
+
+    @property
+    def overall(self) -> str:
+        return self.verdicts.get("overall", "not analysed")
+
+
+def _is_run_dir(p: Path) -> bool:
+    return p.is_dir() and any(
+        (p / n).exists() for n in ("nodes", "results.json", "history.jsonl", "nemesis.jsonl")
+    )
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    """Runs under ``root`` laid out as ``<experiment>/<timestamp>/``, oldest first."""
+    out: list[RunInfo] = []
+    if not root.is_dir():
+        return out
+    for exp in sorted(root.iterdir()):
+        if exp.is_symlink() or not exp.is_dir():
+            continue
+        for run in sorted(exp.iterdir()):
+            if run.is_symlink() or not _is_run_dir(run):
+                continue
+            verdicts: dict[str, str] = {}
+            res = run / "results.json"
+            if res.is_file():
+                try:
+                    v = json.loads(res.read_text(encoding="utf-8")).get("verdicts", {})
+                    verdicts = {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else {}
+                except (OSError, json.JSONDecodeError, AttributeError):
+                    verdicts = {"overall": "unreadable results.json"}
+            out.append(RunInfo(exp.name, run.name, run, verdicts))
+    out.sort(key=lambda r: (r.timestamp, r.experiment))
+    return out
+
+
+def update_latest(runs_root: Path) -> Path | None:
+    """Point ``runs_root/latest`` at the newest run (by timestamp directory name); returns the
+    target, or None when there is no run."""
+    runs = list_runs(runs_root)
+    if not runs:
+        return None
+    newest = runs[-1].path
+    link = runs_root / "latest"
+    target = os.path.relpath(newest, runs_root)
+    if link.is_symlink() and os.readlink(link) == target:
+        return newest
+    tmp = runs_root / ".latest.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    tmp.replace(link)
+    return newest

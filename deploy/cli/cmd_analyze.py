@@ -1,0 +1,127 @@
+"""``raftlab analyze PATH``: merge the node event logs of a run (or any folder of them),
+check Raft's invariants and, with a history, linearizability; write ``results.json``,
+``merged.jsonl``, ``shiviz.log``, ``report.html`` and ``plots/``.
+
+Exit 0 valid, 1 invalid, 2 unknown or could not check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+MAX_SHOWN = 20
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "analyze",
+        help="merge node logs, check invariants and linearizability, write the report",
+        description="Analyse a run directory (runs/<experiment>/<timestamp>/) or any folder "
+        "holding node event logs (events.jsonl, searched recursively), with an optional "
+        "history.jsonl beside them. Writes results.json, merged.jsonl, shiviz.log, "
+        "report.html and plots/ into the run directory (or --out). Exit 0 valid, 1 invalid, "
+        "2 unknown or could not check.",
+    )
+    p.add_argument("path", metavar="RUN_DIR", help="run directory or folder of node logs")
+    p.add_argument("--history", help="client history (default: history.jsonl found there)")
+    p.add_argument(
+        "--model",
+        choices=["register", "cas-register", "kv"],
+        help="linearizability model (default: kv if ops have keys, else register)",
+    )
+    p.add_argument(
+        "--lin-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="linearizability budget; past it the verdict is unknown (default 60)",
+    )
+    p.add_argument(
+        "--reference", metavar="NODE", help="clock reference node (default: first by name)"
+    )
+    p.add_argument("--no-lin", action="store_true", help="skip the linearizability check")
+    p.add_argument("--shiviz", metavar="OUT", help="ShiViz log path (default RUN_DIR/shiviz.log)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and plots/")
+    p.add_argument("--out", help="where to write outputs (default: RUN_DIR)")
+    p.add_argument("--json", action="store_true", help="print results.json instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deploy.analysis import analyze, exit_code, write_outputs, write_shiviz
+    from deploy.errors import LabError
+
+    if args.lin_timeout <= 0:
+        raise LabError(f"--lin-timeout must be > 0, got {args.lin_timeout}")
+    a = analyze(
+        Path(args.path),
+        history=Path(args.history) if args.history else None,
+        model=args.model,
+        lin_timeout_s=args.lin_timeout,
+        check_linearizable=not args.no_lin,
+        reference=args.reference,
+    )
+    out = Path(args.out) if args.out else a.inputs.root
+    try:
+        results = write_outputs(a, out)
+        shiviz = Path(args.shiviz) if args.shiviz else out / "shiviz.log"
+        write_shiviz(a.timeline, shiviz)
+        report = None
+        if not args.no_report:
+            from deploy.report import write_report
+
+            report = write_report(a, out)
+    except OSError as exc:
+        raise LabError(f"cannot write outputs to {out}: {exc.strerror or exc}") from None
+    if args.json:
+        print(json.dumps(a.results_json(), indent=2))
+    else:
+        print(summary_text(a))
+        print(f"wrote {results}, {out / 'merged.jsonl'}, {shiviz}")
+        if report is not None:
+            print(f"report: {report}")
+    return exit_code(a.verdicts)
+
+
+def summary_text(a: Any) -> str:
+    """The human summary: verdicts first, then counts, violations and unreadable lines."""
+    v = a.verdicts
+    c = a.counts()
+    lines = [
+        "verdict: "
+        + v["overall"].upper()
+        + "  ("
+        + ", ".join(f"{k} {x}" for k, x in v.items() if k != "overall")
+        + ")",
+        f"nodes {c['nodes']}, events {c['events']}, elections {c['elections']}, "
+        f"highest commit {c['max_commit_index']}, faults {c['faults'] or 'none'}",
+        "leaders per term: "
+        + (", ".join(f"{t}:{'+'.join(n)}" for t, n in c["leaders_per_term"].items()) or "none"),
+    ]
+    clocks = a.timeline.clocks
+    lines.append(
+        f"clock offsets vs {clocks.reference}: "
+        + ", ".join(f"{n} {x * 1000:+.1f}ms" for n, x in clocks.offsets.items())
+    )
+    for viol in a.invariants.violations[:MAX_SHOWN]:
+        lines.append(f"  VIOLATION {viol}")
+    extra = sum(a.invariants.violation_counts.values()) - min(
+        len(a.invariants.violations), MAX_SHOWN
+    )
+    if extra > 0:
+        lines.append(f"  ... and {extra} more (results.json)")
+    lin = a.linearizability
+    if lin is not None:
+        lines.append(
+            f"linearizability: {lin.get('verdict')} (model {lin.get('model')})"
+            + (f": {lin.get('reason')}" if lin.get("reason") else "")
+        )
+    if a.problems:
+        lines.append(f"{len(a.problems)} line(s) skipped:")
+        lines += [f"  {p}" for p in a.problems[:MAX_SHOWN]]
+        if len(a.problems) > MAX_SHOWN:
+            lines.append(f"  ... and {len(a.problems) - MAX_SHOWN} more (results.json)")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""``raftlab check HISTORY``: is a client history linearizable?
+
+Exit 0 linearizable, 1 not (a counterexample is printed), 2 unknown (time budget ran out) or
+could not check (unreadable or malformed history: one line naming file:line and the fault).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import LabError
+
+_FORMATS = ("jsonl", "jepsen-edn", "jepsen-log")
+_MODELS = ("register", "cas-register", "kv")
+_PREFIX_SHOWN = 8
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "check",
+        help="check a client history for linearizability",
+        description="Check a client history (history.jsonl, Jepsen history.edn or Jepsen log "
+        "lines) for linearizability against a model. Exit 0 linearizable, 1 not, 2 unknown "
+        "or could not check.",
+    )
+    p.add_argument("history", metavar="HISTORY", help="the history file")
+    p.add_argument("--model", required=True, choices=_MODELS, help="sequential specification")
+    p.add_argument(
+        "--format",
+        choices=_FORMATS,
+        default=None,
+        help="history format (default: by extension, else by content)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up with 'unknown' (exit 2) after this long (default: no limit)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from raft.lincheck import Verdict, check_history, formats
+    from raft.lincheck.history import HistoryError
+    from raft.lincheck.models import UnsupportedOperationError
+
+    path = Path(args.history)
+    if args.timeout is not None and args.timeout < 0:
+        raise LabError(f"--timeout must be >= 0, got {args.timeout}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LabError(f"{path}: cannot read history: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise LabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    fmt = formats.Format(args.format) if args.format else formats.sniff(text, path.name)
+    try:
+        events = formats.parse(text, fmt)
+        result = check_history(events, args.model, timeout_s=args.timeout)
+    except formats.HistoryParseError as exc:
+        raise LabError(f"{path}:{exc.line}: {exc.message} (read as {fmt.value})") from None
+    except (HistoryError, UnsupportedOperationError) as exc:
+        raise LabError(f"{path}: {exc}") from None
+    if args.json:
+        out = result.to_json()
+        out["history"] = str(path)
+        out["format"] = fmt.value
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return result.verdict.exit_code
+    print(
+        f"{path}: {result.verdict.value} ({result.model}, {result.operations} operations, "
+        f"{result.dropped} dropped, {result.partitions} partition(s), "
+        f"{result.states_explored} states, {result.elapsed_s:.3f}s)"
+    )
+    if result.verdict is Verdict.UNKNOWN:
+        print(f"  {result.reason}")
+    if result.counterexample is not None:
+        _print_counterexample(result.counterexample)
+    return result.verdict.exit_code
+
+
+def _describe(op: dict[str, Any]) -> str:
+    done = "never (info)" if op["complete_time"] is None else str(op["complete_time"])
+    where = f" line {op['invoke_line']}" if "invoke_line" in op else ""
+    key = "" if op["key"] is None else f" key={json.dumps(op['key'])}"
+    return (
+        f"process {op['process']} {op['f']}{key} {json.dumps(op['value'])} "
+        f"[{op['status']}] invoked {op['invoke_time']}, completed {done}{where}"
+    )
+
+
+def _print_counterexample(cx: dict[str, Any]) -> None:
+    key = "" if cx["key"] is None else f" for key {json.dumps(cx['key'])}"
+    prefix = cx["linearized"]
+    print(f"No linearization exists{key}. Longest linearizable prefix: {len(prefix)} operations")
+    if len(prefix) > _PREFIX_SHOWN:
+        print(f"  ... {len(prefix) - _PREFIX_SHOWN} earlier operations")
+    for op in prefix[-_PREFIX_SHOWN:]:
+        print(f"  {_describe(op)}")
+    print(f"Model state after the prefix: {json.dumps(cx['state'])}")
+    print("None of these can be linearized next:")
+    for op in cx["unlinearizable"]:
+        why = "" if op["model_accepts"] else "  <- the model rejects it in this state"
+        print(f"  {_describe(op)}{why}")
+    print(f"and {_describe(cx['deadline'])} must have taken effect before it completed.")

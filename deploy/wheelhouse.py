@@ -1,0 +1,120 @@
+"""The offline wheelhouse the hosts install from: the project's wheel plus its runtime deps.
+
+Built once on the controller (``python -m deploy.wheelhouse --project DIR --dest DIR``, as the
+Ansible role does with ``run_once``); hosts then ``pip install --no-index --find-links`` it
+and never reach an index. The project wheel is replaced only when its content changed (its
+RECORD of file hashes differs), so a deploy with unchanged code changes nothing on the hosts.
+Prints one JSON object: ``changed``, ``project_wheel``, ``requirements``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deploy.errors import LabError
+
+
+class WheelhouseBuildError(LabError):
+    """pip could not build the project wheel or fetch a dependency."""
+
+
+@dataclass(frozen=True, slots=True)
+class WheelhouseResult:
+    changed: bool
+    project_wheel: str
+    requirements: list[str]
+
+
+def runtime_requirements(project: Path) -> list[str]:
+    """The ``[project].dependencies`` of ``project``'s pyproject.toml (what a node needs)."""
+    with open(project / "pyproject.toml", "rb") as f:
+        doc = tomllib.load(f)
+    deps = doc.get("project", {}).get("dependencies", [])
+    return [str(d) for d in deps]
+
+
+def requirement_name(req: str) -> str:
+    """The normalised distribution name of a requirement (``PyYAML>=6`` -> ``pyyaml``)."""
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+    if not m:
+        raise WheelhouseBuildError(f"cannot parse requirement {req!r}")
+    return re.sub(r"[-_.]+", "_", m.group(1)).lower()
+
+
+def _wheel_dist(path: Path) -> str:
+    return re.sub(r"[-_.]+", "_", path.name.split("-", 1)[0]).lower()
+
+
+def _record(wheel: Path) -> bytes:
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
+        return z.read(name)
+
+
+def _pip(args: Sequence[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
+        raise WheelhouseBuildError(f"pip {' '.join(args[:2])} failed: " + " | ".join(tail))
+
+
+def build(project: Path, dest: Path, download_args: Sequence[str] = ()) -> WheelhouseResult:
+    """Make ``dest`` hold the project's wheel and a wheel of each runtime dependency."""
+    dest.mkdir(parents=True, exist_ok=True)
+    changed = False
+    reqs = runtime_requirements(project)
+    have = {_wheel_dist(p) for p in dest.glob("*.whl")}
+    missing = [r for r in reqs if requirement_name(r) not in have]
+    if missing:
+        _pip(["download", "--only-binary=:all:", "--dest", str(dest), *download_args, *missing])
+        changed = True
+    with tempfile.TemporaryDirectory(prefix="raftlab-wheel-") as tmp:
+        env_build = ["wheel", "--no-deps", "--wheel-dir", tmp, str(project)]
+        _pip(env_build)
+        built = next(Path(tmp).glob("*.whl"))
+        target = dest / built.name
+        if not target.exists() or _record(target) != _record(built):
+            for old in dest.glob(f"{built.name.split('-', 1)[0]}-*.whl"):
+                old.unlink()
+            shutil.copy2(built, target)
+            os.chmod(target, 0o644)
+            changed = True
+    return WheelhouseResult(changed=changed, project_wheel=target.name, requirements=reqs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m deploy.wheelhouse", description=__doc__)
+    p.add_argument("--project", type=Path, required=True, help="the project's source tree")
+    p.add_argument("--dest", type=Path, required=True, help="the wheelhouse directory")
+    p.add_argument(
+        "--download-arg",
+        action="append",
+        default=[],
+        help="extra argument for `pip download` (e.g. --python-version=3.11)",
+    )
+    args = p.parse_args(argv)
+    try:
+        res = build(args.project.resolve(), args.dest.resolve(), args.download_arg)
+    except LabError as exc:
+        print(f"wheelhouse: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(res)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``raft serve --id n1 --config cluster.yml``: run one Raft node until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run one node of the cluster described by cluster.yml",
+        description="Run one Raft node: peer, client and HTTP ports as in cluster.yml. "
+        "Flags override the file. Stops cleanly on SIGTERM or SIGINT.",
+    )
+    p.add_argument("--id", required=True, help="this node's id (a key of 'nodes:')")
+    p.add_argument("--config", required=True, help="path to cluster.yml")
+    p.add_argument("--data-dir", help="override data_dir")
+    p.add_argument("--log-dir", help="override log_dir (events.jsonl, node.log)")
+    p.add_argument("--machine", help="override machine: register | kv | module:Class")
+    p.add_argument("--read-mode", choices=["read_index", "lease", "local"])
+    p.add_argument("--fsync", choices=["always", "batch", "never"])
+    p.add_argument("--quiet", action="store_true", help="log only to node.log, not stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import os
+    import sys
+
+    from raft.cli import CliError
+    from raft.machines import MachineLoadError
+    from raft.runtime.auth import load_secret
+    from raft.runtime.config import ConfigFileError, load_config
+
+    try:
+        cfg = load_config(args.config).with_overrides(
+            data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
+            log_dir=os.path.abspath(args.log_dir) if args.log_dir else None,
+            machine=args.machine,
+            read_mode=args.read_mode,
+            fsync=args.fsync,
+        )
+    except ConfigFileError as exc:
+        raise CliError(str(exc)) from None
+    if args.id not in cfg.nodes:
+        raise CliError(f"--id {args.id}: not a node in {args.config} ({', '.join(cfg.nodes)})")
+    try:
+        secret = load_secret(cfg.secret_file)
+    except FileNotFoundError:
+        raise CliError(f"secret_file {cfg.secret_file}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"secret_file {cfg.secret_file}: {exc}") from None
+
+    log_dir = cfg.node_log_dir(args.id)
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"log_dir {log_dir}: {exc.strerror}") from None
+    handlers: list[logging.Handler] = [logging.FileHandler(os.path.join(log_dir, "node.log"))]
+    if not args.quiet:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {args.id} %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+
+    from raft.runtime.node import RaftNode
+    from raft.runtime.server import serve
+
+    async def main() -> None:
+        try:
+            node = RaftNode(cfg, args.id, secret)
+        except MachineLoadError as exc:
+            raise CliError(str(exc)) from None
+        try:
+            await serve(node)
+        except OSError as exc:
+            raise CliError(f"node {args.id}: cannot listen: {exc}") from None
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,619 @@
+"""Client history formats: our ``history.jsonl``, Jepsen's ``history.edn`` and Jepsen's older
+text log lines. Strings in, strings out: the caller reads and writes files.
+
+- ``jsonl`` (docs/formats.md, "Client history"): one JSON object per line; unknown fields are
+  skipped.
+- ``jepsen-edn``: one EDN map per line (or one vector of maps), as Jepsen's ``history.edn``:
+  ``{:type :invoke, :f :cas, :value [1 4], :process 3, :time 1234, :index 7}``. Entries whose
+  ``:process`` is not an integer (``:nemesis``) are skipped. When some entry has no ``:time``,
+  every event's time is its position in the file. Reading uses a small EDN reader written
+  here: maps, vectors, lists, sets, keywords, symbols, strings, characters, numbers, ``nil``,
+  ``true``/``false``, comments and ``#_``; tagged elements (``#inst``,
+  ``#jepsen.history.Op{...}``) read as their untagged value. Nothing is ever evaluated.
+- ``jepsen-log``: Jepsen's log lines ``INFO  jepsen.util - 3\\t:invoke\\t:cas\\t[1 4]``;
+  other log lines are skipped, as are ``:nemesis`` lines. The value is EDN (``nil``, numbers,
+  ``[from to]``); on ``fail``/``info`` lines a keyword value (``:timed-out``) is the error.
+  Times are line numbers.
+
+Every parse error is a :class:`HistoryParseError` naming the 1-based line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from raft.lincheck.history import HistoryError, HistoryEvent
+
+__all__ = [
+    "Format",
+    "HistoryParseError",
+    "Keyword",
+    "Symbol",
+    "parse",
+    "parse_edn",
+    "parse_jepsen_log",
+    "parse_jsonl",
+    "read_edn",
+    "render",
+    "render_edn",
+    "render_jepsen_log",
+    "render_jsonl",
+    "sniff",
+    "write_edn",
+]
+
+
+class Format(enum.Enum):
+    JSONL = "jsonl"
+    JEPSEN_EDN = "jepsen-edn"
+    JEPSEN_LOG = "jepsen-log"
+
+
+class HistoryParseError(HistoryError):
+    """A history text could not be read. ``line`` is 1-based."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+        self.message = message
+
+
+class Keyword(str):
+    """An EDN keyword, stored without its colon (``:cas`` is ``Keyword("cas")``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f":{str.__str__(self)}"
+
+
+class Symbol(str):
+    """An EDN symbol (never resolved or evaluated)."""
+
+    __slots__ = ()
+
+
+# --------------------------------------------------------------------------------------
+# format choice
+
+
+_EXTENSIONS = {
+    ".jsonl": Format.JSONL,
+    ".json": Format.JSONL,
+    ".ndjson": Format.JSONL,
+    ".edn": Format.JEPSEN_EDN,
+    ".log": Format.JEPSEN_LOG,
+    ".txt": Format.JEPSEN_LOG,
+}
+
+
+def sniff(text: str, filename: str | None = None) -> Format:
+    """The format of a history: by file extension when it is a known one, else by content
+    (a JSON object line, an EDN form, or Jepsen log lines). Defaults to ``jsonl``."""
+    if filename is not None:
+        for ext, fmt in _EXTENSIONS.items():
+            if filename.lower().endswith(ext):
+                return fmt
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if "\t:invoke\t" in text and not first.startswith("{"):
+        return Format.JEPSEN_LOG
+    if first.startswith('{"') or first.startswith('{ "'):
+        return Format.JSONL
+    if first[:1] in ("{", "[", "(", "#", ";"):
+        return Format.JEPSEN_EDN
+    return Format.JSONL
+
+
+def parse(text: str, fmt: Format | str) -> list[HistoryEvent]:
+    """Parse ``text`` in format ``fmt`` (a :class:`Format` or its value)."""
+    fmt = Format(fmt)
+    if fmt is Format.JSONL:
+        return parse_jsonl(text)
+    if fmt is Format.JEPSEN_EDN:
+        return parse_edn(text)
+    return parse_jepsen_log(text)
+
+
+def render(events: Iterable[HistoryEvent], fmt: Format | str) -> str:
+    """Render ``events`` in format ``fmt``."""
+    fmt = Format(fmt)
+    if fmt is Format.JSONL:
+        return render_jsonl(events)
+    if fmt is Format.JEPSEN_EDN:
+        return render_edn(events)
+    return render_jepsen_log(events)
+
+
+# --------------------------------------------------------------------------------------
+# history.jsonl
+
+
+def _event(line: int, **fields: Any) -> HistoryEvent:
+    try:
+        return HistoryEvent(line=line, **fields)
+    except HistoryError as exc:
+        raise HistoryParseError(line, str(exc).removeprefix(f"line {line}: ")) from None
+
+
+def parse_jsonl(text: str) -> list[HistoryEvent]:
+    """Parse ``history.jsonl``; blank lines are skipped, unknown fields ignored."""
+    events = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise HistoryParseError(lineno, f"not valid JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise HistoryParseError(lineno, "expected a JSON object")
+        for name in ("process", "type", "f", "time"):
+            if name not in obj:
+                raise HistoryParseError(lineno, f"missing field {name!r}")
+        for name in ("node", "error"):
+            if obj.get(name) is not None and not isinstance(obj[name], str):
+                raise HistoryParseError(lineno, f"field {name!r} must be a string")
+        if not isinstance(obj["type"], str) or not isinstance(obj["f"], str):
+            raise HistoryParseError(lineno, "fields 'type' and 'f' must be strings")
+        events.append(
+            _event(
+                lineno,
+                process=obj["process"],
+                type=obj["type"],
+                f=obj["f"],
+                key=obj.get("key"),
+                value=obj.get("value"),
+                time=obj["time"],
+                node=obj.get("node"),
+                error=obj.get("error"),
+            )
+        )
+    return events
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, frozenset | set):
+        return sorted((_to_json(v) for v in value), key=repr)
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    return value
+
+
+def render_jsonl(events: Iterable[HistoryEvent]) -> str:
+    """Render ``history.jsonl`` (one compact object per line, ending with a newline)."""
+    out = []
+    for ev in events:
+        obj: dict[str, Any] = {
+            "process": ev.process,
+            "type": ev.type,
+            "f": ev.f,
+            "key": _to_json(ev.key),
+            "value": _to_json(ev.value),
+            "time": ev.time,
+        }
+        if ev.node is not None:
+            obj["node"] = ev.node
+        if ev.error is not None:
+            obj["error"] = ev.error
+        out.append(json.dumps(obj, separators=(",", ":")) + "\n")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# EDN reader and writer
+
+_DELIMS = ' \t\r\n,()[]{}";'
+_WS = re.compile(r"(?:[\s,]+|;[^\n]*)*")
+_ATOM = re.compile(r"[^\s,()\[\]{}\";]+")
+_INT = re.compile(r"[+-]?\d+N?")
+_FLOAT = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?M?")
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_STRING_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\"}
+_CHAR_NAMES = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "formfeed": "\f"}
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+_MAX_DEPTH = 200
+
+
+class _EdnReader:
+    """Recursive-descent EDN reader over a whole text; positions map back to lines."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line_at(self, pos: int) -> int:
+        return bisect.bisect_right(self._newlines, pos - 1) + 1
+
+    def error(self, message: str, pos: int | None = None) -> HistoryParseError:
+        return HistoryParseError(self.line_at(self.pos if pos is None else pos), message)
+
+    def skip_ws(self) -> None:
+        """Skip whitespace, commas, comments and ``#_``-discarded forms."""
+        while True:
+            m = _WS.match(self.text, self.pos)
+            assert m is not None
+            self.pos = m.end()
+            if not self.text.startswith("#_", self.pos):
+                return
+            self.pos += 2
+            self.read()
+
+    def at_end(self) -> bool:
+        self.skip_ws()
+        return self.pos >= len(self.text)
+
+    def read(self, depth: int = 0) -> Any:
+        """Read one form; raises HistoryParseError naming the line."""
+        if depth > _MAX_DEPTH:
+            raise self.error(f"EDN nested deeper than {_MAX_DEPTH} levels")
+        self.skip_ws()
+        text, pos = self.text, self.pos
+        if pos >= len(text):
+            raise self.error("unexpected end of input in EDN")
+        c = text[pos]
+        if c in _CLOSERS:
+            self.pos += 1
+            items = self.read_seq(_CLOSERS[c], depth, pos)
+            if c == "{":
+                return self.make_map(items, pos)
+            return items
+        if c in ")]}":
+            raise self.error(f"unexpected {c!r} in EDN")
+        if c == '"':
+            m = _STRING.match(text, pos)
+            if m is None:
+                raise self.error("unterminated string in EDN")
+            self.pos = m.end()
+            return self.unescape(m.group(1), pos)
+        if c == "#":
+            return self.read_dispatch(depth)
+        if c == "\\":
+            return self.read_char()
+        m = _ATOM.match(text, pos)
+        assert m is not None
+        self.pos = m.end()
+        return self.atom(m.group(0), pos)
+
+    def read_seq(self, closer: str, depth: int, start: int) -> list[Any]:
+        items: list[Any] = []
+        while True:
+            self.skip_ws()
+            if self.pos >= len(self.text):
+                raise self.error(f"unclosed {self.text[start]!r} (end of input)", start)
+            if self.text[self.pos] == closer:
+                self.pos += 1
+                return items
+            items.append(self.read(depth + 1))
+
+    def make_map(self, items: list[Any], start: int) -> dict[Any, Any]:
+        if len(items) % 2:
+            raise self.error("map literal has an odd number of forms", start)
+        out: dict[Any, Any] = {}
+        for k, v in zip(items[::2], items[1::2], strict=True):
+            try:
+                out[_hashable(k)] = v
+            except TypeError:
+                raise self.error(f"unhashable map key {k!r}", start) from None
+        return out
+
+    def read_dispatch(self, depth: int) -> Any:
+        text, pos = self.text, self.pos
+        nxt = text[pos + 1 : pos + 2]
+        if nxt == "{":
+            self.pos += 2
+            items = self.read_seq("}", depth, pos)
+            try:
+                return frozenset(_hashable(i) for i in items)
+            except TypeError:
+                raise self.error("unhashable set element", pos) from None
+        m = _ATOM.match(text, pos + 1)
+        if m is None or not m.group(0)[0].isalpha():
+            raise self.error(f"unsupported EDN dispatch {text[pos : pos + 2]!r}")
+        self.pos = m.end()
+        return self.read(depth + 1)  # a tagged element reads as its value
+
+    def read_char(self) -> str:
+        text, pos = self.text, self.pos
+        m = _ATOM.match(text, pos + 1)
+        name = m.group(0) if m is not None else text[pos + 1 : pos + 2]
+        if not name:
+            raise self.error("character literal at end of input")
+        if len(name) == 1:
+            self.pos = pos + 2
+            return name
+        if name in _CHAR_NAMES:
+            self.pos = pos + 1 + len(name)
+            return _CHAR_NAMES[name]
+        if name[0] == "u" and len(name) == 5:
+            try:
+                ch = chr(int(name[1:], 16))
+            except ValueError:
+                raise self.error(f"bad character literal \\{name}") from None
+            self.pos = pos + 6
+            return ch
+        raise self.error(f"bad character literal \\{name}")
+
+    def unescape(self, body: str, start: int) -> str:
+        if "\\" not in body:
+            return body
+        out = []
+        i = 0
+        while i < len(body):
+            c = body[i]
+            if c != "\\":
+                out.append(c)
+                i += 1
+                continue
+            e = body[i + 1]
+            if e in _STRING_ESCAPES:
+                out.append(_STRING_ESCAPES[e])
+                i += 2
+            elif e == "u":
+                try:
+                    out.append(chr(int(body[i + 2 : i + 6], 16)))
+                except ValueError:
+                    raise self.error("bad \\u escape in string", start) from None
+                i += 6
+            else:
+                raise self.error(f"bad escape \\{e} in string", start)
+        return "".join(out)
+
+    def atom(self, tok: str, pos: int) -> Any:
+        if tok == "nil":
+            return None
+        if tok == "true":
+            return True
+        if tok == "false":
+            return False
+        if tok[0] == ":":
+            if len(tok) == 1:
+                raise self.error("empty keyword", pos)
+            return Keyword(tok[1:])
+        if tok[0].isdigit() or (len(tok) > 1 and tok[0] in "+-" and tok[1].isdigit()):
+            if _INT.fullmatch(tok):
+                return int(tok.rstrip("N"))
+            if _FLOAT.fullmatch(tok):
+                return float(tok.rstrip("M"))
+            raise self.error(f"unsupported number {tok!r}", pos)
+        return Symbol(tok)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted(((_hashable(k), _hashable(v)) for k, v in value.items()), key=repr))
+    hash(value)
+    return value
+
+
+def read_edn(text: str) -> list[tuple[int, Any]]:
+    """Every top-level EDN form in ``text`` with the line it starts on."""
+    reader = _EdnReader(text)
+    forms = []
+    while not reader.at_end():
+        start = reader.pos
+        forms.append((reader.line_at(start), reader.read()))
+    return forms
+
+
+def write_edn(value: Any) -> str:
+    """EDN text for ``value`` (the inverse of the reader for the types it produces)."""
+    if value is None:
+        return "nil"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, Keyword):
+        return f":{str.__str__(value)}"
+    if isinstance(value, Symbol):
+        return str.__str__(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"EDN cannot represent {value!r}")
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(write_edn(v) for v in value) + "]"
+    if isinstance(value, frozenset | set):
+        return "#{" + " ".join(sorted(write_edn(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{write_edn(k)} {write_edn(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"EDN cannot represent a {type(value).__name__}")
+
+
+def _keyword_name(value: Any, field: str, line: int) -> str:
+    if isinstance(value, Keyword | Symbol):
+        return str.__str__(value)
+    if isinstance(value, str):
+        return value
+    raise HistoryParseError(line, f"{field} must be a keyword, got {write_edn_safe(value)}")
+
+
+def write_edn_safe(value: Any) -> str:
+    try:
+        return write_edn(value)
+    except ValueError:
+        return repr(value)
+
+
+def parse_edn(text: str) -> list[HistoryEvent]:
+    """Parse a Jepsen ``history.edn``: maps one per line, or one vector/list of maps."""
+    reader = _EdnReader(text)
+    maps: list[tuple[int, Any]] = []
+    if not reader.at_end() and text[reader.pos] in "[(":
+        open_pos = reader.pos
+        reader.pos += 1
+        closer = _CLOSERS[text[open_pos]]
+        while True:
+            reader.skip_ws()
+            if reader.pos >= len(text):
+                raise reader.error("unclosed history vector (end of input)", open_pos)
+            if text[reader.pos] == closer:
+                reader.pos += 1
+                break
+            maps.append((reader.line_at(reader.pos), reader.read(1)))
+        if not reader.at_end():
+            raise reader.error("unexpected form after the history vector")
+    else:
+        while not reader.at_end():
+            maps.append((reader.line_at(reader.pos), reader.read()))
+    raw: list[tuple[int, dict[str, Any]]] = []
+    for line, form in maps:
+        if not isinstance(form, dict):
+            raise HistoryParseError(line, f"expected an operation map, got {write_edn_safe(form)}")
+        op = {str.__str__(k) if isinstance(k, str) else k: v for k, v in form.items()}
+        process = op.get("process")
+        if isinstance(process, str) or process is None:
+            if process is None:
+                raise HistoryParseError(line, "operation map has no :process")
+            continue  # :nemesis and other non-client processes
+        raw.append((line, op))
+    with_time = all(isinstance(op.get("time"), int) for _, op in raw)
+    events = []
+    for position, (line, op) in enumerate(raw):
+        for name in ("type", "f"):
+            if name not in op:
+                raise HistoryParseError(line, f"operation map has no :{name}")
+        error = op.get("error")
+        events.append(
+            _event(
+                line,
+                process=op["process"],
+                type=_keyword_name(op["type"], ":type", line),
+                f=_keyword_name(op["f"], ":f", line),
+                key=op.get("key"),
+                value=op.get("value"),
+                time=op["time"] if with_time else position,
+                node=op.get("node") if isinstance(op.get("node"), str) else None,
+                error=None if error is None else _error_text(error),
+            )
+        )
+    return events
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, Keyword):
+        return str.__str__(error)
+    if isinstance(error, str):
+        return error
+    return write_edn_safe(error)
+
+
+def render_edn(events: Iterable[HistoryEvent]) -> str:
+    """Render Jepsen ``history.edn``: one map per line, with ``:index`` and ``:time``."""
+    out = []
+    for index, ev in enumerate(events):
+        parts = [
+            f":index {index}",
+            f":time {ev.time}",
+            f":type :{ev.type}",
+            f":process {ev.process}",
+            f":f :{ev.f}",
+        ]
+        if ev.key is not None:
+            parts.append(f":key {write_edn(ev.key)}")
+        parts.append(f":value {write_edn(ev.value)}")
+        if ev.node is not None:
+            parts.append(f":node {write_edn(ev.node)}")
+        if ev.error is not None:
+            err = f":{ev.error}" if _ATOM.fullmatch(ev.error) else write_edn(ev.error)
+            parts.append(f":error {err}")
+        out.append("{" + ", ".join(parts) + "}\n")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# Jepsen log lines
+
+_LOG_LINE = re.compile(
+    r"(?:^|\s)(?P<process>[^\s]+)\t:(?P<type>[\w-]+)\t:(?P<f>[\w-]+)(?:\t(?P<value>.*?))?\s*$"
+)
+
+
+def parse_jepsen_log(text: str) -> list[HistoryEvent]:
+    """Parse Jepsen's log lines; lines that are not operation lines are skipped."""
+    events = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        m = _LOG_LINE.search(raw)
+        if m is None:
+            continue
+        proc_tok = m.group("process")
+        if proc_tok.startswith(":"):
+            continue  # :nemesis
+        if not re.fullmatch(r"-?\d+", proc_tok):
+            raise HistoryParseError(lineno, f"process {proc_tok!r} is not an integer")
+        value_text = m.group("value")
+        value: Any = None
+        if value_text:
+            reader = _EdnReader(value_text)
+            try:
+                value = reader.read()
+                if not reader.at_end():
+                    raise reader.error("more than one value")
+            except HistoryParseError as exc:
+                raise HistoryParseError(
+                    lineno, f"bad value {value_text!r}: {exc.message}"
+                ) from None
+        kind = m.group("type")
+        error = None
+        if kind in ("fail", "info") and isinstance(value, Keyword):
+            error, value = str.__str__(value), None
+        events.append(
+            _event(
+                lineno,
+                process=int(proc_tok),
+                type=kind,
+                f=m.group("f"),
+                value=value,
+                time=lineno,
+                error=error,
+            )
+        )
+    return events
+
+
+def render_jepsen_log(events: Iterable[HistoryEvent]) -> str:
+    """Render Jepsen log lines (``INFO  jepsen.util - P\\t:type\\t:f\\tvalue``). Keys and times
+    are not representable in this format and are dropped."""
+    out = []
+    for ev in events:
+        if ev.error is not None and ev.type in ("fail", "info"):
+            value = f":{ev.error}" if _ATOM.fullmatch(ev.error) else write_edn(ev.value)
+        else:
+            value = write_edn(ev.value)
+        out.append(f"INFO  jepsen.util - {ev.process}\t:{ev.type}\t:{ev.f}\t{value}\n")
+    return "".join(out)
+
+
+def events_equal(a: Sequence[HistoryEvent], b: Sequence[HistoryEvent]) -> bool:
+    """Whether two histories hold the same events, ignoring line numbers and the difference
+    between lists and tuples (used to test round trips)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if (x.process, x.type, x.f, x.time, x.node, x.error) != (
+            y.process,
+            y.type,
+            y.f,
+            y.time,
+            y.node,
+            y.error,
+        ):
+            return False
+        if _to_json(x.key) != _to_json(y.key) or _to_json(x.value) != _to_json(y.value):
+            return False
+    return True

@@ -1,0 +1,88 @@
+"""A hash map of string keys to plain values.
+
+Ops: ``get``/``read`` (query), ``put``/``write``, ``cas`` (``expect`` -> ``value``; a
+missing key counts as nil), ``delete`` (result value: whether the key existed).
+"""
+
+from __future__ import annotations
+
+from raft.machines import codec
+from raft.machines.codec import CommandError, Value
+
+READ_OPS = frozenset({"get", "read"})
+KEY_BYTES_MAX = 4096
+
+
+class KV:
+    read_ops = READ_OPS
+
+    def __init__(self) -> None:
+        self._data: dict[str, Value] = {}
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> Value:
+        return self._data.get(key)
+
+    def apply(self, index: int, command: bytes) -> bytes:
+        try:
+            cmd = codec.decode_command(command)
+        except CommandError as exc:
+            return codec.error(str(exc))
+        key = cmd.key
+        if key is None:
+            return codec.error(f"op {cmd.op!r} needs a key")
+        if len(key.encode()) > KEY_BYTES_MAX:
+            return codec.error(f"key longer than {KEY_BYTES_MAX} bytes")
+        if cmd.op in ("put", "write"):
+            if cmd.value is None:
+                return codec.error("put needs a value (use delete to remove a key)")
+            self._data[key] = cmd.value
+            return codec.ok()
+        if cmd.op == "cas":
+            current = self._data.get(key)
+            if current != cmd.expect:
+                return codec.fail(current, "expected value did not match")
+            if cmd.value is None:
+                return codec.error("cas needs a new value")
+            self._data[key] = cmd.value
+            return codec.ok()
+        if cmd.op == "delete":
+            existed = self._data.pop(key, None) is not None
+            return codec.ok(existed)
+        if cmd.op in READ_OPS:
+            return codec.ok(self._data.get(key))
+        return codec.error(f"unknown op {cmd.op!r} for kv")
+
+    def query(self, request: bytes) -> bytes:
+        try:
+            cmd = codec.decode_command(request)
+        except CommandError as exc:
+            return codec.error(str(exc))
+        if cmd.op not in READ_OPS:
+            return codec.error(f"op {cmd.op!r} is not a read")
+        if cmd.key is None:
+            return codec.error("get needs a key")
+        return codec.ok(self._data.get(cmd.key))
+
+    def snapshot(self) -> bytes:
+        items = sorted(self._data.items())
+        return codec.packb({"machine": "kv", "items": [[k, v] for k, v in items]})
+
+    def restore(self, data: bytes) -> None:
+        try:
+            obj = codec.unpackb(data)
+        except CommandError as exc:
+            raise ValueError(f"kv snapshot: {exc}") from None
+        if not isinstance(obj, dict) or obj.get("machine") != "kv":
+            raise ValueError("kv snapshot: not a kv snapshot")
+        items = obj.get("items")
+        if not isinstance(items, list):
+            raise ValueError("kv snapshot: 'items' must be a list")
+        new: dict[str, Value] = {}
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                raise ValueError("kv snapshot: each item must be [key, value]")
+            new[item[0]] = item[1]
+        self._data = new

@@ -1,0 +1,204 @@
+"""An asyncio client for the client protocol (:mod:`raft.runtime.protocol`).
+
+It follows ``not_leader`` redirects, and retries writes after timeouts and connection
+failures with the *same* ``(client_id, seq)``, which the cluster applies at most once; so a
+write it reports ``ok`` happened exactly once, and one it gives up on (``timeout``) happened at
+most once. One client object issues one write at a time per ``client_id`` (use several
+clients for concurrency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from typing import Any
+
+from raft.runtime import framing
+from raft.runtime.config import parse_address
+from raft.runtime.protocol import (
+    CLIENT_FRAME_BYTES_MAX,
+    Request,
+    Response,
+    Status,
+    decode_response,
+    encode_request,
+)
+from raft.runtime.transport import Address
+
+CONNECT_TIMEOUT_S = 1.0
+RETRY_PAUSE_S = 0.05
+DEFINITE = frozenset({Status.OK, Status.FAIL, Status.ERROR, Status.BAD_REQUEST})
+
+
+class ClientError(Exception):
+    """The cluster could not be reached or gave no definite answer in time."""
+
+
+class _Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, asyncio.Future[Response]] = {}
+        self.task = asyncio.create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                body = await framing.read_frame(self.reader, CLIENT_FRAME_BYTES_MAX)
+                resp = decode_response(body)
+                fut = self.pending.pop(resp.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(resp)
+        except (framing.FrameError, ValueError, OSError) as exc:
+            err = ConnectionError(f"connection lost: {exc}")
+        except asyncio.CancelledError:
+            err = ConnectionError("connection closed")
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self.pending.clear()
+
+    def alive(self) -> bool:
+        return not self.task.done() and not self.writer.is_closing()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        self.writer.close()
+
+
+class RaftClient:
+    def __init__(
+        self,
+        addrs: list[Address],
+        client_id: str | None = None,
+        op_timeout_s: float = 10.0,
+        attempt_timeout_s: float = 2.0,
+    ) -> None:
+        if not addrs:
+            raise ValueError("no cluster addresses given")
+        self.addrs = list(addrs)
+        self.client_id = client_id or uuid.uuid4().hex
+        self.op_timeout_s = op_timeout_s
+        self.attempt_timeout_s = attempt_timeout_s
+        self.seq = 0
+        self._ids = itertools.count(1)
+        self._conns: dict[Address, _Conn] = {}
+        self._target = 0
+        self._leader: Address | None = None
+        self.last_node = ""
+
+    async def close(self) -> None:
+        for c in self._conns.values():
+            await c.close()
+        self._conns.clear()
+
+    async def __aenter__(self) -> RaftClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _conn(self, addr: Address) -> _Conn:
+        c = self._conns.get(addr)
+        if c is not None and c.alive():
+            return c
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(addr.host, addr.port), CONNECT_TIMEOUT_S
+        )
+        c = _Conn(reader, writer)
+        self._conns[addr] = c
+        return c
+
+    async def _attempt(self, addr: Address, req: Request) -> Response:
+        c = await self._conn(addr)
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        c.pending[req.id] = fut
+        c.writer.write(framing.encode_frame(encode_request(req), CLIENT_FRAME_BYTES_MAX))
+        try:
+            return await asyncio.wait_for(fut, self.attempt_timeout_s)
+        finally:
+            c.pending.pop(req.id, None)
+
+    def _next_target(self) -> Address:
+        if self._leader is not None:
+            return self._leader
+        addr = self.addrs[self._target % len(self.addrs)]
+        return addr
+
+    def _rotate(self) -> None:
+        self._leader = None
+        self._target += 1
+
+    async def request(
+        self,
+        op: str,
+        key: str | None = None,
+        value: Any = None,
+        expect: Any = None,
+        write: bool = True,
+    ) -> Response:
+        """Send one operation until a definite answer or the op timeout. Writes get a fresh
+        ``seq`` reused on every retry. The returned status is ``timeout`` when no definite
+        answer came in time (outcome unknown for writes)."""
+        if write:
+            self.seq += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.op_timeout_s
+        last = Response(0, Status.TIMEOUT, error="no node answered")
+        attempt_ms = max(1, int(self.attempt_timeout_s * 1000) - 200)
+        while loop.time() < deadline:
+            addr = self._next_target()
+            req = Request(
+                id=next(self._ids),
+                op=op,
+                client_id=self.client_id if write else "",
+                seq=self.seq if write else 0,
+                key=key,
+                value=value,
+                expect=expect,
+                timeout_ms=attempt_ms,
+            )
+            try:
+                resp = await self._attempt(addr, req)
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                last = Response(req.id, Status.TIMEOUT, error=f"{addr}: {exc or 'timeout'}")
+                old = self._conns.pop(addr, None)
+                if old is not None:
+                    await old.close()
+                self._rotate()
+                await asyncio.sleep(RETRY_PAUSE_S)
+                continue
+            self.last_node = resp.node
+            if resp.status in DEFINITE:
+                self._leader = addr if write else self._leader
+                return resp
+            last = resp
+            if resp.status is Status.NOT_LEADER and resp.leader:
+                try:
+                    hinted = parse_address(resp.leader, "leader hint")
+                except ValueError:
+                    hinted = None
+                if hinted is not None and hinted != addr:
+                    self._leader = hinted
+                    if hinted not in self.addrs:
+                        self.addrs.append(hinted)
+                    continue
+            self._rotate()
+            await asyncio.sleep(RETRY_PAUSE_S)
+        return Response(last.id, Status.TIMEOUT, error=last.error or "timed out")
+
+    async def put(self, key: str | None, value: Any) -> Response:
+        return await self.request("put", key, value)
+
+    async def get(self, key: str | None) -> Response:
+        return await self.request("get", key, write=False)
+
+    async def cas(self, key: str | None, expect: Any, value: Any) -> Response:
+        return await self.request("cas", key, value, expect)
+
+    async def delete(self, key: str) -> Response:
+        return await self.request("delete", key)

@@ -1,0 +1,236 @@
+"""``cluster.yml``: loading and validation (see docs/interfaces.md).
+
+Every mistake raises :class:`ConfigFileError` naming the file and the field. Paths may contain
+``{id}``, replaced by the node id; relative paths are taken from the file's directory. A
+node's data lives in ``<data_dir>/<id>/`` (``data_dir`` without ``{id}`` gets the id
+appended, so nodes sharing a host and a file never share a data directory).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import yaml
+
+from raft.runtime.transport import Address
+
+CONFIG_VERSION = 1
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ConfigFileError(ValueError):
+    """cluster.yml (or a flag overriding it) is invalid; the message names the field."""
+
+
+class FsyncMode(enum.Enum):
+    ALWAYS = "always"
+    """fsync once per Ready that holds entries or hard state (the default; what Raft needs)."""
+    BATCH = "batch"
+    """Let storage group syncs; may lose the last acknowledged writes on power loss."""
+    NEVER = "never"
+    """No fsync at all: for benchmarks of everything else. Loses data on a crash."""
+
+
+class ReadMode(enum.Enum):
+    READ_INDEX = "read_index"
+    """Linearizable: the leader confirms it still leads (a heartbeat round) before serving."""
+    LEASE = "lease"
+    """Leader serves under its lease; linearizable only while clock drift is bounded."""
+    LOCAL = "local"
+    """Any node serves from its own state at once: may be stale."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddresses:
+    peer: Address
+    client: Address
+    http: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    cluster: str
+    nodes: dict[str, NodeAddresses]
+    machine: str = "kv"
+    secret_file: str = "/etc/raftlab/secret"
+    data_dir: str = "/var/lib/raftlab"
+    log_dir: str = "/var/log/raftlab"
+    fsync: FsyncMode = FsyncMode.ALWAYS
+    read_mode: ReadMode = ReadMode.READ_INDEX
+    tick_ms: int = 50
+    election_timeout_ticks: int = 10
+    heartbeat_ticks: int = 1
+    snapshot_entries: int = 10000
+    path: str = field(default="", compare=False)
+
+    def node_data_dir(self, node_id: str) -> str:
+        if "{id}" in self.data_dir:
+            return self.data_dir.replace("{id}", node_id)
+        return os.path.join(self.data_dir, node_id)
+
+    def node_log_dir(self, node_id: str) -> str:
+        return self.log_dir.replace("{id}", node_id)
+
+    def with_overrides(self, **changes: Any) -> ClusterConfig:
+        """A copy with flag overrides applied (None values are ignored)."""
+        clean: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+        try:
+            if "fsync" in clean and isinstance(clean["fsync"], str):
+                clean["fsync"] = FsyncMode(clean["fsync"])
+            if "read_mode" in clean and isinstance(clean["read_mode"], str):
+                clean["read_mode"] = ReadMode(clean["read_mode"])
+        except ValueError as exc:
+            raise ConfigFileError(str(exc)) from None
+        return replace(self, **clean)
+
+
+def parse_address(text: object, what: str) -> Address:
+    if not isinstance(text, str) or ":" not in text:
+        raise ConfigFileError(f"{what}: expected 'host:port', got {text!r}")
+    host, _, port_s = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ConfigFileError(f"{what}: expected 'host:port' with a port in 1..65535, got {text!r}")
+    return Address(host, int(port_s))
+
+
+def parse_address_list(text: str, what: str = "--cluster") -> list[Address]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigFileError(f"{what}: no addresses given")
+    return [parse_address(p, what) for p in parts]
+
+
+def _enum(cls: type[enum.Enum], value: object, what: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = " | ".join(str(m.value) for m in cls)
+        raise ConfigFileError(f"{what}: {value!r} is not one of {allowed}") from None
+
+
+def _pos_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigFileError(f"{what}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _str(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigFileError(f"{what}: expected a non-empty string, got {value!r}")
+    return value
+
+
+_KNOWN = {
+    "version",
+    "cluster",
+    "machine",
+    "secret_file",
+    "data_dir",
+    "log_dir",
+    "fsync",
+    "read_mode",
+    "tick_ms",
+    "election_timeout_ticks",
+    "heartbeat_ticks",
+    "snapshot_entries",
+    "nodes",
+}
+
+
+def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
+    """Validate a decoded cluster.yml document."""
+    if not isinstance(doc, dict):
+        raise ConfigFileError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(doc) - _KNOWN)
+    if unknown:
+        raise ConfigFileError(f"{path}: unknown field(s) {', '.join(map(str, unknown))}")
+    version = doc.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigFileError(f"{path}: version {version!r} is not supported (expected 1)")
+    base = os.path.dirname(os.path.abspath(path))
+
+    def _path(key: str, default: str) -> str:
+        value = _str(doc.get(key, default), f"{path}: {key}")
+        return value if os.path.isabs(value) else os.path.join(base, value)
+
+    nodes_doc = doc.get("nodes")
+    if not isinstance(nodes_doc, dict) or not nodes_doc:
+        raise ConfigFileError(
+            f"{path}: nodes: expected a non-empty mapping of node id to addresses"
+        )
+    nodes: dict[str, NodeAddresses] = {}
+    for nid, addrs in nodes_doc.items():
+        if not isinstance(nid, str) or not _NODE_ID.match(nid):
+            raise ConfigFileError(f"{path}: nodes: bad node id {nid!r} (letters, digits, _.-)")
+        if not isinstance(addrs, dict):
+            raise ConfigFileError(f"{path}: nodes.{nid}: expected {{peer, client, http}}")
+        extra = sorted(set(addrs) - {"peer", "client", "http"})
+        if extra:
+            raise ConfigFileError(f"{path}: nodes.{nid}: unknown field(s) {', '.join(extra)}")
+        nodes[nid] = NodeAddresses(
+            peer=parse_address(addrs.get("peer"), f"{path}: nodes.{nid}.peer"),
+            client=parse_address(addrs.get("client"), f"{path}: nodes.{nid}.client"),
+            http=parse_address(addrs.get("http"), f"{path}: nodes.{nid}.http"),
+        )
+    cfg = ClusterConfig(
+        cluster=_str(doc.get("cluster", "raftlab"), f"{path}: cluster"),
+        nodes=nodes,
+        machine=_str(doc.get("machine", "kv"), f"{path}: machine"),
+        secret_file=_path("secret_file", "/etc/raftlab/secret"),
+        data_dir=_path("data_dir", "/var/lib/raftlab"),
+        log_dir=_path("log_dir", "/var/log/raftlab"),
+        fsync=_enum(FsyncMode, doc.get("fsync", "always"), f"{path}: fsync"),
+        read_mode=_enum(ReadMode, doc.get("read_mode", "read_index"), f"{path}: read_mode"),
+        tick_ms=_pos_int(doc.get("tick_ms", 50), f"{path}: tick_ms"),
+        election_timeout_ticks=_pos_int(
+            doc.get("election_timeout_ticks", 10), f"{path}: election_timeout_ticks"
+        ),
+        heartbeat_ticks=_pos_int(doc.get("heartbeat_ticks", 1), f"{path}: heartbeat_ticks"),
+        snapshot_entries=_pos_int(doc.get("snapshot_entries", 10000), f"{path}: snapshot_entries"),
+        path=os.path.abspath(path),
+    )
+    if cfg.heartbeat_ticks >= cfg.election_timeout_ticks:
+        raise ConfigFileError(f"{path}: heartbeat_ticks must be below election_timeout_ticks")
+    return cfg
+
+
+def load_config(path: str) -> ClusterConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(doc, path)
+
+
+def render_config(cfg: ClusterConfig) -> str:
+    """cluster.yml text for ``cfg`` (what ``raft cluster up`` writes)."""
+    doc: dict[str, Any] = {
+        "version": CONFIG_VERSION,
+        "cluster": cfg.cluster,
+        "machine": cfg.machine,
+        "secret_file": cfg.secret_file,
+        "data_dir": cfg.data_dir,
+        "log_dir": cfg.log_dir,
+        "fsync": cfg.fsync.value,
+        "read_mode": cfg.read_mode.value,
+        "tick_ms": cfg.tick_ms,
+        "election_timeout_ticks": cfg.election_timeout_ticks,
+        "heartbeat_ticks": cfg.heartbeat_ticks,
+        "snapshot_entries": cfg.snapshot_entries,
+        "nodes": {
+            nid: {"peer": str(a.peer), "client": str(a.client), "http": str(a.http)}
+            for nid, a in cfg.nodes.items()
+        },
+    }
+    out: str = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
+    return out

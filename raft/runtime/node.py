@@ -1,0 +1,690 @@
+"""The node driver: one asyncio task that owns the Raft core, the storage and the state
+machine, and turns their ``Ready`` output into disk writes, network sends and applies.
+
+Guarantees (docs/runtime.md has the long form):
+
+- Order per Ready (raft/core/types.py ``Ready``): send ``messages``; persist snapshot, entries
+  and hard state with one sync when ``must_sync``; only then send ``persisted_messages``;
+  apply committed entries; serve read states; ``advance``.
+- Only the driver task touches the core and the storage. Network and client tasks put work in
+  queues and wake the driver; everything queued since the last Ready goes into the next one, so
+  many proposals share one fsync.
+- A write is acknowledged only after its entry was applied (hence durable on a quorum).
+- When the storage fails, the node stops taking part in Raft at once (it neither
+  acknowledges nor campaigns, so the others elect a leader), answers writes ``not_leader``,
+  and logs ``storage_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from raft.core import Config, RawNode, ReadOnlyOption
+from raft.core.confchange import decode_conf_change
+from raft.core.errors import NotLeaderError, ProposalDroppedError, RaftError
+from raft.core.storage import LogStorage
+from raft.core.types import (
+    ConfState,
+    CoreEvent,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    Ready,
+    Role,
+)
+from raft.machines import load_machine, read_ops_of
+from raft.machines.codec import CommandError
+from raft.runtime import backend, metrics
+from raft.runtime.config import ClusterConfig, FsyncMode, ReadMode
+from raft.runtime.eventlog import EventLog, MessageIds, digest
+from raft.runtime.sessions import Applier, decode_batch_results, encode_batch, encode_entry
+from raft.runtime.transport import PeerTransport
+
+log = logging.getLogger("raft.runtime")
+
+HEARTBEAT_LOG_EVERY = 10
+"""Record one in N heartbeat send/recv events (docs/formats.md allows sampling)."""
+INBOX_MSGS_MAX = 65536
+PROPOSALS_QUEUED_MAX = 65536
+EVENTLOG_FLUSH_S = 0.2
+SNAPSHOT_KEEP_ENTRIES = 1000
+"""Entries kept after a snapshot so slightly lagging followers need no snapshot."""
+
+BATCH_COMMANDS_MAX = 512
+BATCH_BYTES_MAX = 1 << 20
+_HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
+
+
+class NodeUnavailableError(Exception):
+    """The node cannot serve the request (not the leader, storage failed, shutting down).
+    ``leader`` is the node id believed to lead, or ``""``."""
+
+    def __init__(self, reason: str, leader: str = "", definite: bool = True) -> None:
+        super().__init__(reason)
+        self.leader = leader
+        self.definite = definite
+        """True when a write certainly did not and will not take effect."""
+
+
+class ProposalLostError(NodeUnavailableError):
+    """Another entry was committed at the proposal's index: it will never apply (Log
+    Matching), so the client may safely retry elsewhere."""
+
+
+@dataclass(slots=True)
+class _Proposal:
+    client_id: str
+    seq: int
+    command: bytes
+    future: asyncio.Future[bytes]
+    started: float
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """Proposals sharing one entry at ``index``; ``batched`` when the entry is a batch."""
+
+    term: int
+    props: list[_Proposal]
+    batched: bool
+
+
+@dataclass(slots=True)
+class _Read:
+    future: asyncio.Future[None]
+    index: int = -1
+
+
+@dataclass(slots=True)
+class NodeState:
+    """What /status shows; updated by the driver only."""
+
+    term: int = 0
+    vote: str = ""
+    commit: int = 0
+    applied: int = 0
+    last_index: int = 0
+    role: str = Role.FOLLOWER.value
+    leader: str = ""
+    storage_failed: str = ""
+    conf: ConfState = field(default_factory=ConfState)
+
+
+class RaftNode:
+    def __init__(
+        self,
+        cfg: ClusterConfig,
+        node_id: str,
+        secret: bytes,
+        rng: random.Random | None = None,
+    ) -> None:
+        if node_id not in cfg.nodes:
+            raise ValueError(f"node {node_id!r} is not in {cfg.path or 'the cluster config'}")
+        self.cfg = cfg
+        self.id = node_id
+        self.addrs = cfg.nodes[node_id]
+        self.secret = secret
+        self.read_mode = cfg.read_mode
+        self.state = NodeState()
+        self.metrics = metrics.Metrics()
+        self._rng = rng or random.Random()
+        self._tick_s = cfg.tick_ms / 1000.0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._inbox: deque[tuple[str, Message]] = deque()
+        self._props: deque[_Proposal] = deque()
+        self._pending: dict[int, _InFlight] = {}
+        self._read_queue: deque[tuple[bytes, _Read]] = deque()
+        self._reads: dict[bytes, _Read] = {}
+        self._ready_reads: list[_Read] = []
+        self._read_counter = 0
+        self._hb_counter = 0
+        self._ids = MessageIds(node_id)
+        self._driver: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._storage_errors = backend.storage_failures()
+        log_dir = cfg.node_log_dir(node_id)
+        os.makedirs(log_dir, exist_ok=True)
+        self.events = EventLog(
+            os.path.join(log_dir, "events.jsonl"), node_id, lambda: self.state.term
+        )
+        self.machine = load_machine(cfg.machine)
+        self.read_ops = read_ops_of(self.machine)
+        self.applier = Applier(self.machine)
+        self.data_dir = cfg.node_data_dir(node_id)
+        self.storage: LogStorage
+        self.storage, self.durable = backend.open_storage(self.data_dir, cfg.fsync)
+        self._persist_in_thread = self.durable
+        self._boot()
+        self.transport = PeerTransport(
+            node_id,
+            cfg.cluster,
+            secret,
+            {nid: a.peer for nid, a in cfg.nodes.items()},
+            on_message=self._on_peer_message,
+            on_unreachable=self._on_unreachable,
+            on_refused=self._on_refused,
+            on_snapshot_sent=self._on_snapshot_sent,
+        )
+
+    # -- recovery --------------------------------------------------------------------------
+
+    def _boot(self) -> None:
+        hs, conf = self.storage.initial_state()
+        snap = self.storage.snapshot()
+        applied = 0
+        if not snap.is_empty():
+            self.applier.restore(snap.data)
+            applied = snap.meta.index
+        voters = tuple(sorted(self.cfg.nodes))
+        core_cfg = Config(
+            id=self.id,
+            voters=voters,
+            election_timeout_ticks=self.cfg.election_timeout_ticks,
+            heartbeat_ticks=self.cfg.heartbeat_ticks,
+            pre_vote=True,
+            check_quorum=True,
+            read_only=(
+                ReadOnlyOption.LEASE_BASED
+                if self.read_mode is ReadMode.LEASE
+                else ReadOnlyOption.SAFE
+            ),
+            applied=applied,
+        )
+        self.core = RawNode(core_cfg, self.storage, rng=self._rng)
+        st = self.state
+        st.term, st.vote, st.commit = hs.term, hs.vote, hs.commit
+        st.applied = applied
+        st.last_index = self.storage.last_index()
+        st.conf = conf if conf.voters else ConfState(voters=frozenset(voters))
+        last_term = self.storage.term(st.last_index)
+        self.events.emit(
+            "start",
+            v=1,
+            commit=st.commit,
+            applied=applied,
+            last_index=st.last_index,
+            last_term=last_term,
+            vote=st.vote,
+            voters=sorted(st.conf.voters),
+        )
+        if not snap.is_empty():
+            self.events.emit("snapshot", action="load", index=snap.meta.index, sterm=snap.meta.term)
+        log.info(
+            "node %s starting: term=%d commit=%d applied=%d last_index=%d storage=%s",
+            self.id,
+            st.term,
+            st.commit,
+            applied,
+            st.last_index,
+            "disk" if self.durable else "memory",
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.transport.start(self.addrs.peer)
+        self.events.flush()  # the start line is on disk as soon as the node listens
+        self._driver = asyncio.create_task(self._drive(), name=f"driver-{self.id}")
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"eventlog-{self.id}")
+
+    async def stop(self, reason: str = "signal") -> None:
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._driver is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._driver, 5.0)
+        await self.transport.stop()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self._fail_pending(NodeUnavailableError("node is shutting down", definite=False))
+        with contextlib.suppress(*self._storage_errors):
+            backend.close_storage(self.storage)
+        self.events.emit("stop", reason=reason)
+        self.events.close()
+        log.info("node %s stopped: %s", self.id, reason)
+        self._stopped.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EVENTLOG_FLUSH_S)
+            self.events.flush()
+
+    # -- client entry points (called from client tasks) ------------------------------------
+
+    def is_leader(self) -> bool:
+        return self.state.role == Role.LEADER.value and not self.state.storage_failed
+
+    async def propose(self, client_id: str, seq: int, command: bytes) -> bytes:
+        """Replicate ``command`` (deduplicated by ``(client_id, seq)`` when client_id is
+        set); the state machine's result once it was applied here. Commands queued together
+        share one log entry. Raises NodeUnavailableError (not leader / storage failed /
+        lost)."""
+        if self.state.storage_failed or self._stopping:
+            raise NodeUnavailableError("node cannot accept writes", self._leader_hint())
+        if not self.is_leader():
+            raise NodeUnavailableError("not leader", self.state.leader)
+        if len(self._props) >= PROPOSALS_QUEUED_MAX:
+            raise NodeUnavailableError("proposal queue full", self.state.leader)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._props.append(_Proposal(client_id, seq, command, fut, time.monotonic()))
+        self._wake.set()
+        return await fut
+
+    async def read_barrier(self) -> None:
+        """Returns once a read served from the local state machine is linearizable (per
+        the read mode: ReadIndex round, leader lease, or immediately for ``local``)."""
+        if self._stopping or self.state.storage_failed:
+            raise NodeUnavailableError("node cannot serve reads", self._leader_hint())
+        if self.read_mode is ReadMode.LOCAL:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._read_counter += 1
+        ctx = f"{self._ids.prefix}r{self._read_counter}".encode()
+        self._read_queue.append((ctx, _Read(fut)))
+        self._wake.set()
+        await fut
+
+    def _leader_hint(self) -> str:
+        return "" if self.state.leader == self.id else self.state.leader
+
+    # -- peer callbacks --------------------------------------------------------------------
+
+    def _on_peer_message(self, msg_id: str, msg: Message) -> None:
+        if len(self._inbox) >= INBOX_MSGS_MAX:
+            return  # overload: drop, Raft retries
+        self._inbox.append((msg_id, msg))
+        self._wake.set()
+
+    def _on_unreachable(self, peer: str) -> None:
+        self._inbox.append(("", Message(type=MessageType.UNREACHABLE, sender=peer, to=self.id)))
+        self._wake.set()
+
+    def _on_snapshot_sent(self, peer: str) -> None:
+        self._inbox.append(("", Message(type=MessageType.SNAP_STATUS, sender=peer, to=self.id)))
+        self._wake.set()
+
+    def _on_refused(self, peer: str, reason: str, detail: str) -> None:
+        self.metrics.peer_refused_total += 1
+        self.events.emit("peer_refused", peer=peer, reason=reason, detail=detail)
+        log.warning("peer connection from/to %s refused: %s (%s)", peer, reason, detail)
+
+    # -- the driver ------------------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self._tick_s
+        try:
+            while not self._stopping and not self.state.storage_failed:
+                timeout = next_tick - loop.time()
+                if timeout > 0 and not (self._inbox or self._props or self._read_queue):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                self._wake.clear()
+                if self._stopping:
+                    break
+                now = loop.time()
+                if now >= next_tick:
+                    self.core.tick()
+                    await self._flush_if_due()
+                    next_tick += self._tick_s
+                    if now - next_tick > 10 * self._tick_s:
+                        next_tick = now + self._tick_s  # we fell far behind; do not burst
+                self._step_inbox()
+                self._take_proposals()
+                self._take_reads()
+                await self._handle_readies()
+        except Exception:
+            log.exception("driver of %s crashed", self.id)
+            self.state.storage_failed = self.state.storage_failed or "driver crashed"
+            self._fail_pending(NodeUnavailableError("node driver crashed", definite=False))
+            raise
+
+    async def _flush_if_due(self) -> None:
+        """``fsync: batch``: let the storage sync a quiet node's pending writes."""
+        flush = getattr(self.storage, "flush_if_due", None)
+        if self.cfg.fsync is not FsyncMode.BATCH or not callable(flush):
+            return
+        try:
+            await asyncio.to_thread(flush)
+        except self._storage_errors as exc:
+            self._storage_failed(exc)
+
+    def _step_inbox(self) -> None:
+        while self._inbox:
+            msg_id, msg = self._inbox.popleft()
+            if msg.type is MessageType.UNREACHABLE:
+                with contextlib.suppress(RaftError):
+                    self.core.report_unreachable(msg.sender)
+                continue
+            if msg.type is MessageType.SNAP_STATUS:
+                with contextlib.suppress(RaftError):
+                    self.core.report_snapshot(msg.sender, ok=True)
+                continue
+            self.metrics.messages_received_total += 1
+            if msg_id:
+                self.events.emit(
+                    "recv", **{"from": msg.sender, "msg": msg.type.value, "id": msg_id}
+                )
+            try:
+                self.core.step(msg)
+            except RaftError as exc:
+                log.debug("step(%s from %s) refused: %s", msg.type.value, msg.sender, exc)
+
+    def _take_proposals(self) -> None:
+        """Everything queued since the last Ready goes into as few entries as possible
+        (bounded by BATCH_COMMANDS_MAX / BATCH_BYTES_MAX), so it shares one fsync and one
+        round of AppendEntries."""
+        while self._props:
+            batch: list[_Proposal] = []
+            size = 0
+            while self._props and len(batch) < BATCH_COMMANDS_MAX and size < BATCH_BYTES_MAX:
+                p = self._props.popleft()
+                if not p.future.done():
+                    batch.append(p)
+                    size += len(p.command) + 64
+            if not batch:
+                continue
+            if len(batch) == 1:
+                p = batch[0]
+                data = encode_entry(p.client_id, p.seq, p.command)
+            else:
+                data = encode_batch([(p.client_id, p.seq, p.command) for p in batch])
+            try:
+                index, term = self.core.propose(data)
+            except (NotLeaderError, ProposalDroppedError) as exc:
+                self.metrics.proposals_failed_total += len(batch)
+                hint = exc.leader_hint if isinstance(exc, NotLeaderError) else self.id
+                for p in batch:
+                    p.future.set_exception(NodeUnavailableError(f"refused: {exc}", hint))
+                continue
+            self.metrics.proposals_total += len(batch)
+            self._pending[index] = _InFlight(term, batch, len(batch) > 1)
+
+    def _take_reads(self) -> None:
+        while self._read_queue:
+            ctx, r = self._read_queue.popleft()
+            if r.future.done():
+                continue
+            try:
+                self.core.read_index(ctx)
+            except RaftError as exc:
+                r.future.set_exception(NodeUnavailableError(str(exc), self._leader_hint()))
+                continue
+            self._reads[ctx] = r
+            if len(self._reads) > 100000:  # unanswered reads (lost leader): forget the oldest
+                old_ctx = next(iter(self._reads))
+                old = self._reads.pop(old_ctx)
+                if not old.future.done():
+                    old.future.set_exception(NodeUnavailableError("read lost", ""))
+
+    async def _handle_readies(self) -> None:
+        while self.core.has_ready() and not self.state.storage_failed:
+            rd = self.core.ready()
+            await self._handle_ready(rd)
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        st = self.state
+        if rd.soft_state is not None:
+            role, leader = rd.soft_state.role.value, rd.soft_state.leader
+            if role != st.role or leader != st.leader:
+                if role == Role.CANDIDATE.value and st.role != role:
+                    self.metrics.elections_total += 1
+                if st.role == Role.LEADER.value and role != st.role:
+                    log.info("%s lost leadership (now %s)", self.id, role)
+                    self._fail_reads_on_role_change()
+                st.role, st.leader = role, leader
+                log.info("%s is %s (leader %s)", self.id, role, leader or "unknown")
+        if rd.hard_state is not None:
+            st.term = rd.hard_state.term
+        for m in rd.messages:
+            self._send(m)
+        if (
+            rd.entries
+            or rd.hard_state is not None
+            or (rd.snapshot is not None and not rd.snapshot.is_empty())
+        ):
+            try:
+                if self._persist_in_thread:
+                    await asyncio.to_thread(self._persist, rd)
+                else:
+                    self._persist(rd)
+            except self._storage_errors as exc:
+                self._storage_failed(exc)
+                return
+        self._log_persist(rd)
+        for m in rd.persisted_messages:
+            self._send(m)
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            self.applier.restore(rd.snapshot.data)
+            st.applied = rd.snapshot.meta.index
+            st.conf = rd.snapshot.meta.conf_state
+            self.events.emit(
+                "snapshot",
+                action="install",
+                index=rd.snapshot.meta.index,
+                sterm=rd.snapshot.meta.term,
+            )
+        if rd.committed_entries:
+            self._apply(rd)
+        for rs in rd.read_states:
+            r = self._reads.pop(rs.context, None)
+            if r is not None:
+                r.index = rs.index
+                self._ready_reads.append(r)
+        self._serve_reads()
+        for ev in rd.events:
+            self._record(ev)
+        self.core.advance(rd)
+        st.last_index = self.storage.last_index()
+        self._maybe_snapshot()
+
+    def _persist(self, rd: Ready) -> None:
+        """Runs in a worker thread for disk storage; the driver awaits it, so the core and
+        storage are never used concurrently."""
+        s = self.storage
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            s.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            s.append(list(rd.entries))
+        if rd.hard_state is not None:
+            s.set_hard_state(rd.hard_state)
+        if rd.must_sync:
+            s.sync()  # the storage applies the fsync policy (always | batch | never)
+            self.metrics.fsyncs_total += 1
+
+    def _log_persist(self, rd: Ready) -> None:
+        if rd.entries:
+            self.events.emit(
+                "persist",
+                first=rd.entries[0].index,
+                last=rd.entries[-1].index,
+                entries=[[e.index, e.term, digest(e.data)] for e in rd.entries],
+            )
+        if rd.hard_state is not None:
+            hs: HardState = rd.hard_state
+            self.state.vote = hs.vote
+
+    def _apply(self, rd: Ready) -> None:
+        st = self.state
+        applied_rows: list[list[Any]] = []
+        now = time.monotonic()
+        for e in rd.committed_entries:
+            if e.index <= st.applied:
+                continue
+            if e.type is EntryType.CONF_CHANGE:
+                cc = decode_conf_change(e.data)
+                cs = self.core.apply_conf_change(cc)
+                st.conf = cs
+                self.events.emit(
+                    "conf",
+                    index=e.index,
+                    voters=sorted(cs.voters),
+                    learners=sorted(cs.learners),
+                    voters_outgoing=sorted(cs.voters_outgoing),
+                )
+                result = b""
+            else:
+                result = self.applier.apply(e.index, e.data)
+            st.applied = e.index
+            applied_rows.append([e.index, e.term, digest(e.data), digest(result)])
+            inflight = self._pending.pop(e.index, None)
+            if inflight is not None:
+                self._resolve(inflight, e.term, result, now)
+        st.commit = max(st.commit, rd.committed_entries[-1].index)
+        self.metrics.applied_entries_total += len(applied_rows)
+        if applied_rows:
+            self.events.emit("apply", entries=applied_rows)
+
+    def _resolve(self, inflight: _InFlight, term: int, result: bytes, now: float) -> None:
+        if inflight.term != term:
+            for p in inflight.props:
+                if not p.future.done():
+                    p.future.set_exception(ProposalLostError("entry replaced", self.state.leader))
+            return
+        results = [result]
+        if inflight.batched:
+            try:
+                results = decode_batch_results(result)
+            except (ValueError, CommandError):
+                results = []
+        if len(results) != len(inflight.props):  # the entry was not ours after all
+            results = [result] * len(inflight.props)
+        for p, r in zip(inflight.props, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)
+                self.metrics.commit_latency.observe(now - p.started)
+
+    def _serve_reads(self) -> None:
+        if not self._ready_reads:
+            return
+        keep: list[_Read] = []
+        for r in self._ready_reads:
+            if r.index <= self.state.applied:
+                if not r.future.done():
+                    r.future.set_result(None)
+            else:
+                keep.append(r)
+        self._ready_reads = keep
+
+    def _fail_reads_on_role_change(self) -> None:
+        for r in self._reads.values():
+            if not r.future.done():
+                r.future.set_exception(NodeUnavailableError("leadership changed", ""))
+        self._reads.clear()
+
+    def _record(self, ev: CoreEvent) -> None:
+        fields = dict(ev.fields)
+        if ev.ev == "commit":
+            self.state.commit = max(self.state.commit, int(fields.get("index", 0)))  # type: ignore[call-overload]
+        self.events.emit(ev.ev, term=ev.term, **fields)
+
+    def _send(self, m: Message) -> None:
+        self.metrics.messages_sent_total += 1
+        msg_id = ""
+        if m.type in _HEARTBEATS:
+            self._hb_counter += 1
+            if self._hb_counter % HEARTBEAT_LOG_EVERY == 0:
+                msg_id = self._ids.next()
+        else:
+            msg_id = self._ids.next()
+        if msg_id:
+            self.events.emit("send", to=m.to, msg=m.type.value, id=msg_id)
+        self.transport.send(msg_id, m)
+
+    def _maybe_snapshot(self) -> None:
+        st = self.state
+        snap_index = self.storage.snapshot().meta.index
+        if st.applied - snap_index < self.cfg.snapshot_entries:
+            return
+        try:
+            snap = self.storage.create_snapshot(st.applied, st.conf, self.applier.snapshot())
+            compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, self.cfg.snapshot_entries // 2)
+            if compact_to > self.storage.first_index():
+                self.storage.compact(compact_to)
+        except self._storage_errors as exc:
+            self._storage_failed(exc)
+            return
+        except RaftError as exc:
+            log.warning("snapshot at %d failed: %s", st.applied, exc)
+            return
+        self.events.emit("snapshot", action="create", index=snap.meta.index, sterm=snap.meta.term)
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        st = self.state
+        path = str(getattr(exc, "path", self.data_dir))
+        st.storage_failed = f"{type(exc).__name__}: {exc}"
+        self.events.emit("storage_error", what=st.storage_failed, path=path)
+        self.events.flush()
+        log.error("storage failed, leaving the cluster's work to the others: %s", exc)
+        st.role, st.leader = Role.FOLLOWER.value, ""
+        self._fail_pending(NodeUnavailableError("storage failed", "", definite=False))
+        asyncio.get_running_loop().create_task(self.transport.stop())
+
+    def _fail_pending(self, exc: NodeUnavailableError) -> None:
+        props = [p for f in self._pending.values() for p in f.props] + list(self._props)
+        for p in props:
+            if not p.future.done():
+                p.future.set_exception(exc)
+        self._pending.clear()
+        self._props.clear()
+        for _, r in self._read_queue:
+            if not r.future.done():
+                r.future.set_exception(exc)
+        for r in list(self._reads.values()) + self._ready_reads:
+            if not r.future.done():
+                r.future.set_exception(exc)
+        self._read_queue.clear()
+        self._reads.clear()
+        self._ready_reads.clear()
+
+    # -- views -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        st = self.state
+        return {
+            "id": self.id,
+            "role": st.role,
+            "term": st.term,
+            "leader": st.leader,
+            "commit": st.commit,
+            "applied": st.applied,
+            "last_index": st.last_index,
+            "cluster": self.cfg.cluster,
+            "storage_failed": st.storage_failed,
+            "durable": self.durable,
+            "read_mode": self.read_mode.value,
+            "voters": sorted(st.conf.voters),
+        }
+
+    def metrics_text(self) -> str:
+        st = self.state
+        return metrics.render(
+            self.metrics,
+            self.id,
+            self.cfg.cluster,
+            st.term,
+            st.role,
+            st.commit,
+            st.applied,
+            st.last_index,
+        )
+
+
+AsyncCallback = Callable[[], Any]

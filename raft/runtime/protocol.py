@@ -1,0 +1,189 @@
+"""The client protocol, spoken on each node's client port.
+
+Frames as on the peer port (4-byte big-endian length, then a msgpack map; limit
+:data:`CLIENT_FRAME_BYTES_MAX`), without authentication. A connection may pipeline requests;
+responses carry the request's ``id`` and may come back in any order.
+
+Request: ``{"id": int, "op": str, "client_id": str, "seq": int, "key": str, "value": any,
+"expect": any, "timeout_ms": int}``; only ``id`` and ``op`` are required. Writes that carry
+``client_id`` and ``seq`` are applied at most once per (client_id, seq), also when retried at
+another node after a leader change: a client keeps the pair of an unanswered write and
+retries with it; it uses a new ``seq`` (greater than the last) for its next write and has at
+most one write outstanding per ``client_id``.
+
+Response: ``{"id", "status", "value", "error", "leader", "node"}`` with ``status`` one of
+:class:`Status`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from raft.machines.codec import CommandError, check_plain
+from raft.runtime.codec import CodecError, pack, unpack
+
+CLIENT_FRAME_BYTES_MAX = 8 << 20
+CLIENT_ID_CHARS_MAX = 128
+TIMEOUT_MS_DEFAULT = 5000
+TIMEOUT_MS_MAX = 60000
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    """Done; ``value`` holds the result."""
+    FAIL = "fail"
+    """Certainly had no effect (e.g. a compare-and-set whose expected value did not match)."""
+    ERROR = "error"
+    """The state machine refused the command as malformed (it was replicated, had no effect)."""
+    NOT_LEADER = "not_leader"
+    """Not done here; ``leader`` is the leader's client address if known (retry there)."""
+    TIMEOUT = "timeout"
+    """Outcome unknown: the write may or may not take effect. Retry with the same seq."""
+    BAD_REQUEST = "bad_request"
+    """The request itself was malformed; ``error`` says how. Nothing happened."""
+
+
+class BadRequestError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int
+    op: str
+    client_id: str = ""
+    seq: int = 0
+    key: str | None = None
+    value: Any = None
+    expect: Any = None
+    timeout_ms: int = TIMEOUT_MS_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    id: int
+    status: Status
+    value: Any = None
+    error: str = ""
+    leader: str = ""
+    node: str = ""
+
+
+_REQUEST_FIELDS = {"id", "op", "client_id", "seq", "key", "value", "expect", "timeout_ms"}
+
+
+def encode_request(req: Request) -> bytes:
+    out: dict[str, Any] = {"id": req.id, "op": req.op}
+    if req.client_id:
+        out["client_id"] = req.client_id
+        out["seq"] = req.seq
+    if req.key is not None:
+        out["key"] = req.key
+    if req.value is not None:
+        out["value"] = req.value
+    if req.expect is not None:
+        out["expect"] = req.expect
+    if req.timeout_ms != TIMEOUT_MS_DEFAULT:
+        out["timeout_ms"] = req.timeout_ms
+    return pack(out)
+
+
+def _request_id(obj: object) -> int:
+    if isinstance(obj, dict):
+        rid = obj.get("id")
+        if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 2**63:
+            return rid
+    return 0
+
+
+def decode_request(body: bytes) -> Request:
+    """Raises BadRequestError (with ``.request_id`` when one could be read)."""
+    try:
+        obj = unpack(body, CLIENT_FRAME_BYTES_MAX)
+    except CodecError as exc:
+        raise _bad(0, str(exc)) from None
+    rid = _request_id(obj)
+    if not isinstance(obj, dict):
+        raise _bad(rid, "request must be a map")
+    unknown = sorted(set(obj) - _REQUEST_FIELDS)
+    if unknown:
+        raise _bad(rid, f"unknown request field(s): {', '.join(unknown)}")
+    if "id" not in obj or rid != obj["id"]:
+        raise _bad(rid, "'id' must be a non-negative integer")
+    op = obj.get("op")
+    if not isinstance(op, str) or not op or len(op) > 64:
+        raise _bad(rid, "'op' must be a non-empty string")
+    client_id = obj.get("client_id", "")
+    seq = obj.get("seq", 0)
+    if not isinstance(client_id, str) or len(client_id) > CLIENT_ID_CHARS_MAX:
+        raise _bad(rid, f"'client_id' must be a string of at most {CLIENT_ID_CHARS_MAX} chars")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+        raise _bad(rid, "'seq' must be a non-negative integer")
+    if client_id and seq == 0:
+        raise _bad(rid, "'seq' must be given (>= 1) with 'client_id'")
+    key = obj.get("key")
+    if key is not None and not isinstance(key, str):
+        raise _bad(rid, "'key' must be a string")
+    timeout_ms = obj.get("timeout_ms", TIMEOUT_MS_DEFAULT)
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+        raise _bad(rid, "'timeout_ms' must be a positive integer")
+    try:
+        check_plain(obj.get("value"))
+        check_plain(obj.get("expect"))
+    except CommandError as exc:
+        raise _bad(rid, str(exc)) from None
+    return Request(
+        id=rid,
+        op=op,
+        client_id=client_id,
+        seq=seq,
+        key=key,
+        value=obj.get("value"),
+        expect=obj.get("expect"),
+        timeout_ms=min(timeout_ms, TIMEOUT_MS_MAX),
+    )
+
+
+def _bad(rid: int, text: str) -> BadRequestError:
+    err = BadRequestError(text)
+    err.request_id = rid  # type: ignore[attr-defined]
+    return err
+
+
+def encode_response(resp: Response) -> bytes:
+    out: dict[str, Any] = {"id": resp.id, "status": resp.status.value}
+    if resp.value is not None:
+        out["value"] = resp.value
+    if resp.error:
+        out["error"] = resp.error
+    if resp.leader:
+        out["leader"] = resp.leader
+    if resp.node:
+        out["node"] = resp.node
+    return pack(out)
+
+
+def decode_response(body: bytes) -> Response:
+    try:
+        obj = unpack(body, CLIENT_FRAME_BYTES_MAX)
+    except CodecError as exc:
+        raise ValueError(f"bad response: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("bad response: not a map")
+    try:
+        status = Status(obj.get("status"))
+    except ValueError:
+        raise ValueError(f"bad response: unknown status {obj.get('status')!r}") from None
+    rid = obj.get("id")
+    if not isinstance(rid, int):
+        raise ValueError("bad response: no id")
+    return Response(
+        id=rid,
+        status=status,
+        value=obj.get("value"),
+        error=str(obj.get("error", "")),
+        leader=str(obj.get("leader", "")),
+        node=str(obj.get("node", "")),
+    )

@@ -1,0 +1,318 @@
+"""Peer transport over TCP: authenticated, length-prefixed frames carrying batches of Raft
+messages.
+
+Each node dials every peer once and only sends on that connection; it receives on the
+connections peers dial to it. Per-peer send queues are bounded and drop the oldest message
+when full: Raft tolerates loss, and a slow peer must not make the node's memory grow. When an
+established connection fails its queue is cleared (what it held is stale; Raft resends) and
+the core is told the peer is unreachable; reconnection backs off exponentially up to 1 s.
+
+Frame body (after the handshake, see :mod:`raft.runtime.auth`): msgpack array of
+``[msg_id, message]`` pairs, ``message`` as in :mod:`raft.runtime.codec`. ``msg_id`` is the
+event-log id of the send (``""`` when the sender did not record it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from raft.core.types import Message, MessageType
+from raft.runtime import auth, framing
+from raft.runtime.auth import HandshakeRefusedError, RefusalReason
+from raft.runtime.codec import CodecError, message_from_wire, message_to_wire, pack, unpack
+
+log = logging.getLogger("raft.runtime.transport")
+
+SEND_QUEUE_MSGS_MAX = 4096
+BATCH_BYTES_MAX = 4 << 20
+HANDSHAKE_TIMEOUT_S = 3.0
+CONNECT_TIMEOUT_S = 1.0
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 1.0
+
+MessageHandler = Callable[[str, Message], None]
+"""Called with (msg_id, message) for each authenticated incoming message."""
+PeerHandler = Callable[[str], None]
+RefusalHandler = Callable[[str, str, str], None]
+"""Called with (peer, reason, detail) when a connection is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class _Outbound:
+    """One peer's queue and the task that keeps a connection to it."""
+
+    def __init__(self, peer: str, addr: Address, queue_max: int) -> None:
+        self.peer = peer
+        self.addr = addr
+        self.queue: collections.deque[tuple[str, Message]] = collections.deque(maxlen=queue_max)
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.connected = False
+
+
+class PeerTransport:
+    def __init__(
+        self,
+        node_id: str,
+        cluster: str,
+        secret: bytes,
+        peers: dict[str, Address],
+        on_message: MessageHandler,
+        on_unreachable: PeerHandler,
+        on_refused: RefusalHandler,
+        queue_max: int = SEND_QUEUE_MSGS_MAX,
+        frame_bytes_max: int = framing.FRAME_BYTES_MAX,
+        on_snapshot_sent: PeerHandler | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.cluster = cluster
+        self._secret = secret
+        self._on_message = on_message
+        self._on_unreachable = on_unreachable
+        self._on_refused = on_refused
+        self._on_snapshot_sent = on_snapshot_sent
+        self._frame_max = frame_bytes_max
+        self._out = {p: _Outbound(p, a, queue_max) for p, a in peers.items() if p != node_id}
+        self._known = set(peers)
+        self._server: asyncio.Server | None = None
+        self._inbound: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._closing = False
+        self._local_addr: tuple[str, int] | None = None
+        self.frames_refused = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, listen: Address) -> None:
+        # Dial from our own peer address, so peers (and firewall rules) see who we are.
+        self._local_addr = (listen.host, 0) if listen.host not in ("0.0.0.0", "::") else None
+        self._server = await asyncio.start_server(self._accept, listen.host, listen.port)
+        for out in self._out.values():
+            out.task = asyncio.create_task(self._dial_loop(out), name=f"dial-{out.peer}")
+
+    async def stop(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        tasks = [o.task for o in self._out.values() if o.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for w in list(self._inbound.values()):
+            w.close()  # the receive loops see the end of their stream and return
+        if self._inbound:
+            await asyncio.wait(list(self._inbound), timeout=2.0)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, msg_id: str, msg: Message) -> bool:
+        """Queue ``msg`` for ``msg.to``; False if the destination is unknown. Never blocks;
+        a full queue drops its oldest message."""
+        out = self._out.get(msg.to)
+        if out is None:
+            return False
+        if len(out.queue) == out.queue.maxlen:
+            out.dropped += 1
+        out.queue.append((msg_id, msg))
+        out.wake.set()
+        return True
+
+    def peer_connected(self, peer: str) -> bool:
+        out = self._out.get(peer)
+        return out is not None and out.connected
+
+    async def _dial_loop(self, out: _Outbound) -> None:
+        failures = 0
+        while not self._closing:
+            writer: asyncio.StreamWriter | None = None
+            try:
+                reader, w = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        out.addr.host, out.addr.port, local_addr=self._local_addr
+                    ),
+                    CONNECT_TIMEOUT_S,
+                )
+                writer = w
+                sealer = await asyncio.wait_for(
+                    self._dial_handshake(out.peer, reader, w), HANDSHAKE_TIMEOUT_S
+                )
+                out.connected = True
+                failures = 0
+                await self._pump(out, reader, w, sealer)
+            except asyncio.CancelledError:
+                raise
+            except HandshakeRefusedError as exc:
+                self._on_refused(out.peer, exc.reason.value, exc.detail)
+            except (OSError, TimeoutError, framing.FrameError) as exc:
+                level = logging.INFO if failures == 0 else logging.DEBUG
+                log.log(level, "connection to %s (%s) failed: %r", out.peer, out.addr, exc)
+            finally:
+                if writer is not None:
+                    writer.close()
+                if out.connected or failures == 0:
+                    self._on_unreachable(out.peer)
+                if out.connected:
+                    out.queue.clear()  # stale after a lost connection; Raft resends
+                out.connected = False
+            failures += 1
+            delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(failures, 6))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _dial_handshake(
+        self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> auth.FrameSealer:
+        mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), to=peer)
+        writer.write(framing.encode_frame(auth.encode_hello(self._secret, mine)))
+        await writer.drain()
+        frame = await framing.read_frame(reader, auth.HELLO_BYTES_MAX)
+        theirs = auth.decode_ack(frame, self._secret, self.cluster, mine.nonce)
+        if theirs.node != peer:
+            raise HandshakeRefusedError(
+                RefusalReason.UNKNOWN_NODE, f"expected {peer}, answered {theirs.node}", peer
+            )
+        return auth.FrameSealer(auth.session_key(self._secret, mine, theirs))
+
+    async def _pump(
+        self,
+        out: _Outbound,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sealer: auth.FrameSealer,
+    ) -> None:
+        limit = self._frame_max - auth.MAC_BYTES - 64
+        while not self._closing:
+            # The acceptor never writes after its ack: EOF or a closed transport means the
+            # connection is gone (asyncio's drain() does not raise on a closed transport).
+            if writer.is_closing() or reader.at_eof():
+                raise ConnectionResetError(f"connection to {out.peer} closed")
+            if not out.queue:
+                out.wake.clear()
+                await out.wake.wait()
+                continue
+            batch: list[bytes] = []
+            snaps = 0
+            size = 0
+            while out.queue:
+                msg_id, msg = out.queue[0]
+                wire = pack([msg_id, message_to_wire(msg)])
+                if batch and size + len(wire) > min(limit, BATCH_BYTES_MAX):
+                    break
+                out.queue.popleft()
+                if len(wire) > limit:
+                    log.warning("dropping %s to %s: %d bytes", msg.type.value, out.peer, len(wire))
+                    continue
+                batch.append(wire)
+                snaps += msg.type is MessageType.SNAP
+                size += len(wire)
+            if not batch:
+                continue
+            body = _array_header(len(batch)) + b"".join(batch)
+            writer.write(framing.encode_frame(sealer.seal(body), self._frame_max))
+            await writer.drain()
+            if snaps and self._on_snapshot_sent is not None:
+                self._on_snapshot_sent(out.peer)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inbound[task] = writer
+        peer = "?"
+        try:
+            peername = writer.get_extra_info("peername")
+            peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+            try:
+                frame = await asyncio.wait_for(
+                    framing.read_frame(reader, auth.HELLO_BYTES_MAX), HANDSHAKE_TIMEOUT_S
+                )
+                hello = auth.decode_hello(frame, self._secret, self.cluster)
+            except TimeoutError:
+                raise HandshakeRefusedError(RefusalReason.TIMEOUT, "no handshake in time") from None
+            except framing.FrameError as exc:
+                raise HandshakeRefusedError(RefusalReason.BAD_FRAME, str(exc)) from None
+            if hello.node not in self._known or hello.node == self.node_id:
+                raise HandshakeRefusedError(
+                    RefusalReason.UNKNOWN_NODE, f"node {hello.node!r} is not a peer"
+                )
+            if hello.to != self.node_id:
+                raise HandshakeRefusedError(
+                    RefusalReason.WRONG_DESTINATION, f"hello meant for {hello.to!r}"
+                )
+            peer = hello.node
+            mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce())
+            writer.write(framing.encode_frame(auth.encode_ack(self._secret, hello.nonce, mine)))
+            await writer.drain()
+            opener = auth.FrameOpener(auth.session_key(self._secret, hello, mine))
+            await self._receive(peer, reader, opener)
+        except HandshakeRefusedError as exc:
+            self.frames_refused += 1
+            self._on_refused(exc.peer or peer, exc.reason.value, exc.detail)
+        except framing.ConnectionClosedError:
+            pass
+        except framing.FrameError as exc:
+            self.frames_refused += 1
+            self._on_refused(peer, RefusalReason.BAD_FRAME.value, str(exc))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._inbound.pop(task, None)
+
+    async def _receive(
+        self, peer: str, reader: asyncio.StreamReader, opener: auth.FrameOpener
+    ) -> None:
+        while True:
+            frame = await framing.read_frame(reader, self._frame_max)
+            body = opener.open(frame)
+            try:
+                batch = unpack(body, self._frame_max)
+                if not isinstance(batch, list):
+                    raise CodecError("frame body must be an array")
+                decoded: list[tuple[str, Message]] = []
+                for item in batch:
+                    if not (isinstance(item, list) and len(item) == 2):
+                        raise CodecError("batch item must be [id, message]")
+                    msg_id = item[0]
+                    if not isinstance(msg_id, str) or len(msg_id) > 256:
+                        raise CodecError("message id must be a short string")
+                    decoded.append((msg_id, message_from_wire(item[1])))
+            except CodecError as exc:
+                raise HandshakeRefusedError(RefusalReason.BAD_MESSAGE, str(exc), peer) from None
+            for msg_id, msg in decoded:
+                if msg.sender != peer or msg.to != self.node_id:
+                    raise HandshakeRefusedError(
+                        RefusalReason.BAD_MESSAGE,
+                        f"message {msg.sender}->{msg.to} on the {peer}->{self.node_id} link",
+                        peer,
+                    )
+                self._on_message(msg_id, msg)
+
+
+def _array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` items (items packed separately follow)."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")

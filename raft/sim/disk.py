@@ -1,0 +1,101 @@
+"""The simulator's disk: a :class:`MemoryStorage` that knows what was made durable.
+
+Writes (``append``, ``set_hard_state``, ``apply_snapshot``) land in the volatile image at
+once, exactly as a page cache would; ``sync`` copies the volatile image into the durable one
+(fsync). :meth:`SimDisk.crash` throws the volatile image away and goes back to the durable
+image, so a node that skipped a sync it needed (``Ready.must_sync``) restarts without the
+entries, term or vote it promised to keep: the bugs Figure 2's "respond after persisting"
+rule exists to prevent become visible.
+
+Snapshots the driver takes itself (``create_snapshot`` and ``compact``) are written durably,
+with everything written before them, as a write-ahead log's fsync would.
+
+Index arithmetic is the one of :class:`MemoryStorage`: ``_ents[0]`` is a dummy entry holding
+the snapshot's (index, term) and ``_ents[i]`` has log index ``i + _ents[0].index``.
+"""
+
+from __future__ import annotations
+
+from raft.core.storage import MemoryStorage
+from raft.core.types import NONE, ConfState, Entry, HardState, Snapshot
+
+
+class SimDisk(MemoryStorage):
+    """Storage with a volatile and a durable image; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._durable_hard_state = HardState()
+        self._durable_snapshot = Snapshot()
+        self._durable_ents: list[Entry] = [Entry(index=0, term=0)]
+        self.syncs = 0
+        """How many times ``sync`` ran (a statistic, and what the tests look at)."""
+        self.dirty = False
+        """True while something written is not durable yet."""
+
+    # -- write side ----------------------------------------------------------------------
+    def append(self, entries: list[Entry]) -> None:
+        super().append(entries)
+        if entries:
+            self.dirty = True
+
+    def set_hard_state(self, hs: HardState) -> None:
+        super().set_hard_state(hs)
+        self.dirty = True
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        super().apply_snapshot(snap)
+        self.dirty = True
+
+    def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
+        """Saving a snapshot fsyncs, and like a write-ahead log's fsync it makes everything
+        written before it durable too (etcd's ``WAL.SaveSnapshot``): a restarted node never
+        finds a snapshot newer than its durable commit index."""
+        snap = super().create_snapshot(index, conf_state, data)
+        self._force_sync()
+        return snap
+
+    def compact(self, index: int) -> None:
+        super().compact(index)
+        self._force_sync()
+
+    def _force_sync(self) -> None:
+        self.dirty = True
+        self.sync()
+
+    def sync(self) -> None:
+        """Make everything written so far durable (fsync)."""
+        self.syncs += 1
+        if not self.dirty:
+            return
+        self._durable_hard_state = self._hard_state
+        self._durable_snapshot = self._snapshot
+        self._durable_ents = list(self._ents)
+        self.dirty = False
+
+    # -- faults --------------------------------------------------------------------------
+    def crash(self) -> None:
+        """Power loss: everything written since the last ``sync`` is gone."""
+        self._hard_state = self._durable_hard_state
+        self._snapshot = self._durable_snapshot
+        self._ents = list(self._durable_ents)
+        self.dirty = False
+
+    @property
+    def durable_hard_state(self) -> HardState:
+        return self._durable_hard_state
+
+    def durable_last_index(self) -> int:
+        return self._durable_ents[0].index + len(self._durable_ents) - 1
+
+
+class ForgetfulVoteDisk(SimDisk):
+    """A broken disk for the simulator's own tests: the vote never survives a crash, as if the
+    node kept it in memory only. Raft then lets a restarted node vote twice in one term, which
+    Election Safety must catch."""
+
+    def crash(self) -> None:
+        super().crash()
+        hs = self._hard_state
+        self._hard_state = HardState(term=hs.term, vote=NONE, commit=hs.commit)
+        self._durable_hard_state = self._hard_state

@@ -1,0 +1,905 @@
+"""The simulated world: N real :class:`raft.core.RawNode` instances driven exactly like the
+runtime drives them, under a seeded, hostile network, disk and clock.
+
+One ``random.Random(seed)`` decides everything (latencies, losses, faults, client operations,
+each node's election jitter via a generator derived from it), and events with equal times are
+ordered by insertion, so a seed replays bit for bit (also across processes: nothing iterates
+a hash-ordered set).
+
+Virtual time is an integer count of units, :data:`SUBTICKS` per tick. Each node ticks every
+``SUBTICKS`` units (another period while its clock is skewed). A run lasts
+``SimConfig.steps`` ticks: a chaos phase in which the nemesis starts and stops faults, then,
+``liveness_bound_ticks`` plus a margin before the end, every fault heals and the liveness
+monitor expects a leader and a committed proposal within the bound.
+
+Driving a node (same order as the runtime, ``Ready``'s docstring): send ``messages``; persist
+the snapshot, entries and hard state to the node's :class:`SimDisk`, fsync when
+``must_sync``; only then send ``persisted_messages``; apply ``committed_entries`` to the real
+state machine (:mod:`raft.machines`); serve read states; ``advance``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from raft.core import (
+    Config,
+    ConfState,
+    EntryType,
+    Message,
+    MessageType,
+    NodeId,
+    RawNode,
+    Ready,
+    Role,
+    decode_conf_change,
+)
+from raft.core.errors import NotLeaderError
+from raft.machines import KV, Register, StateMachine, codec
+from raft.sim.clients import ClientPool, Workload
+from raft.sim.disk import SimDisk
+from raft.sim.faults import (
+    ALL_FAULTS,
+    FaultKind,
+    Nemesis,
+    NemesisTiming,
+    format_faults,
+    parse_faults,
+)
+from raft.sim.invariants import Invariant, LivenessMonitor, SafetyChecker, Violation
+from raft.sim.network import Network
+
+SUBTICKS = 100
+"""World time units per tick."""
+NS_PER_UNIT = 100_000
+"""Virtual nanoseconds per unit in client histories (a tick is 10 ms)."""
+NODES_MIN = 3
+NODES_MAX = 7
+TRACE_TAIL = 40
+"""Trace lines kept for a violation report when the full trace is off."""
+BACKLOG_MAX = 2000
+"""Messages queued for a paused node; more are lost (a full socket buffer)."""
+
+_EV_TICK = 0
+_EV_MSG = 1
+_EV_CLIENT = 2
+_EV_NEMESIS = 3
+_EV_HEAL = 4
+_EV_LIVENESS = 5
+_EV_SNAP_REPORT = 6
+_EV_CRASH = 7
+_EV_RESTART = 8
+_EV_SCRIPT = 9
+
+CRASH_AFTER_VOTE_P = 0.4
+"""With crash faults on, chance that a node that just granted a vote crashes right after
+(FoundationDB-style "buggify": aim faults where the protocol is fragile)."""
+CRASH_AFTER_ELECTED_P = 0.15
+"""With crash faults on, chance that a node crashes right after winning an election."""
+CRASH_AFTER_LEADER_APPEND_P = 0.01
+"""With crash faults on, chance that a leader crashes right after persisting new entries."""
+
+
+class SimConfigError(ValueError):
+    """A simulator setting is out of range; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """One simulated run. ``steps`` is the run's length in ticks of virtual time."""
+
+    seed: int
+    nodes: int = 5
+    faults: frozenset[FaultKind] = ALL_FAULTS
+    steps: int = 400
+    trace: bool = False
+    workload: Workload = Workload.REGISTER
+    clients: int = 3
+    election_timeout_ticks: int = 10
+    heartbeat_ticks: int = 1
+    liveness_bound_ticks: int = 100
+    """After healing, a leader and a committed proposal are due within this many ticks."""
+    lincheck: bool = True
+    """Check the client history with raft.lincheck at the end of the run."""
+    lincheck_timeout_s: float = 10.0
+    max_msg_bytes: int | None = None
+    """Bytes of entries per AppendEntries; None lets the seed choose (1, 200 or 1 MiB)."""
+    pre_vote: bool | None = None
+    """None lets the seed choose (on for 3 seeds in 4)."""
+    check_quorum: bool | None = None
+    """None lets the seed choose (on for 3 seeds in 4)."""
+    fault_gap_ticks: tuple[int, int] = (2, 25)
+    """Ticks between two fault starts (uniform in the closed range)."""
+    fault_duration_ticks: tuple[int, int] = (3, 50)
+    """How long a fault lasts (uniform in the closed range)."""
+
+    def __post_init__(self) -> None:
+        if not NODES_MIN <= self.nodes <= NODES_MAX:
+            raise SimConfigError(f"nodes must be in {NODES_MIN}..{NODES_MAX}, got {self.nodes}")
+        if self.seed < 0:
+            raise SimConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.liveness_bound_ticks < 4 * self.election_timeout_ticks:
+            raise SimConfigError(
+                "liveness_bound_ticks must be at least 4 election timeouts, got "
+                f"{self.liveness_bound_ticks}"
+            )
+        if self.steps < self.calm_ticks + 20:
+            raise SimConfigError(
+                f"steps must be at least {self.calm_ticks + 20} (liveness bound "
+                f"{self.liveness_bound_ticks} + margin + some chaos), got {self.steps}"
+            )
+        for name in ("fault_gap_ticks", "fault_duration_ticks"):
+            lo, hi = getattr(self, name)
+            if not 1 <= lo <= hi:
+                raise SimConfigError(f"{name} must be a range 1 <= lo <= hi, got ({lo}, {hi})")
+        if self.clients < 0:
+            raise SimConfigError(f"clients must be >= 0, got {self.clients}")
+
+    @property
+    def calm_ticks(self) -> int:
+        """Ticks at the end of the run with every fault healed."""
+        return self.liveness_bound_ticks + 10
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain values only (how the swarm hands a config to a worker process)."""
+        return {
+            "seed": self.seed,
+            "nodes": self.nodes,
+            "faults": format_faults(self.faults),
+            "steps": self.steps,
+            "trace": self.trace,
+            "workload": self.workload.value,
+            "clients": self.clients,
+            "election_timeout_ticks": self.election_timeout_ticks,
+            "heartbeat_ticks": self.heartbeat_ticks,
+            "liveness_bound_ticks": self.liveness_bound_ticks,
+            "lincheck": self.lincheck,
+            "lincheck_timeout_s": self.lincheck_timeout_s,
+            "max_msg_bytes": self.max_msg_bytes,
+            "pre_vote": self.pre_vote,
+            "check_quorum": self.check_quorum,
+            "fault_gap_ticks": list(self.fault_gap_ticks),
+            "fault_duration_ticks": list(self.fault_duration_ticks),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> SimConfig:
+        return cls(
+            seed=int(obj["seed"]),
+            nodes=int(obj["nodes"]),
+            faults=parse_faults(str(obj["faults"])),
+            steps=int(obj["steps"]),
+            trace=bool(obj["trace"]),
+            workload=Workload(obj["workload"]),
+            clients=int(obj["clients"]),
+            election_timeout_ticks=int(obj["election_timeout_ticks"]),
+            heartbeat_ticks=int(obj["heartbeat_ticks"]),
+            liveness_bound_ticks=int(obj["liveness_bound_ticks"]),
+            lincheck=bool(obj["lincheck"]),
+            lincheck_timeout_s=float(obj["lincheck_timeout_s"]),
+            max_msg_bytes=None if obj["max_msg_bytes"] is None else int(obj["max_msg_bytes"]),
+            pre_vote=None if obj["pre_vote"] is None else bool(obj["pre_vote"]),
+            check_quorum=None if obj["check_quorum"] is None else bool(obj["check_quorum"]),
+            fault_gap_ticks=(int(obj["fault_gap_ticks"][0]), int(obj["fault_gap_ticks"][1])),
+            fault_duration_ticks=(
+                int(obj["fault_duration_ticks"][0]),
+                int(obj["fault_duration_ticks"][1]),
+            ),
+        )
+
+    def replay_command(self) -> str:
+        """The command line that replays this run with a trace."""
+        workload = (
+            "" if self.workload is Workload.REGISTER else f" --workload {self.workload.value}"
+        )
+        return (
+            f"raftlab sim --seed {self.seed} --nodes {self.nodes} "
+            f"--faults {format_faults(self.faults)} --steps {self.steps}{workload} --trace"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """What a run did and whether it broke anything. JSON-ready via :meth:`to_json`."""
+
+    seed: int
+    steps: int
+    events: int
+    elections: int
+    commits: int
+    client_ops: int
+    client_ok: int
+    faults: int
+    violation: Violation | None
+    trace_tail: tuple[str, ...]
+    trace: tuple[str, ...] = ()
+    lincheck: str = "skipped"
+    leader_after_heal_ticks: float | None = None
+    commit_after_heal_ticks: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.violation
+        return {
+            "seed": self.seed,
+            "steps": self.steps,
+            "events": self.events,
+            "elections": self.elections,
+            "commits": self.commits,
+            "client_ops": self.client_ops,
+            "client_ok": self.client_ok,
+            "faults": self.faults,
+            "violation": None
+            if v is None
+            else {"invariant": v.invariant.value, "node": v.node, "detail": v.detail},
+            "trace_tail": list(self.trace_tail),
+            "trace": list(self.trace),
+            "lincheck": self.lincheck,
+            "leader_after_heal_ticks": self.leader_after_heal_ticks,
+            "commit_after_heal_ticks": self.commit_after_heal_ticks,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> SimResult:
+        v = obj["violation"]
+        violation = (
+            None
+            if v is None
+            else Violation(Invariant(v["invariant"]), str(v["node"]), str(v["detail"]))
+        )
+        return cls(
+            seed=int(obj["seed"]),
+            steps=int(obj["steps"]),
+            events=int(obj["events"]),
+            elections=int(obj["elections"]),
+            commits=int(obj["commits"]),
+            client_ops=int(obj["client_ops"]),
+            client_ok=int(obj["client_ok"]),
+            faults=int(obj["faults"]),
+            violation=violation,
+            trace_tail=tuple(obj["trace_tail"]),
+            trace=tuple(obj["trace"]),
+            lincheck=str(obj["lincheck"]),
+            leader_after_heal_ticks=obj["leader_after_heal_ticks"],
+            commit_after_heal_ticks=obj["commit_after_heal_ticks"],
+        )
+
+
+@dataclass(slots=True)
+class _Node:
+    id: NodeId
+    disk: SimDisk
+    raw: RawNode | None = None
+    machine: StateMachine = field(default_factory=Register)
+    incarnation: int = 0
+    paused: bool = False
+    backlog: list[Message] = field(default_factory=list)
+    period: int = SUBTICKS
+    term: int = 0
+    role: Role = Role.FOLLOWER
+    leader: NodeId = ""
+    commit: int = 0
+    applied: int = 0
+
+
+@dataclass(slots=True)
+class _Probe:
+    node: NodeId
+    index: int
+    term: int
+
+
+DiskFactory = Callable[[], SimDisk]
+ScriptAction = Callable[["World"], None]
+Script = Sequence[tuple[float, ScriptAction]]
+"""A targeted scenario: (time in ticks, action on the world), e.g. Figure 8 of the paper.
+Actions use the world's public methods (crash, restart, campaign, propose, network, ...)."""
+MessageFilter = Callable[[Message], bool]
+
+
+def _fmt_msg(m: Message) -> str:
+    parts = [f"{m.sender}->{m.to} {m.type.value} t{m.term}"]
+    if m.index or m.log_term:
+        parts.append(f"i{m.index}/lt{m.log_term}")
+    if m.entries:
+        parts.append(f"ents[{m.entries[0].index}..{m.entries[-1].index}]")
+    if m.commit:
+        parts.append(f"c{m.commit}")
+    if m.reject:
+        parts.append(f"reject(hint {m.reject_hint})")
+    if m.snapshot is not None:
+        parts.append(f"snap@{m.snapshot.meta.index}")
+    return " ".join(parts)
+
+
+class World:
+    """One simulated run; :meth:`run` returns its :class:`SimResult`."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        *,
+        disk_factory: DiskFactory = SimDisk,
+        script: Script = (),
+    ) -> None:
+        self.config = config
+        self._script = list(script)
+        self.message_filter: MessageFilter | None = None
+        """When set, messages it returns True for are lost (scripts use it to aim losses)."""
+        self.rng = random.Random(config.seed)
+        rng = self.rng
+        self.now = 0
+        self._end = config.steps * SUBTICKS
+        self._heal_at = (config.steps - config.calm_ticks) * SUBTICKS
+        self._queue: list[tuple[int, int, int, Any]] = []
+        self._seq = 0
+        self._ids = [f"n{i + 1}" for i in range(config.nodes)]
+        self._voters = tuple(self._ids)
+        self._conf_state = ConfState(voters=frozenset(self._ids))
+        self.network = Network(rng, latency_min=2, latency_max=SUBTICKS // 3)
+        self.checker = SafetyChecker()
+        self.liveness = LivenessMonitor(self._heal_at, config.liveness_bound_ticks * SUBTICKS)
+        self._trace_all = config.trace
+        self._trace: deque[tuple[int, str, Any]] | list[tuple[int, str, Any]] = (
+            [] if config.trace else deque(maxlen=TRACE_TAIL)
+        )
+        self.violation: Violation | None = None
+        self.events = 0
+        # Per-seed variety in how the core is configured (all from the one rng).
+        self._max_msg_bytes = rng.choice((1, 200, 1 << 20))
+        if config.max_msg_bytes is not None:
+            self._max_msg_bytes = config.max_msg_bytes
+        if config.pre_vote is not None:
+            self._pre_vote = config.pre_vote
+        if config.check_quorum is not None:
+            self._check_quorum = config.check_quorum
+        self._max_inflight = rng.choice((1, 4, 256))
+        self._pre_vote = rng.random() < 0.75
+        self._check_quorum = rng.random() < 0.75
+        self._snapshot_every = rng.choice((0, 0, 8, 25))
+        self._machine_cls: type[StateMachine] = (
+            Register if config.workload is Workload.REGISTER else KV
+        )
+        self._nodes = {nid: _Node(id=nid, disk=disk_factory()) for nid in self._ids}
+        timing = NemesisTiming(
+            gap_min=config.fault_gap_ticks[0] * SUBTICKS,
+            gap_max=config.fault_gap_ticks[1] * SUBTICKS,
+            duration_min=config.fault_duration_ticks[0] * SUBTICKS,
+            duration_max=config.fault_duration_ticks[1] * SUBTICKS,
+        )
+        self.nemesis = Nemesis(config.faults, rng, self, timing, SUBTICKS)
+        self.clients = ClientPool(
+            rng,
+            config.workload,
+            config.clients,
+            self._ids,
+            NS_PER_UNIT,
+            timeout=30 * SUBTICKS,
+        )
+        self._probe: _Probe | None = None
+        self._targeted_crashes = FaultKind.CRASH in config.faults
+        self._dirty: list[_Node] = []
+        self._note(
+            f"world seed={config.seed} nodes={config.nodes} faults={format_faults(config.faults)} "
+            f"max_msg_bytes={self._max_msg_bytes} max_inflight={self._max_inflight} "
+            f"pre_vote={self._pre_vote} check_quorum={self._check_quorum} "
+            f"snapshot_every={self._snapshot_every}"
+        )
+
+    # -- queue ---------------------------------------------------------------------------
+    def _at(self, t: int, kind: int, arg: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (t, self._seq, kind, arg))
+
+    # -- trace ---------------------------------------------------------------------------
+    def _note(self, text: str) -> None:
+        self._trace.append((self.now, "note", text))
+
+    def note(self, text: str) -> None:
+        self._note(text)
+
+    def trace_lines(self, last: int | None = None) -> list[str]:
+        items = list(self._trace)
+        if last is not None:
+            items = items[-last:]
+        return [self._fmt(item) for item in items]
+
+    @staticmethod
+    def _fmt(item: tuple[int, str, Any]) -> str:
+        t, kind, what = item
+        when = f"{t / SUBTICKS:9.2f}"
+        if kind == "recv":
+            return f"{when}  recv {_fmt_msg(what)}"
+        if kind == "drop":
+            return f"{when}  lost {_fmt_msg(what)}"
+        return f"{when}  {what}"
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        rng = self.rng
+        for node in self._nodes.values():
+            self._start_node(node)
+            self._at(rng.randint(0, SUBTICKS - 1), _EV_TICK, node.id)
+        if self.config.faults:
+            self._at(rng.randint(5, 20) * SUBTICKS, _EV_NEMESIS, None)
+        if self.config.clients:
+            self._at(rng.randint(1, 5) * SUBTICKS, _EV_CLIENT, None)
+        self._at(self._heal_at, _EV_HEAL, None)
+        for k, (when, _) in enumerate(self._script):
+            self._at(int(when * SUBTICKS), _EV_SCRIPT, k)
+        self._at(self.liveness.deadline, _EV_LIVENESS, None)
+        queue = self._queue
+        nodes = self._nodes
+        end = self._end
+        while queue and self.violation is None:
+            t, _, kind, arg = heapq.heappop(queue)
+            if t > end:
+                break
+            self.now = t
+            self.events += 1
+            if kind == _EV_MSG:
+                self._deliver(arg)
+            elif kind == _EV_TICK:
+                node = nodes[arg]
+                self._at(t + node.period, _EV_TICK, arg)
+                if node.raw is not None and not node.paused:
+                    self._input(node, node.raw.tick)
+                    if t >= self._heal_at and self.liveness.commit_at is None:
+                        self._liveness_probe()
+            elif kind == _EV_CLIENT:
+                self.clients.expire(t)
+                if t < end - 5 * SUBTICKS:
+                    self.clients.issue(t, self)
+                self._drain_dirty()
+                self._at(t + rng.randint(SUBTICKS // 5, SUBTICKS), _EV_CLIENT, None)
+            elif kind == _EV_NEMESIS:
+                if t < self._heal_at:
+                    self.nemesis.step(t)
+                    self._drain_dirty()
+                    self._at(t + self.nemesis.next_gap(), _EV_NEMESIS, None)
+            elif kind == _EV_HEAL:
+                self._note("nemesis heal all")
+                self.nemesis.heal_all()
+                self.message_filter = None
+                self._drain_dirty()
+            elif kind == _EV_LIVENESS:
+                self._set_violation(self.liveness.check(t))
+            elif kind == _EV_CRASH:
+                node_id, down_for = arg
+                if t < self._heal_at and nodes[node_id].raw is not None:
+                    self.crash(node_id)
+                    self._at(t + down_for, _EV_RESTART, node_id)
+            elif kind == _EV_RESTART:
+                if nodes[arg].raw is None:
+                    self.restart(arg)
+                    self._drain_dirty()
+            elif kind == _EV_SCRIPT:
+                when, action = self._script[arg]
+                self._note(f"script step {arg} at {when}")
+                action(self)
+                self._drain_dirty()
+            elif kind == _EV_SNAP_REPORT:
+                self._report_snapshot(*arg)
+        lincheck = "skipped"
+        if self.violation is None and self.config.lincheck and self.config.clients:
+            lincheck = self._lincheck()
+        lv = self.liveness
+        return SimResult(
+            seed=self.config.seed,
+            steps=self.config.steps,
+            events=self.events,
+            elections=self.checker.elections,
+            commits=self.checker.commit_index,
+            client_ops=self.clients.invoked,
+            client_ok=self.clients.ok,
+            faults=self.nemesis.started,
+            violation=self.violation,
+            trace_tail=tuple(self.trace_lines(TRACE_TAIL)),
+            trace=tuple(self.trace_lines()) if self._trace_all else (),
+            lincheck=lincheck,
+            leader_after_heal_ticks=None
+            if lv.leader_at is None
+            else (lv.leader_at - lv.healed_at) / SUBTICKS,
+            commit_after_heal_ticks=None
+            if lv.commit_at is None
+            else (lv.commit_at - lv.healed_at) / SUBTICKS,
+        )
+
+    def _lincheck(self) -> str:
+        from raft.lincheck import Verdict, check_history
+
+        res = check_history(
+            self.clients.history,
+            model=self.config.workload.model,
+            timeout_s=self.config.lincheck_timeout_s,
+        )
+        if res.verdict is Verdict.NOT_LINEARIZABLE:
+            self._set_violation(
+                Violation(
+                    Invariant.LINEARIZABILITY,
+                    "",
+                    f"client history ({len(self.clients.history)} events) is not "
+                    f"linearizable: {res.counterexample}",
+                )
+            )
+        return str(res.verdict.value)
+
+    def _set_violation(self, v: Violation | None) -> None:
+        if v is not None and self.violation is None:
+            self.violation = v
+            self._note(f"VIOLATION {v}")
+
+    # -- driving one node ----------------------------------------------------------------
+    def _input(self, node: _Node, fn: Callable[[], object]) -> None:
+        """Feed one input to the node, then do all the work its Readys ask for."""
+        try:
+            fn()
+        except NotLeaderError:
+            pass
+        except Exception as exc:
+            self._core_error(node, exc)
+            return
+        self._drain(node)
+
+    def _core_error(self, node: _Node, exc: BaseException) -> None:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        self._set_violation(
+            Violation(
+                Invariant.CORE_ERROR,
+                node.id,
+                f"{type(exc).__name__}: {exc} ({where.filename}:{where.lineno})",
+            )
+        )
+
+    def _drain_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for node in dirty:
+            if node.raw is not None:
+                self._drain(node)
+
+    def _drain(self, node: _Node) -> None:
+        raw = node.raw
+        if raw is None:
+            return
+        try:
+            while raw.has_ready():
+                rd = raw.ready()
+                self._handle_ready(node, raw, rd)
+                if self.violation is not None:
+                    return
+                raw.advance(rd)
+        except Exception as exc:
+            self._core_error(node, exc)
+            return
+        self._set_violation(
+            self.checker.on_state(
+                node.id, node.incarnation, node.term, node.role, node.commit, node.disk
+            )
+        )
+        if node.role is Role.LEADER and self.now >= self._heal_at:
+            self.liveness.leader_seen(self.now)
+        self._maybe_snapshot(node)
+
+    def _handle_ready(self, node: _Node, raw: RawNode, rd: Ready) -> None:
+        disk = node.disk
+        checker = self.checker
+        ss = rd.soft_state
+        if ss is not None:
+            if ss.role is not node.role or ss.leader != node.leader:
+                self._note(f"{node.id} {ss.role.value} (leader {ss.leader or '-'})")
+                if ss.role is Role.LEADER and self._targeted_crashes:
+                    self._maybe_crash_soon(node, CRASH_AFTER_ELECTED_P, "after winning")
+            node.role = ss.role
+            node.leader = ss.leader
+        hs = rd.hard_state
+        if hs is not None:
+            node.term = hs.term
+            node.commit = hs.commit
+        leader_term = node.term if node.role is Role.LEADER else None
+        if leader_term is not None:
+            self._set_violation(checker.on_role(node.id, node.term, node.role))
+        if rd.messages:
+            self._send(node, rd.messages)
+        snap = rd.snapshot
+        if snap is not None:
+            self._set_violation(checker.on_snapshot_installed(node.id, leader_term, snap))
+            disk.apply_snapshot(snap)
+            self._note(f"{node.id} install snapshot @{snap.meta.index} t{snap.meta.term}")
+        if rd.entries:
+            self._append(node, leader_term, rd)
+        if hs is not None:
+            disk.set_hard_state(hs)
+        if rd.must_sync:
+            disk.sync()
+        if rd.persisted_messages:
+            self._send(node, rd.persisted_messages)
+            if self._targeted_crashes:
+                for m in rd.persisted_messages:
+                    if m.type is MessageType.VOTE_RESP and not m.reject:
+                        self._maybe_crash_soon(node, CRASH_AFTER_VOTE_P, "after voting")
+        if self._targeted_crashes and leader_term is not None and rd.entries:
+            self._maybe_crash_soon(node, CRASH_AFTER_LEADER_APPEND_P, "after appending")
+        if snap is not None:
+            node.machine.restore(snap.data)
+            node.applied = snap.meta.index
+            checker.on_machine_restored(node.id, node.incarnation, snap.meta.index)
+        if rd.committed_entries:
+            self._apply(node, raw, rd)
+        if rd.read_states:
+            for rs in rd.read_states:
+                self.clients.on_read_state(node.id, rs, self.now, self)
+
+    def _maybe_crash_soon(self, node: _Node, p: float, why: str) -> None:
+        rng = self.rng
+        if self.now >= self._heal_at or rng.random() >= p:
+            return
+        when = self.now + rng.randint(1, SUBTICKS // 2)
+        down_for = rng.randint(SUBTICKS // 5, 3 * SUBTICKS)
+        self._note(f"nemesis will crash {node.id} {why}")
+        self._at(when, _EV_CRASH, (node.id, down_for))
+
+    def _append(self, node: _Node, leader_term: int | None, rd: Ready) -> None:
+        disk = node.disk
+        ents = rd.entries
+        first = ents[0].index
+        last = disk.last_index()
+        prev_term: int | None = None
+        if first - 1 >= disk.first_index() - 1 and first - 1 <= last:
+            prev_term = disk.term(first - 1)
+        overwritten: int | None = None
+        if first <= last:
+            lo = max(first, disk.first_index())
+            for i in range(lo, last + 1):
+                k = i - first
+                if k >= len(ents) or ents[k].term != disk.term(i):
+                    overwritten = i
+                    break
+        self._set_violation(
+            self.checker.on_append(node.id, leader_term, ents, prev_term, overwritten)
+        )
+        disk.append(list(ents))
+        if overwritten is not None:
+            self._note(f"{node.id} truncate from {overwritten}")
+        self._note(f"{node.id} persist [{first}..{ents[-1].index}] t{ents[-1].term}")
+
+    def _apply(self, node: _Node, raw: RawNode, rd: Ready) -> None:
+        checker = self.checker
+        clients = self.clients
+        probe = self._probe
+        for e in rd.committed_entries:
+            self._set_violation(checker.on_apply(node.id, node.incarnation, e))
+            if e.type is EntryType.CONF_CHANGE:
+                raw.apply_conf_change(decode_conf_change(e.data))
+                result = b""
+            elif e.data:
+                result = node.machine.apply(e.index, e.data)
+            else:
+                result = b""
+            node.applied = e.index
+            clients.on_applied(node.id, e, result, self.now)
+            if probe is not None and probe.node == node.id and probe.index == e.index:
+                if probe.term == e.term:
+                    self.liveness.probe_committed(self.now)
+                    self._note(f"liveness probe committed at {e.index}")
+                self._probe = probe = None
+        self._note(f"{node.id} apply ..{node.applied}")
+        clients.serve_reads(node.id, self.now, self)
+
+    def _maybe_snapshot(self, node: _Node) -> None:
+        every = self._snapshot_every
+        if not every:
+            return
+        disk = node.disk
+        snap_index = disk.snapshot().meta.index
+        if node.applied - snap_index < every or node.applied > disk.last_index():
+            return
+        disk.create_snapshot(node.applied, self._conf_state, node.machine.snapshot())
+        disk.compact(max(snap_index, node.applied - 2))
+        self._note(f"{node.id} snapshot @{node.applied}")
+
+    def _send(self, node: _Node, msgs: Sequence[Message]) -> None:
+        # Stable sort by destination: per-link order is the core's, the order across links
+        # does not depend on how the core iterates its (hash-ordered) peer sets.
+        now = self.now
+        net = self.network
+        flt = self.message_filter
+        for m in sorted(msgs, key=lambda m: m.to):
+            if flt is not None and flt(m):
+                self._trace.append((now, "drop", m))
+                continue
+            arrivals = net.route(m.sender, m.to, now)
+            if not arrivals:
+                self._trace.append((now, "drop", m))
+            for t in arrivals:
+                self._at(t, _EV_MSG, m)
+            if m.type is MessageType.SNAP:
+                # The transport reports how a snapshot transfer ended (etcd ReportSnapshot).
+                when = max(arrivals) if arrivals else now + SUBTICKS
+                self._at(when + 1, _EV_SNAP_REPORT, (m.sender, m.to, bool(arrivals)))
+
+    def _report_snapshot(self, sender: NodeId, to: NodeId, ok: bool) -> None:
+        node = self._nodes[sender]
+        raw = node.raw
+        if raw is not None and not node.paused:
+            self._input(node, lambda: raw.report_snapshot(to, ok))
+
+    def _deliver(self, m: Message) -> None:
+        node = self._nodes[m.to]
+        if node.raw is None:
+            self._trace.append((self.now, "drop", m))
+            return
+        if node.paused:
+            if len(node.backlog) < BACKLOG_MAX:
+                node.backlog.append(m)
+            return
+        self._trace.append((self.now, "recv", m))
+        raw = node.raw
+        self._input(node, lambda: raw.step(m))
+
+    # -- lifecycle (used by the nemesis) --------------------------------------------------
+    def _start_node(self, node: _Node) -> None:
+        disk = node.disk
+        hs, _ = disk.initial_state()
+        snap = disk.snapshot()
+        node.machine = self._machine_cls()
+        applied = 0
+        if not snap.is_empty():
+            node.machine.restore(snap.data)
+            applied = snap.meta.index
+        node.incarnation += 1
+        node.applied = applied
+        node.term = hs.term
+        node.commit = hs.commit
+        node.role = Role.FOLLOWER
+        node.leader = ""
+        node.paused = False
+        node.backlog = []
+        cfg = Config(
+            id=node.id,
+            voters=self._voters,
+            election_timeout_ticks=self.config.election_timeout_ticks,
+            heartbeat_ticks=self.config.heartbeat_ticks,
+            pre_vote=self._pre_vote,
+            check_quorum=self._check_quorum,
+            max_msg_bytes=self._max_msg_bytes,
+            max_inflight_msgs=self._max_inflight,
+            applied=applied,
+        )
+        self.checker.on_restart(node.id, node.incarnation, applied)
+        try:
+            node.raw = RawNode(cfg, disk, rng=random.Random(self.rng.getrandbits(64)))
+        except Exception as exc:
+            node.raw = None
+            self._core_error(node, exc)
+            return
+        self._dirty.append(node)
+
+    def node_ids(self) -> Sequence[NodeId]:
+        return self._ids
+
+    def leader_hint(self) -> NodeId | None:
+        best: _Node | None = None
+        for node in self._nodes.values():
+            if (
+                node.raw is not None
+                and node.role is Role.LEADER
+                and (best is None or node.term > best.term)
+            ):
+                best = node
+        return None if best is None else best.id
+
+    def is_up(self, node: NodeId) -> bool:
+        return self._nodes[node].raw is not None
+
+    def is_paused(self, node: NodeId) -> bool:
+        return self._nodes[node].paused
+
+    def crash(self, node: NodeId) -> None:
+        n = self._nodes[node]
+        n.raw = None
+        n.disk.crash()
+        n.paused = False
+        n.backlog = []
+        n.role = Role.FOLLOWER
+        self.clients.on_node_down(node, self.now)
+        self._note(f"nemesis crash {node} (durable last index {n.disk.last_index()})")
+
+    def restart(self, node: NodeId) -> None:
+        n = self._nodes[node]
+        if n.raw is not None:
+            return
+        self._start_node(n)
+        self._note(f"nemesis restart {node} (term {n.term}, commit {n.commit})")
+
+    def pause(self, node: NodeId) -> None:
+        self._nodes[node].paused = True
+        self._note(f"nemesis pause {node}")
+
+    def resume(self, node: NodeId) -> None:
+        n = self._nodes[node]
+        n.paused = False
+        backlog, n.backlog = n.backlog, []
+        self._note(f"nemesis resume {node} ({len(backlog)} queued messages)")
+        for m in backlog:
+            if self.violation is not None or n.raw is None:
+                break
+            self._deliver(m)
+
+    def set_tick_period(self, node: NodeId, period: int | None) -> None:
+        self._nodes[node].period = SUBTICKS if period is None else period
+
+    def campaign(self, node: NodeId) -> None:
+        """Make ``node`` start an election now (scripts)."""
+        n = self._nodes[node]
+        raw = n.raw
+        if raw is not None:
+            self._input(n, raw.campaign)
+
+    def role_of(self, node: NodeId) -> Role:
+        return self._nodes[node].role
+
+    def last_index(self, node: NodeId) -> int:
+        """Last index in ``node``'s (volatile) log."""
+        return self._nodes[node].disk.last_index()
+
+    # -- client API (used by ClientPool) -------------------------------------------------
+    def can_serve(self, node: NodeId) -> bool:
+        n = self._nodes[node]
+        return n.raw is not None and not n.paused
+
+    def propose(self, node: NodeId, data: bytes) -> tuple[int, int]:
+        n = self._nodes[node]
+        assert n.raw is not None
+        index, term = n.raw.propose(data)
+        self._dirty.append(n)
+        return index, term
+
+    def read_index(self, node: NodeId, context: bytes) -> None:
+        n = self._nodes[node]
+        assert n.raw is not None
+        n.raw.read_index(context)
+        self._dirty.append(n)
+
+    def applied_index(self, node: NodeId) -> int:
+        return self._nodes[node].applied
+
+    def query(self, node: NodeId, request: bytes) -> bytes:
+        return self._nodes[node].machine.query(request)
+
+    # -- liveness ------------------------------------------------------------------------
+    def _liveness_probe(self) -> None:
+        probe = self._probe
+        if probe is not None:
+            n = self._nodes[probe.node]
+            if n.raw is not None and n.role is Role.LEADER and n.term == probe.term:
+                return  # still pending at a live leader
+        leader = self.leader_hint()
+        if leader is None:
+            return
+        n = self._nodes[leader]
+        if n.paused or n.raw is None:
+            return
+        data = codec.encode_command("read", "liveness-probe")
+        try:
+            index, term = n.raw.propose(data)
+        except Exception:
+            return  # not leader after all, or dropped: retry next tick
+        self._probe = _Probe(leader, index, term)
+        self._note(f"liveness probe proposed at {leader} ({index}, t{term})")
+        self._drain(n)
+
+
+def run_seed(
+    config: SimConfig, *, disk_factory: DiskFactory = SimDisk, script: Script = ()
+) -> SimResult:
+    """Run one seed; never raises for what the core does (that becomes a violation)."""
+    return World(config, disk_factory=disk_factory, script=script).run()

@@ -1,0 +1,512 @@
+"""``DiskStorage``: the :class:`~raft.core.storage.LogStorage` a real node runs on.
+
+Same semantics as :class:`~raft.core.storage.MemoryStorage` (the reference), plus durability:
+
+- entries go to the segmented WAL (``wal/``) with one write per ``append`` call (so one per
+  Ready: group commit) and one fdatasync per :meth:`DiskStorage.sync`;
+- the hard state goes to ``hardstate`` by atomic replace on :meth:`DiskStorage.sync`, after
+  the WAL is synced (so a durable commit index never points past the durable log);
+- snapshots go to ``snap/`` atomically, newest two kept.
+
+Memory holds the index (term, file offset and record length per entry, in ``array``\\ s) and a
+bounded cache of the most recent entries; older entries are read back with ``pread`` and
+verified against their CRC.
+
+Index arithmetic: ``(self._off_index, self._off_term)`` plays MemoryStorage's dummy entry
+(the snapshot or compaction point); the WAL holds entries ``_off_index + 1 .. last_index``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from raft.core.errors import CompactedError, SnapshotOutOfDateError, UnavailableError
+from raft.core.types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
+from raft.storage._files import fsync_dir, remove_stale_temps
+from raft.storage.errors import (
+    CompactionNotCoveredError,
+    CorruptLogError,
+    StorageClosedError,
+    StorageLockedError,
+    io_error,
+)
+from raft.storage.hardstate import HardStateFile
+from raft.storage.snapshots import SnapshotStore
+from raft.storage.wal import (
+    DEFAULT_SEGMENT_BYTES,
+    WAL_DIR,
+    Wal,
+    WalScan,
+    cut_at_damage,
+    scan_wal,
+)
+
+LOCK_FILE = "LOCK"
+
+
+class FsyncPolicy(enum.Enum):
+    """When :meth:`DiskStorage.sync` really calls fdatasync (``fsync:`` in cluster.yml).
+
+    Every policy writes to the files at once, so a *process* crash (kill -9) loses nothing
+    that was appended; the policies differ on a *machine* crash (power loss, kernel panic).
+    """
+
+    ALWAYS = "always"
+    """Every ``sync()`` is an fdatasync of the WAL (plus an atomic hard state replace when it
+    changed). Nothing acknowledged is lost. The default."""
+    BATCH = "batch"
+    """``sync()`` fdatasyncs only if ``batch_interval_ms`` passed since the last fdatasync;
+    otherwise it returns at once and the next ``sync()``/``flush_if_due()`` after the interval
+    does it. A machine crash loses up to ``batch_interval_ms`` of acknowledged writes."""
+    NEVER = "never"
+    """No fdatasync while running (``close()`` still syncs). A machine crash can lose any
+    amount of acknowledged entries, votes and terms: Raft's safety is void. Benchmarks only."""
+
+    @classmethod
+    def parse(cls, value: str | FsyncPolicy) -> FsyncPolicy:
+        if isinstance(value, FsyncPolicy):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            allowed = ", ".join(p.value for p in cls)
+            raise ValueError(f"fsync policy {value!r} is not one of: {allowed}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """An interrupted write cut off the end of the last segment at open."""
+
+    path: str
+    offset: int
+    dropped_bytes: int
+    reason: str
+    first_lost_index: int
+    """The index the dropped bytes would have started with (never acknowledged under
+    ``fsync: always``: only an unsynced write can be torn)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What :class:`DiskStorage` found and fixed when it opened ``data_dir``. The runtime logs
+    :meth:`summary` and may put :meth:`as_fields` into its ``start`` event."""
+
+    data_dir: str
+    first_index: int
+    last_index: int
+    snapshot_index: int
+    snapshot_term: int
+    segments: int
+    bytes_scanned: int
+    torn_tail: TornTail | None
+    removed_files: tuple[str, ...]
+    """Stale temp files of interrupted atomic writes, and a segment whose header was torn."""
+    discarded_after_snapshot: tuple[int, int] | None
+    """``(lo, hi)`` WAL entries dropped because the newest snapshot supersedes them (a crash
+    while installing a snapshot)."""
+    commit_clamped: tuple[int, int] | None
+    """``(stored, now)`` when the stored commit index pointed past the recovered log."""
+    duration_s: float
+
+    def is_clean(self) -> bool:
+        return (
+            self.torn_tail is None
+            and not self.removed_files
+            and self.discarded_after_snapshot is None
+            and self.commit_clamped is None
+        )
+
+    def summary(self) -> str:
+        parts = [
+            f"recovered {self.data_dir}: log {self.first_index}..{self.last_index} "
+            f"(snapshot {self.snapshot_index}/{self.snapshot_term}, {self.segments} segments, "
+            f"{self.bytes_scanned} bytes scanned in {self.duration_s:.3f}s)"
+        ]
+        if self.torn_tail is not None:
+            t = self.torn_tail
+            parts.append(
+                f"torn tail cut: {t.path} at byte {t.offset} ({t.dropped_bytes} bytes, "
+                f"{t.reason}; first lost index {t.first_lost_index})"
+            )
+        if self.removed_files:
+            parts.append("removed " + ", ".join(self.removed_files))
+        if self.discarded_after_snapshot is not None:
+            lo, hi = self.discarded_after_snapshot
+            parts.append(f"discarded entries {lo}..{hi} superseded by the snapshot")
+        if self.commit_clamped is not None:
+            parts.append(f"commit {self.commit_clamped[0]} clamped to {self.commit_clamped[1]}")
+        return "; ".join(parts)
+
+    def as_fields(self) -> dict[str, object]:
+        t = self.torn_tail
+        return {
+            "first_index": self.first_index,
+            "last_index": self.last_index,
+            "snapshot_index": self.snapshot_index,
+            "segments": self.segments,
+            "torn_tail": None
+            if t is None
+            else {"path": t.path, "offset": t.offset, "bytes": t.dropped_bytes},
+            "removed_files": list(self.removed_files),
+            "duration_s": round(self.duration_s, 6),
+        }
+
+
+def lock_data_dir(data_dir: str) -> int:
+    """Take the directory's exclusive lock (released when the fd closes or the process
+    dies). Raises StorageLockedError if another process has it."""
+    path = os.path.join(data_dir, LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise io_error("open lock file", path, exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageLockedError(data_dir) from None
+    return fd
+
+
+class DiskStorage:
+    """Durable :class:`~raft.core.storage.LogStorage` in ``data_dir`` (see docs/storage.md).
+
+    Opening recovers: stale temp files are removed, every WAL record is verified, a torn tail
+    of the last segment is cut off and reported in :attr:`recovery`; any other damage raises
+    :class:`~raft.storage.errors.CorruptLogError` (run ``raft repair DATA_DIR``).
+
+    Failures of the disk raise :class:`~raft.storage.errors.StorageIOError` /
+    :class:`~raft.storage.errors.DiskFullError` with the files rolled back to their last good
+    state; the same call may be retried. A failed ``sync`` drops the unsynced suffix from the
+    log (``last_index`` goes back to :attr:`durable_index`), since it may not be on disk.
+    Not thread-safe: one driver owns it.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        fsync: FsyncPolicy | str = FsyncPolicy.ALWAYS,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        *,
+        batch_interval_ms: float = 10.0,
+        cache_entries: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        started = time.perf_counter()
+        self.data_dir = os.fspath(data_dir)
+        self.policy = FsyncPolicy.parse(fsync)
+        self.batch_interval_ms = batch_interval_ms
+        self._clock = clock
+        self._closed = False
+        wal_dir = os.path.join(self.data_dir, WAL_DIR)
+        try:
+            os.makedirs(wal_dir, exist_ok=True)
+        except OSError as exc:
+            raise io_error("create directory", wal_dir, exc) from exc
+        self._lock_fd = lock_data_dir(self.data_dir)
+        try:
+            self._hs_file = HardStateFile(self.data_dir)
+            self._snaps = SnapshotStore(self.data_dir)
+            self._snaps.ensure_dir()
+            removed: list[str] = []
+            stale = self._hs_file.remove_stale_temp()
+            if stale:
+                removed.append(stale)
+            removed += self._snaps.remove_stale_temps()
+            removed += remove_stale_temps(wal_dir)
+            self._hs = self._hs_file.load() or HardState()
+            self._snap = self._snaps.load_newest() or Snapshot()
+            scan = scan_wal(wal_dir)
+            torn = self._cut_torn_tail(scan, removed)
+            self._wal = Wal(
+                wal_dir,
+                scan,
+                durable=self.policy is not FsyncPolicy.NEVER,
+                segment_bytes=segment_bytes,
+                cache_entries=cache_entries,
+            )
+            discarded = self._align_with_snapshot(scan)
+            clamped = None
+            if self._hs.commit > self.last_index():
+                clamped = (self._hs.commit, self.last_index())
+                self._hs = HardState(self._hs.term, self._hs.vote, self.last_index())
+            self._hs_written = self._hs if clamped is None else HardState()
+            self._durable_index = self.last_index()
+            self._last_fsync = self._clock()
+            if self.policy is not FsyncPolicy.NEVER and removed:
+                fsync_dir(self.data_dir)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self.recovery = RecoveryReport(
+            data_dir=self.data_dir,
+            first_index=self.first_index(),
+            last_index=self.last_index(),
+            snapshot_index=self._snap.meta.index,
+            snapshot_term=self._snap.meta.term,
+            segments=len(self._wal.segment_paths),
+            bytes_scanned=scan.bytes_scanned,
+            torn_tail=torn,
+            removed_files=tuple(removed),
+            discarded_after_snapshot=discarded,
+            commit_clamped=clamped,
+            duration_s=time.perf_counter() - started,
+        )
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        fsync: FsyncPolicy | str = FsyncPolicy.ALWAYS,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        **options: object,
+    ) -> DiskStorage:
+        """Open (creating if needed) and recover ``data_dir``; see :attr:`recovery`."""
+        return cls(data_dir, fsync, segment_bytes, **options)  # type: ignore[arg-type]
+
+    # -- recovery ----------------------------------------------------------------------
+    def _cut_torn_tail(self, scan: WalScan, removed: list[str]) -> TornTail | None:
+        d = scan.damage
+        if d is None:
+            return None
+        if not d.torn:
+            raise CorruptLogError(
+                d.path, d.offset, f"{d.reason} (run `raft repair {self.data_dir}`)"
+            )
+        size = os.path.getsize(d.path)
+        removed += cut_at_damage(scan, durable=True)
+        offset = 0 if scan.damaged_segment_dropped else d.offset
+        return TornTail(d.path, offset, size - offset, d.reason, d.index)
+
+    def _align_with_snapshot(self, scan: WalScan) -> tuple[int, int] | None:
+        snap_index, snap_term = self._snap.meta.index, self._snap.meta.term
+        self._off_index, self._off_term = snap_index, snap_term
+        wal = self._wal
+        if not wal.segment_paths:
+            wal.ensure_segment(snap_index + 1)
+            return None
+        first, last = wal.first_index, wal.last_index
+        if first > snap_index + 1:
+            raise CorruptLogError(
+                wal.segment_paths[0],
+                0,
+                f"the log starts at index {first} but the newest snapshot covers only up to "
+                f"{snap_index}: entries {snap_index + 1}..{first - 1} are missing "
+                f"(run `raft repair {self.data_dir}`)",
+            )
+        if last < snap_index:
+            wal.reset(snap_index + 1)
+            return (first, last) if last >= first else None
+        discarded = None
+        if snap_index >= first and wal.term(snap_index) != snap_term and snap_index > 0:
+            if last > snap_index:
+                discarded = (snap_index + 1, last)
+            wal.truncate_from(snap_index + 1)
+        wal.forget_before(snap_index + 1)
+        return discarded
+
+    # -- read side (LogReader) ---------------------------------------------------------
+    def initial_state(self) -> tuple[HardState, ConfState]:
+        return self._hs, self._snap.meta.conf_state
+
+    @property
+    def hard_state(self) -> HardState:
+        return self._hs
+
+    @property
+    def durable_index(self) -> int:
+        """Last index known to be on stable storage (covered by an fdatasync, or found on
+        disk at open). Under ``fsync: never`` it only advances on :meth:`flush`."""
+        return min(self._durable_index, self.last_index())
+
+    def first_index(self) -> int:
+        return self._off_index + 1
+
+    def last_index(self) -> int:
+        return self._wal.last_index
+
+    def term(self, index: int) -> int:
+        if index < self._off_index:
+            raise CompactedError(f"index {index} is compacted (first kept {self._off_index})")
+        if index == self._off_index:
+            return self._off_term
+        if index > self._wal.last_index:
+            raise UnavailableError(f"index {index} is past the last index {self.last_index()}")
+        return self._wal.term(index)
+
+    def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
+        self._check_open()
+        if lo <= self._off_index:
+            raise CompactedError(f"index {lo} is compacted (first kept {self._off_index + 1})")
+        if hi > self.last_index() + 1:
+            raise UnavailableError(f"index {hi - 1} is past the last index {self.last_index()}")
+        if max_bytes is not None and lo < hi:
+            total = 0
+            for n, size in enumerate(self._wal.entry_sizes(lo, hi)):
+                total += size
+                if total > max_bytes and n > 0:
+                    hi = lo + n
+                    break
+        return self._wal.read(lo, hi)
+
+    def snapshot(self) -> Snapshot:
+        return self._snap
+
+    # -- write side (LogStorage) -------------------------------------------------------
+    def set_hard_state(self, hs: HardState) -> None:
+        """Record ``hs``; it is written (atomically) by the next :meth:`sync`."""
+        self._hs = hs
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Append with one write; a conflicting suffix is durably cut first. Not durable
+        until :meth:`sync`. Unlike MemoryStorage, refuses (ValueError) to rewrite entries the
+        snapshot covers: they are committed (the core never does it), and a restart could not
+        reproduce such a log."""
+        self._check_open()
+        if not entries:
+            return
+        first = self.first_index()
+        if entries[0].index + len(entries) - 1 < first:
+            return  # everything offered is already compacted
+        if first > entries[0].index:
+            entries = entries[first - entries[0].index :]
+        last = self.last_index()
+        if entries[0].index > last + 1:
+            raise UnavailableError(
+                f"append at {entries[0].index} leaves a gap after last index {last}"
+            )
+        if entries[0].index <= min(last, self._snap.meta.index):
+            raise ValueError(
+                f"append at {entries[0].index} would rewrite entries covered by the snapshot "
+                f"at {self._snap.meta.index}; they are committed and can never conflict"
+            )
+        self._wal.append(entries, self.term(entries[0].index - 1))
+
+    def sync(self) -> None:
+        """Make everything written so far durable, as the policy allows (see FsyncPolicy)."""
+        self._check_open()
+        if self.policy is FsyncPolicy.NEVER:
+            if self._hs != self._hs_written:
+                self._hs_file.write(self._hs, durable=False)
+                self._hs_written = self._hs
+            return
+        if self.policy is FsyncPolicy.BATCH:
+            elapsed_ms = (self._clock() - self._last_fsync) * 1000.0
+            if elapsed_ms < self.batch_interval_ms:
+                return
+        self.flush()
+
+    def flush_if_due(self) -> bool:
+        """BATCH: fsync now if something is pending and the interval has passed (the runtime
+        calls this on every tick so a quiet node does not keep writes unsynced). Returns
+        whether it synced."""
+        self._check_open()
+        if self.policy is not FsyncPolicy.BATCH or not self.pending_sync():
+            return False
+        if (self._clock() - self._last_fsync) * 1000.0 < self.batch_interval_ms:
+            return False
+        self.flush()
+        return True
+
+    def pending_sync(self) -> bool:
+        """Whether something written is not yet durable."""
+        return (
+            self._wal.dirty()
+            or self._hs != self._hs_written
+            or self._durable_index < self.last_index()
+        )
+
+    def flush(self) -> None:
+        """fdatasync the WAL, then write the hard state if it changed; whatever the policy."""
+        self._check_open()
+        self._wal.sync()
+        self._durable_index = self.last_index()
+        self._last_fsync = self._clock()
+        if self._hs != self._hs_written:
+            self._hs_file.write(self._hs, durable=True)
+            self._hs_written = self._hs
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Install ``snap`` (a follower receiving it): the file is made durable first, then
+        the whole log is dropped, as MemoryStorage does."""
+        self._check_open()
+        if snap.meta.index <= self._snap.meta.index:
+            raise SnapshotOutOfDateError(
+                f"snapshot at {snap.meta.index} is not newer than {self._snap.meta.index}"
+            )
+        self._snaps.save(snap, durable=self.policy is not FsyncPolicy.NEVER)
+        self._snap = snap
+        self._wal.reset(snap.meta.index + 1)
+        self._off_index, self._off_term = snap.meta.index, snap.meta.term
+        self._durable_index = min(self._durable_index, snap.meta.index)
+
+    def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
+        """Write a snapshot of the state machine as of ``index`` (durably, atomically; older
+        snapshot files beyond the newest two are deleted). Does not compact."""
+        self._check_open()
+        if index <= self._snap.meta.index:
+            raise SnapshotOutOfDateError(
+                f"snapshot at {index} is not newer than {self._snap.meta.index}"
+            )
+        if index > self.last_index():
+            raise UnavailableError(f"snapshot index {index} is past last index {self.last_index()}")
+        meta = SnapshotMeta(index=index, term=self.term(index), conf_state=conf_state)
+        snap = Snapshot(meta=meta, data=data)
+        self._snaps.save(snap, durable=self.policy is not FsyncPolicy.NEVER)
+        self._snap = snap
+        return snap
+
+    def compact(self, index: int) -> None:
+        """Drop entries ``<= index`` and delete the segments that hold only such entries.
+        ``index`` must be covered by the snapshot (else CompactionNotCoveredError)."""
+        self._check_open()
+        if index <= self._off_index:
+            return
+        if index > self.last_index():
+            raise UnavailableError(f"compact index {index} is past last index {self.last_index()}")
+        if index > self._snap.meta.index:
+            raise CompactionNotCoveredError(
+                f"compact({index}) but the newest snapshot covers only up to "
+                f"{self._snap.meta.index}"
+            )
+        term = self._wal.term(index)
+        self._wal.forget_before(index + 1)
+        self._off_index, self._off_term = index, term
+
+    # -- lifetime ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Sync everything (whatever the policy) and release the directory. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._wal.close()
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+
+    def abandon(self) -> None:
+        """Release files and lock without syncing (tests: what a crash leaves behind)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wal.close()
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> DiskStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageClosedError(f"{self.data_dir} is closed")

@@ -1,0 +1,122 @@
+"""Merging skewed logs: the order respects happens-before and the offsets are estimated.
+
+Tolerance: the generator's one-way delays are 0.5..4 ms each way, so the bound from
+two-way exchanges is at most 4 ms wide; we assert every estimate within 5 ms of the truth
+and within the uncertainty the estimator reports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deploy.analysis.events import find_event_files, load_event_logs
+from deploy.analysis.merge import estimate_offsets, merge
+from deploy.analysis.synthetic import standard_run
+
+OFFSETS = {"n1": 0.0, "n2": 5.0, "n3": -3.0}
+TOLERANCE_S = 0.005
+
+
+@pytest.fixture(scope="module")
+def skewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("skewed")
+    standard_run(d, seed=7, offsets=OFFSETS)
+    return d
+
+
+def test_offsets_are_estimated_within_tolerance(skewed: Path) -> None:
+    logs = load_event_logs(find_event_files(skewed))
+    est = estimate_offsets(logs, reference="n1")
+    assert est.reference == "n1"
+    assert not est.unlinked
+    for node, true_off in OFFSETS.items():
+        err = abs(est.offsets[node] - true_off)
+        assert err < TOLERANCE_S, (node, est.offsets[node])
+        assert err <= est.uncertainty[node] + 1e-9
+    for p in est.pairs:
+        assert p.consistent
+
+
+def test_offsets_relative_to_another_reference(skewed: Path) -> None:
+    logs = load_event_logs(find_event_files(skewed))
+    est = estimate_offsets(logs, reference="n3")
+    assert abs(est.offsets["n1"] - 3.0) < TOLERANCE_S
+    assert abs(est.offsets["n2"] - 8.0) < TOLERANCE_S
+
+
+def test_merged_order_is_happens_before_consistent_and_follows_true_time(skewed: Path) -> None:
+    logs = load_event_logs(find_event_files(skewed))
+    tl = merge(logs)
+    assert len(tl.events) == logs.count()
+    assert tl.pairs_matched > 100
+    pos: dict[tuple[str, int], int] = {}
+    for i, m in enumerate(tl.events):
+        pos[(m.event.node, m.event.seq)] = i
+    # Program order kept.
+    for node, evs in logs.events_by_node.items():
+        assert [pos[(node, e.seq)] for e in evs] == sorted(pos[(node, e.seq)] for e in evs)
+    # Every recv after its send.
+    sends = {m.event.get("id"): i for i, m in enumerate(tl.events) if m.event.ev == "send"}
+    for i, m in enumerate(tl.events):
+        if m.event.ev == "recv":
+            assert sends[m.event.get("id")] < i
+            assert m.send is not None
+    # Real time: the merged order never puts an event more than the tolerance before one
+    # that truly happened earlier.
+    true_ts = [m.event.get("true_ts") for m in tl.events]
+    worst = max(max(true_ts[:i + 1]) - t for i, t in enumerate(true_ts))
+    assert worst < TOLERANCE_S
+    # Whereas sorting by the raw, skewed timestamps scrambles the run by seconds.
+    naive = sorted(logs.all_events(), key=lambda e: e.ts)
+    nt = [e.get("true_ts") for e in naive]
+    assert max(max(nt[:i + 1]) - t for i, t in enumerate(nt)) > 2.0
+
+
+def test_vector_and_lamport_clocks_respect_causality(skewed: Path) -> None:
+    tl = merge(load_event_logs(find_event_files(skewed)))
+    col = {n: i for i, n in enumerate(tl.nodes)}
+    by_send = {}
+    last: dict[str, tuple[int, ...]] = {}
+    for m in tl.events:
+        n = m.event.node
+        prev = last.get(n, tuple(0 for _ in tl.nodes))
+        assert m.vclock[col[n]] == prev[col[n]] + 1
+        assert all(a >= b for a, b in zip(m.vclock, prev, strict=True))
+        last[n] = m.vclock
+        if m.event.ev == "send":
+            by_send[m.event.get("id")] = m
+        if m.event.ev == "recv" and m.send is not None:
+            s = by_send[m.event.get("id")]
+            assert all(a >= b for a, b in zip(m.vclock, s.vclock, strict=True))
+            assert m.lamport > s.lamport
+
+
+def _line(**kw: object) -> str:
+    return json.dumps(kw) + "\n"
+
+
+def test_contradictory_logs_are_reported_not_fatal(tmp_path: Path) -> None:
+    # Each node receives the other's message before sending its own: a cycle.
+    (tmp_path / "a.jsonl").write_text(
+        _line(ts=1.0, node="a", term=1, ev="recv", **{"from": "b", "msg": "app", "id": "b:1"})
+        + _line(ts=2.0, node="a", term=1, ev="send", to="b", msg="app", id="a:1")
+    )
+    (tmp_path / "b.jsonl").write_text(
+        _line(ts=1.0, node="b", term=1, ev="recv", **{"from": "a", "msg": "app", "id": "a:1"})
+        + _line(ts=2.0, node="b", term=1, ev="send", to="a", msg="app", id="b:1")
+    )
+    tl = merge(load_event_logs(find_event_files(tmp_path)))
+    assert len(tl.events) == 4
+    assert any("cycle" in p.reason for p in tl.problems)
+
+
+def test_recv_without_logged_send_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "events.jsonl").write_text(
+        _line(ts=1.0, node="a", term=1, ev="recv", **{"from": "b", "msg": "heartbeat", "id": "b:9"})
+    )
+    tl = merge(load_event_logs([tmp_path / "events.jsonl"]))
+    assert tl.recv_unmatched == 1
+    assert len(tl.events) == 1 and tl.events[0].send is None

@@ -1,0 +1,139 @@
+"""The Ready/advance contract (raft/core/types.py Ready docstring)."""
+
+from __future__ import annotations
+
+import random
+
+from core_net import Network
+
+from raft.core import Config, EntryType, MemoryStorage, MessageType, RawNode, Ready, Role
+
+MT = MessageType
+
+
+def test_no_ready_when_idle() -> None:
+    net = Network(3)
+    net.elect("n1")
+    net.stabilize()
+    for nid in net.ids:
+        assert not net.node(nid).has_ready()
+
+
+def test_leader_messages_go_out_before_persistence() -> None:
+    """A leader may send AppendEntries in parallel with writing the same entries (thesis
+    §10.2.1); they are in ``messages``, the entries in ``entries``."""
+    net = Network(3)
+    net.elect("n1")
+    net.node("n1").propose(b"x")
+    rd = net.node("n1").ready()
+    assert [e.data for e in rd.entries] == [b"x"]
+    assert {m.to for m in rd.messages if m.type == MT.APP} == {"n2", "n3"}
+    assert rd.persisted_messages == ()
+    assert rd.must_sync
+
+
+def test_leader_counts_itself_only_after_advance() -> None:
+    """The leader's own match index moves only when advance says its entries are durable."""
+    net = Network(3)
+    net.elect("n1")
+    leader = net.node("n1")
+    leader.propose(b"x")
+    rd = leader.ready()
+    ((_, me),) = [p for p in leader.status().progress if p[0] == "n1"]
+    assert me.match == 1
+    net.boxes["n1"].storage.append(list(rd.entries))
+    leader.advance(rd)
+    ((_, me),) = [p for p in leader.status().progress if p[0] == "n1"]
+    assert me.match == 2
+
+
+def test_must_sync_only_for_term_vote_or_entries() -> None:
+    """must_sync is needed when term, vote or entries change; a commit-only hard state
+    change may be written lazily."""
+    net = Network(3)
+    net.elect("n1")
+    net.node("n1").propose(b"x")
+    net.process_ready("n1")
+    net.deliver()
+    net.process_ready("n2")
+    net.process_ready("n3")
+    net.deliver()
+    rd = net.node("n1").ready()
+    assert rd.hard_state is not None and rd.hard_state.commit == 2
+    assert not rd.entries and not rd.must_sync
+
+
+def test_committed_entries_bounded_per_ready() -> None:
+    """committed_entries is bounded by max_committed_bytes_per_ready (>= one entry)."""
+    net = Network(1, max_committed_bytes_per_ready=100)
+    net.elect("n1")
+    for k in range(10):
+        net.node("n1").propose(bytes([65 + k]) * 40)  # 56 bytes each
+    sizes = []
+    for _ in range(30):
+        if not net.node("n1").has_ready():
+            break
+        rd = net.node("n1").ready()
+        net.boxes["n1"].storage.append(list(rd.entries))
+        if rd.hard_state:
+            net.boxes["n1"].storage.set_hard_state(rd.hard_state)
+        if rd.committed_entries:
+            sizes.append(len(rd.committed_entries))
+            assert (
+                sum(e.size_bytes() for e in rd.committed_entries) <= 100
+                or len(rd.committed_entries) == 1
+            )
+        net.node("n1").advance(rd)
+    assert sum(sizes) == 10 and max(sizes) == 1
+
+
+def test_second_ready_before_advance_returns_only_new_work() -> None:
+    """Entries handed out once are not handed out again before advance."""
+    cfg = Config(id="n1", voters=("n1",), pre_vote=False)
+    storage = MemoryStorage()
+    node = RawNode(cfg, storage, random.Random(1))
+
+    def persist(rd: Ready) -> None:
+        storage.append(list(rd.entries))
+        if rd.hard_state is not None:
+            storage.set_hard_state(rd.hard_state)
+
+    node.campaign()
+    rd1 = node.ready()
+    persist(rd1)
+    node.advance(rd1)
+    assert node.status().role == Role.LEADER
+    rd2 = node.ready()  # leader's no-op
+    assert [e.type for e in rd2.entries] == [EntryType.NORMAL]
+    node.propose(b"x")
+    rd3 = node.ready()  # rd2 not advanced yet
+    assert [e.data for e in rd3.entries] == [b"x"]
+    persist(rd2)
+    persist(rd3)
+    node.advance(rd2)
+    node.advance(rd3)
+    rd4 = node.ready()
+    assert not rd4.entries
+    assert [e.data for e in rd4.committed_entries] == [b"", b"x"]
+
+
+def test_events_have_documented_names_and_fields() -> None:
+    """docs/formats.md event kinds emitted by the core: role, vote, commit, truncate."""
+    net = Network(3, pre_vote=False)
+    net.elect("n1")
+    net.node("n1").propose(b"x")
+    net.stabilize()
+    evs = [e for nid in net.ids for e in net.boxes[nid].events]
+    kinds = {e.ev for e in evs}
+    assert {"role", "vote", "commit"} <= kinds
+    for e in evs:
+        f = dict(e.fields)
+        if e.ev == "role":
+            assert set(f) == {"role", "leader"}
+        elif e.ev == "vote":
+            assert set(f) == {"candidate", "granted", "pre"}
+        elif e.ev == "commit":
+            assert set(f) == {"index", "eterm"}
+    commits = [dict(e.fields) for e in net.boxes["n2"].events if e.ev == "commit"]
+    assert commits[-1] == {"index": 2, "eterm": 1}
+    assert [c["index"] for c in commits] == sorted(c["index"] for c in commits)

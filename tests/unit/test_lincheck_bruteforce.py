@@ -1,0 +1,88 @@
+"""The checker agrees with a brute-force oracle on every small random history.
+
+Histories are drawn with hypothesis: a few processes, each running operations one after the
+other with random durations (ties between processes happen and count as concurrency), random
+values from a tiny range (so both verdicts are common), and some operations that fail, end
+with ``info`` or never complete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lincheck_brute import Op, brute_force_linearizable, history
+
+from raft.lincheck import Verdict, check_history
+
+VALUES = st.sampled_from([None, 0, 1, 2])
+WRITE_VALUES = st.sampled_from([0, 1, 2])
+
+
+@st.composite
+def histories(draw: st.DrawFn, model: str) -> list[Op]:
+    fs = ["read", "write"]
+    if model != "register":
+        fs.append("cas")
+    if model == "kv":
+        fs.append("delete")
+    n_processes = draw(st.integers(1, 3))
+    n_ops = draw(st.integers(1, 7))
+    clock = [draw(st.integers(0, 3)) for _ in range(n_processes)]
+    names = list(range(n_processes))
+    crashed_name = 100
+    ops: list[Op] = []
+    for _ in range(n_ops):
+        slot = draw(st.integers(0, n_processes - 1))
+        f = draw(st.sampled_from(fs))
+        key = draw(st.sampled_from(["a", "b"])) if model == "kv" else None
+        value: Any
+        if f == "read":
+            value = draw(VALUES)
+        elif f == "write":
+            value = draw(WRITE_VALUES)
+        elif f == "cas":
+            value = [draw(VALUES), draw(WRITE_VALUES)]
+        else:
+            value = None
+        start = clock[slot] + draw(st.integers(0, 4))
+        end = start + draw(st.integers(0, 6))
+        status = draw(st.sampled_from(["ok", "ok", "ok", "info", "fail"]))
+        open_end = status == "info" and draw(st.booleans())
+        ops.append(Op(names[slot], f, value, start, None if open_end else end, status, key))
+        clock[slot] = end + 1
+        if status == "info":  # Jepsen gives the client a fresh process after an info
+            names[slot] = crashed_name
+            crashed_name += 1
+    return ops
+
+
+def _agree(ops: list[Op], model: str) -> None:
+    expected = brute_force_linearizable(ops)
+    res = check_history(history(*ops), model)
+    assert res.verdict is not Verdict.UNKNOWN
+    assert (res.verdict is Verdict.LINEARIZABLE) == expected, (ops, res.counterexample)
+    if not expected:
+        assert res.counterexample is not None
+
+
+COMMON = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@COMMON
+@given(histories("register"))
+def test_register_agrees_with_brute_force(ops: list[Op]) -> None:
+    _agree(ops, "register")
+
+
+@COMMON
+@given(histories("cas-register"))
+def test_cas_register_agrees_with_brute_force(ops: list[Op]) -> None:
+    _agree(ops, "cas-register")
+
+
+@COMMON
+@given(histories("kv"))
+def test_kv_agrees_with_brute_force(ops: list[Op]) -> None:
+    _agree(ops, "kv")

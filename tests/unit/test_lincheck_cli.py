@@ -1,0 +1,102 @@
+"""``raftlab check``: exit codes 0/1/2, counterexample output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from deploy.cli import main
+from raft.lincheck import formats
+from raft.lincheck.generate import linearizable_history
+
+DATA = Path(__file__).parent / "data" / "histories"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["check", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_linearizable_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, str(DATA / "register_concurrent_ok.jsonl"), "--model", "register")
+    assert code == 0
+    assert "linearizable" in out and "not_linearizable" not in out
+
+
+def test_not_linearizable_exits_1_with_counterexample(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, str(DATA / "register_stale_read.jsonl"), "--model", "register")
+    assert code == 1
+    assert "Longest linearizable prefix: 2 operations" in out
+    assert "Model state after the prefix: 2" in out
+    assert "process 1 read 1 [ok] invoked 40, completed 50 line 5" in out
+    assert "the model rejects it in this state" in out
+
+
+def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, str(DATA / "cas_race_bad.edn"), "--model", "cas-register", "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["verdict"] == "not_linearizable"
+    assert doc["format"] == "jepsen-edn"
+    assert doc["counterexample"]["state"] == 1
+    assert [o["value"] for o in doc["counterexample"]["unlinearizable"]] == [[0, 2]]
+
+
+def test_format_flag_overrides_sniffing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    src = (DATA / "cas_info_took_effect.log").read_text()
+    path = tmp_path / "history.data"
+    path.write_text(src)
+    code, _, _ = run(capsys, str(path), "--model", "cas-register", "--format", "jepsen-log")
+    assert code == 0
+    code, _, err = run(capsys, str(path), "--model", "cas-register", "--format", "jsonl")
+    assert code == 2
+    assert f"{path}:1: not valid JSON" in err
+
+
+def test_timeout_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    gen = linearizable_history(random.Random(2), 300, 4, model="kv")
+    path = tmp_path / "history.jsonl"
+    path.write_text(formats.render_jsonl(gen.events))
+    code, out, _ = run(capsys, str(path), "--model", "kv", "--timeout", "0")
+    assert code == 2
+    assert "unknown" in out and "time budget" in out
+    code, _, _ = run(capsys, str(path), "--model", "kv")
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("fixture", "model", "message"),
+    [
+        ("malformed.jsonl", "register", "malformed.jsonl:3: not valid JSON"),
+        ("malformed.log", "cas-register", "malformed.log:2: bad value '[3'"),
+        ("cas_race_bad.edn", "register", "model register does not support cas"),
+    ],
+)
+def test_unusable_history_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], fixture: str, model: str, message: str
+) -> None:
+    code, out, err = run(capsys, str(DATA / fixture), "--model", model)
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, str(tmp_path / "nope.jsonl"), "--model", "kv")
+    assert code == 2
+    assert "nope.jsonl: cannot read history" in err
+
+
+def test_history_contract_violation_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"process":0,"type":"ok","f":"read","value":1,"time":3}\n')
+    code, _, err = run(capsys, str(path), "--model", "register")
+    assert code == 2
+    assert "line 1: process 0: ok read without a preceding invoke" in err

@@ -1,0 +1,91 @@
+"""The HTML report is one self-contained file with verdicts, one timeline lane per node,
+fault shading by kind, latency/throughput plots and marked violations; PNG plots exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from deploy.analysis import analyze
+from deploy.analysis.synthetic import SyntheticCluster, standard_run
+from deploy.report import build_report_data, render_html, write_report
+from deploy.report._data import generated_colors
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_for_a_faulty_run(tmp_path: Path) -> None:
+    standard_run(tmp_path, bug="double_leader", offsets={"n2": 5.0, "n3": -3.0})
+    a = analyze(tmp_path)
+    path = write_report(a)
+    assert path == tmp_path / "report.html"
+    page = path.read_text()
+    # Self-contained: nothing fetched from anywhere (the SVG namespace is not a fetch).
+    assert not re.search(r'(src|href)="https?:', page)
+    assert "<script src" not in page and "<link" not in page
+    # Verdicts first, coloured.
+    assert page.index('id="verdicts"') < page.index('id="timeline"')
+    assert 'class="verdict overall v-invalid"' in page
+    assert 'class="verdict invariants v-invalid"' in page
+    assert 'class="verdict linearizability v-valid"' in page
+    # One lane per node, with role segments and leader terms.
+    lanes = re.findall(r'<g class="lane" data-node="(n\d)">', page)
+    assert lanes == ["n1", "n2", "n3"]
+    assert page.count('class="seg role-leader"') >= 5
+    assert ">T2</text>" in page
+    # Fault windows shaded by kind, on the timeline and the latency/throughput plots.
+    kinds = set(re.findall(r'class="fault" data-fault="(\w+)"', page))
+    assert kinds == {"kill", "pause", "partition"}
+    assert page.count('class="fault" data-fault="kill"') == 2 * 3  # two kills, three plots
+    # The election-safety violation is drawn and listed with links to the log lines.
+    assert '<g class="marker violation"><title>election_safety: term 2 has 2 leaders' in page
+    assert 'href="nodes/n2/events.jsonl"' in page
+    assert 'id="latency"' in page and 'id="throughput"' in page
+    assert 'class="ops ops-ok"' in page
+    for png in ("timeline.png", "latency.png", "throughput.png"):
+        assert (tmp_path / "plots" / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_counterexample_is_marked_on_timeline_and_latency(tmp_path: Path) -> None:
+    c = standard_run(tmp_path, writes=5)
+    t = c.history[-1]["time"] + 1000
+    with (tmp_path / "history.jsonl").open("a") as fh:
+        for x in (
+            {"process": 900, "type": "invoke", "f": "read", "value": None, "time": t},
+            {"process": 900, "type": "ok", "f": "read", "value": 42, "time": t + 5_000_000},
+        ):
+            fh.write(json.dumps(x) + "\n")
+    a = analyze(tmp_path)
+    assert a.verdicts["linearizability"] == "invalid"
+    page = render_html(build_report_data(a))
+    assert 'class="verdict linearizability v-invalid"' in page
+    assert '<rect class="marker lin"' in page  # window on the timeline
+    assert '<circle class="marker lin"' in page  # the operation on the latency plot
+    assert "None of these operations can come next" in page
+
+
+def test_many_fault_kinds_get_distinct_colours_and_no_cap(tmp_path: Path) -> None:
+    c = SyntheticCluster(5, seed=2)
+    c.boot()
+    c.elect("n1")
+    kinds = [f"custom{i}" for i in range(14)]
+    for k in kinds:
+        c._fault(k, "start", ["n2"])
+        c.write(3)
+        c._fault(k, "stop", ["n2"])
+    c.write(400, batch=4)
+    c.write_run(tmp_path)
+    a = analyze(tmp_path, check_linearizable=False)
+    d = build_report_data(a)
+    assert len(set(d.fault_colors.values())) == len(kinds)
+    page = render_html(d)
+    assert set(re.findall(r'class="fault-bar" data-fault="(\w+)"', page)) == set(kinds)
+    assert len(re.findall(r'<g class="lane"', page)) == 5
+    assert len(d.ops) == len(a.history) > 400  # every operation is drawn
+
+
+def test_generated_colours_are_distinct() -> None:
+    cols = generated_colors(40)
+    assert len(set(cols)) == 40
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", x) for x in cols)

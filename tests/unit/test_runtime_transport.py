@@ -1,0 +1,157 @@
+"""The peer transport between two in-process endpoints on loopback: delivery, refusal of a
+wrong secret and of garbage, and that a refused connection leaves the acceptor serving."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+from raft.core.types import Entry, Message, MessageType
+from raft.runtime.transport import Address, PeerTransport
+
+SECRET = b"t" * 32
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Endpoint:
+    def __init__(self, nid: str, peers: dict[str, Address], secret: bytes = SECRET) -> None:
+        self.got: list[tuple[str, Message]] = []
+        self.unreachable: list[str] = []
+        self.refused: list[tuple[str, str]] = []
+        self.arrived = asyncio.Event()
+        self.t = PeerTransport(
+            nid,
+            "lab",
+            secret,
+            peers,
+            on_message=self._msg,
+            on_unreachable=self.unreachable.append,
+            on_refused=lambda p, r, d: self.refused.append((p, r)),
+        )
+
+    def _msg(self, msg_id: str, m: Message) -> None:
+        self.got.append((msg_id, m))
+        self.arrived.set()
+
+
+async def _wait(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def _peers() -> dict[str, Address]:
+    return {
+        "n1": Address("127.0.0.1", _free_port("127.0.0.1")),
+        "n2": Address("127.0.0.2", _free_port("127.0.0.2")),
+    }
+
+
+def test_messages_delivered_in_order_with_ids() -> None:
+    async def main() -> None:
+        peers = _peers()
+        a, b = Endpoint("n1", peers), Endpoint("n2", peers)
+        await a.t.start(peers["n1"])
+        await b.t.start(peers["n2"])
+        try:
+            for i in range(50):
+                m = Message(
+                    type=MessageType.APP,
+                    to="n2",
+                    sender="n1",
+                    index=i,
+                    entries=(Entry(i + 1, 1, b"x" * i),),
+                )
+                assert a.t.send(f"n1:0:{i}", m)
+            await _wait(lambda: len(b.got) == 50)
+            assert [m.index for _, m in b.got] == list(range(50))
+            assert b.got[7][0] == "n1:0:7"
+            assert not a.t.send("x", Message(type=MessageType.APP, to="n9", sender="n1"))
+            assert a.refused == [] and b.refused == []
+        finally:
+            await a.t.stop()
+            await b.t.stop()
+
+    asyncio.run(main())
+
+
+def test_wrong_secret_refused_on_both_sides() -> None:
+    async def main() -> None:
+        peers = _peers()
+        a = Endpoint("n1", peers, secret=b"w" * 32)
+        b = Endpoint("n2", peers)
+        await b.t.start(peers["n2"])
+        await a.t.start(peers["n1"])
+        try:
+            a.t.send("", Message(type=MessageType.HEARTBEAT, to="n2", sender="n1"))
+            await _wait(lambda: b.refused and a.refused)
+            assert ("n1", "bad_mac") in b.refused or b.refused[0][1] == "bad_mac"
+            assert b.got == []
+        finally:
+            await a.t.stop()
+            await b.t.stop()
+
+    asyncio.run(main())
+
+
+def test_garbage_and_impersonation_refused_acceptor_keeps_serving() -> None:
+    async def main() -> None:
+        peers = _peers()
+        a, b = Endpoint("n1", peers), Endpoint("n2", peers)
+        await b.t.start(peers["n2"])
+        try:
+            host, port = peers["n2"].host, peers["n2"].port
+            for payload in (
+                b"\x00\x00\x00\x05hello",
+                struct.pack(">I", 1 << 31),
+                b"GET / HTTP/1.1\r\n\r\n",
+            ):
+                r, w = await asyncio.open_connection(host, port)
+                w.write(payload)
+                await w.drain()
+                data = await asyncio.wait_for(r.read(), 5.0)  # server closes
+                assert data == b""
+                w.close()
+            await _wait(lambda: len(b.refused) >= 3)
+            # A genuine peer still gets through afterwards.
+            await a.t.start(peers["n1"])
+            a.t.send("id1", Message(type=MessageType.HEARTBEAT, to="n2", sender="n1"))
+            await _wait(lambda: len(b.got) == 1)
+        finally:
+            await a.t.stop()
+            await b.t.stop()
+
+    asyncio.run(main())
+
+
+def test_unreachable_reported_and_queue_bounded() -> None:
+    async def main() -> None:
+        peers = _peers()
+        a = Endpoint("n1", peers)
+        a.t = PeerTransport(
+            "n1",
+            "lab",
+            SECRET,
+            peers,
+            on_message=lambda i, m: None,
+            on_unreachable=a.unreachable.append,
+            on_refused=lambda p, r, d: None,
+            queue_max=10,
+        )
+        await a.t.start(peers["n1"])  # n2 never listens
+        try:
+            for i in range(100):
+                a.t.send("", Message(type=MessageType.APP, to="n2", sender="n1", index=i))
+            assert len(a.t._out["n2"].queue) <= 10
+            await _wait(lambda: "n2" in a.unreachable)
+        finally:
+            await a.t.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,271 @@
+"""DiskStorage behaviour the model test does not reach: group commit (one write and one
+fdatasync per Ready), the fsync policies, I/O failures rolled back, bad input refused, the
+directory lock, segment rolling and cross-segment truncation on disk."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from raft.core.types import ConfState, Entry, HardState
+from raft.storage import (
+    CompactionNotCoveredError,
+    CorruptLogError,
+    DiskFullError,
+    DiskStorage,
+    FsyncPolicy,
+    StorageClosedError,
+    StorageIOError,
+    StorageLockedError,
+)
+from raft.storage.wal import list_segments
+
+
+def ents(lo: int, hi: int, term: int = 1, size: int = 100) -> list[Entry]:
+    return [Entry(index=i, term=term, data=bytes([i % 251]) * size) for i in range(lo, hi + 1)]
+
+
+class Calls:
+    """Counts (and optionally fails) the os calls the storage makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fdatasync = 0
+        self.pwrite = 0
+        self.fail_fdatasync: int | None = None
+        self.fail_pwrite: int | None = None
+        real_fdatasync, real_pwrite = os.fdatasync, os.pwrite
+
+        def fdatasync(fd: int) -> None:
+            self.fdatasync += 1
+            if self.fail_fdatasync is not None:
+                raise OSError(self.fail_fdatasync, os.strerror(self.fail_fdatasync))
+            real_fdatasync(fd)
+
+        def pwrite(fd: int, data: bytes, offset: int) -> int:
+            self.pwrite += 1
+            if self.fail_pwrite is not None:
+                # Like a disk filling up mid-write: half lands, then the error.
+                real_pwrite(fd, bytes(data)[: len(data) // 2], offset)
+                raise OSError(self.fail_pwrite, os.strerror(self.fail_pwrite))
+            return real_pwrite(fd, data, offset)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        monkeypatch.setattr(os, "pwrite", pwrite)
+
+    def reset(self) -> None:
+        self.fdatasync = self.pwrite = 0
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    return Calls(monkeypatch)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[DiskStorage]:
+    s = DiskStorage(tmp_path / "n1")
+    yield s
+    s.abandon()
+
+
+def test_one_ready_is_one_write_and_one_fdatasync(disk: DiskStorage, calls: Calls) -> None:
+    disk.append(ents(1, 5))
+    disk.sync()
+    calls.reset()
+    disk.append(ents(6, 261))
+    disk.set_hard_state(HardState(term=1, vote="n1", commit=5))
+    disk.sync()
+    assert calls.pwrite == 2  # the 256 entries, and the hard state's temp file
+    assert calls.fdatasync == 1  # the WAL; the hard state file is fsynced with os.fsync
+    assert disk.durable_index == 261
+
+
+def test_batch_policy_syncs_at_most_once_per_interval(tmp_path: Path, calls: Calls) -> None:
+    now = [100.0]
+    s = DiskStorage(tmp_path / "n1", FsyncPolicy.BATCH, batch_interval_ms=5, clock=lambda: now[0])
+    calls.reset()
+    s.append(ents(1, 1))
+    s.sync()
+    assert calls.fdatasync == 0 and s.pending_sync() and s.durable_index == 0
+    assert not s.flush_if_due()
+    now[0] += 0.004
+    s.append(ents(2, 2))
+    s.sync()
+    assert calls.fdatasync == 0
+    now[0] += 0.002
+    assert s.flush_if_due()
+    assert calls.fdatasync == 1 and s.durable_index == 2 and not s.pending_sync()
+    now[0] += 0.010
+    s.append(ents(3, 3))
+    s.sync()  # the interval has passed: this one syncs at once
+    assert calls.fdatasync == 2 and s.durable_index == 3
+    s.close()
+
+
+def test_never_policy_syncs_only_on_close(tmp_path: Path, calls: Calls) -> None:
+    s = DiskStorage(tmp_path / "n1", "never", segment_bytes=2000)
+    calls.reset()
+    s.append(ents(1, 100))
+    s.set_hard_state(HardState(term=2))
+    s.sync()
+    assert calls.fdatasync == 0 and s.durable_index == 0
+    s.close()
+    assert calls.fdatasync >= 1
+    with DiskStorage(tmp_path / "n1", "never") as again:
+        assert again.last_index() == 100 and again.hard_state.term == 2
+
+
+def test_fsync_policy_parse_names_the_choices() -> None:
+    assert FsyncPolicy.parse("Always") is FsyncPolicy.ALWAYS
+    with pytest.raises(ValueError, match="always, batch, never"):
+        FsyncPolicy.parse("sometimes")
+
+
+def test_failed_write_is_rolled_back_and_retry_works(
+    tmp_path: Path, disk: DiskStorage, calls: Calls
+) -> None:
+    disk.append(ents(1, 10))
+    disk.sync()
+    seg = list_segments(str(tmp_path / "n1" / "wal"))[-1][1]
+    size = os.path.getsize(seg)
+    calls.fail_pwrite = errno.ENOSPC
+    with pytest.raises(DiskFullError) as info:
+        disk.append(ents(11, 20))
+    assert info.value.path == seg and info.value.op == "append"
+    assert os.path.getsize(seg) == size  # the half-written batch is gone
+    assert disk.last_index() == 10
+    calls.fail_pwrite = None
+    disk.append(ents(11, 20))
+    disk.sync()
+    disk.close()
+    with DiskStorage(tmp_path / "n1") as again:
+        assert again.recovery.is_clean()
+        assert again.entries(1, 21) == ents(1, 20)
+
+
+def test_failed_fdatasync_drops_what_was_not_durable(
+    tmp_path: Path, disk: DiskStorage, calls: Calls
+) -> None:
+    disk.append(ents(1, 10))
+    disk.sync()
+    disk.append(ents(11, 15))
+    calls.fail_fdatasync = errno.EIO
+    with pytest.raises(StorageIOError, match="EIO") as info:
+        disk.sync()
+    assert info.value.op == "sync"
+    assert disk.last_index() == disk.durable_index == 10
+    calls.fail_fdatasync = None
+    disk.append(ents(11, 12, term=2))
+    disk.sync()
+    disk.close()
+    with DiskStorage(tmp_path / "n1") as again:
+        assert again.entries(1, 13) == ents(1, 10) + ents(11, 12, term=2)
+
+
+def test_failed_hard_state_write_keeps_the_old_one(
+    tmp_path: Path, disk: DiskStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk.set_hard_state(HardState(term=3, vote="n1", commit=0))
+    disk.sync()
+
+    def rename(src: str, dst: str) -> None:
+        raise OSError(errno.EIO, "rename failed")
+
+    monkeypatch.setattr(os, "rename", rename)
+    disk.set_hard_state(HardState(term=4, vote="n2", commit=0))
+    with pytest.raises(StorageIOError):
+        disk.sync()
+    assert not (tmp_path / "n1" / "hardstate.tmp").exists()
+    monkeypatch.undo()
+    disk.abandon()
+    with DiskStorage(tmp_path / "n1") as again:
+        assert again.hard_state == HardState(term=3, vote="n1", commit=0)
+
+
+def test_bad_input_is_refused_before_anything_changes(disk: DiskStorage) -> None:
+    disk.append(ents(1, 10, term=3))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        disk.append([Entry(5, 3), Entry(6, 2)])  # would truncate 5.. first: must not
+    with pytest.raises(ValueError, match="consecutive"):
+        disk.append([Entry(11, 3), Entry(13, 3)])
+    with pytest.raises(ValueError, match="non-decreasing"):
+        disk.append([Entry(11, 2)])
+    assert disk.last_index() == 10 and disk.entries(1, 11) == ents(1, 10, term=3)
+    with pytest.raises(CompactionNotCoveredError):
+        disk.compact(5)
+
+
+def test_second_open_of_a_directory_is_refused(tmp_path: Path, disk: DiskStorage) -> None:
+    with pytest.raises(StorageLockedError):
+        DiskStorage(tmp_path / "n1")
+    disk.close()
+    DiskStorage(tmp_path / "n1").close()
+
+
+def test_use_after_close_is_refused(disk: DiskStorage) -> None:
+    disk.close()
+    with pytest.raises(StorageClosedError):
+        disk.append(ents(1, 1))
+
+
+def test_segments_roll_and_are_named_by_first_index(tmp_path: Path) -> None:
+    s = DiskStorage(tmp_path / "n1", segment_bytes=4096)
+    for lo in range(1, 201, 20):
+        s.append(ents(lo, lo + 19))
+    firsts = [first for first, _ in list_segments(str(tmp_path / "n1" / "wal"))]
+    assert firsts[0] == 1 and len(firsts) > 5 and firsts == sorted(firsts)
+    assert all((f - 1) % 20 == 0 for f in firsts)  # a batch never straddles two segments
+    for _, path in list_segments(str(tmp_path / "n1" / "wal"))[:-1]:
+        assert os.path.getsize(path) <= 4096 + 20 * 200
+    s.close()
+
+
+def test_conflicting_suffix_is_cut_across_segments(tmp_path: Path) -> None:
+    s = DiskStorage(tmp_path / "n1", segment_bytes=2048)
+    for lo in range(1, 101, 10):
+        s.append(ents(lo, lo + 9))
+    before = list_segments(str(tmp_path / "n1" / "wal"))
+    s.append(ents(25, 27, term=2))
+    s.sync()
+    after = list_segments(str(tmp_path / "n1" / "wal"))
+    assert after == [seg for seg in before if seg[0] <= 25]
+    s.abandon()
+    with DiskStorage(tmp_path / "n1") as again:
+        assert again.recovery.is_clean()
+        assert again.entries(1, 28) == ents(1, 24) + ents(25, 27, term=2)
+
+
+def test_compaction_deletes_whole_segments_below_the_snapshot(tmp_path: Path) -> None:
+    s = DiskStorage(tmp_path / "n1", segment_bytes=2048)
+    for lo in range(1, 101, 10):
+        s.append(ents(lo, lo + 9))
+    s.create_snapshot(55, ConfState(voters=frozenset({"n1"})), b"sm")
+    s.compact(55)
+    firsts = [f for f, _ in list_segments(str(tmp_path / "n1" / "wal"))]
+    assert firsts[0] <= 56 < firsts[1]  # the segment holding 56 is kept, older ones are gone
+    assert s.entries(56, 101) == ents(56, 100)
+    s.close()
+    with DiskStorage(tmp_path / "n1") as again:
+        assert (again.first_index(), again.last_index(), again.term(55)) == (56, 100, 1)
+
+
+def test_old_entries_are_read_back_and_verified(tmp_path: Path) -> None:
+    s = DiskStorage(tmp_path / "n1", segment_bytes=4096, cache_entries=8)
+    for lo in range(1, 201, 20):
+        s.append(ents(lo, lo + 19))
+    assert s.entries(1, 201) == ents(1, 200)
+    assert s.entries(30, 201, max_bytes=1000) == ents(30, 37)  # 116 bytes each: 8 fit
+    _, path = list_segments(str(tmp_path / "n1" / "wal"))[0]
+    with open(path, "r+b") as f:
+        f.seek(200)
+        b = f.read(1)
+        f.seek(200)
+        f.write(bytes([b[0] ^ 1]))
+    with pytest.raises(CorruptLogError) as info:
+        s.entries(1, 10)
+    assert info.value.path == path
+    s.abandon()
