@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from deploy.errors import LabError
 
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 300
 
 
 def register(subparsers: Any) -> None:

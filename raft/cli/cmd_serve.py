@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
 
+    from raft.runtime.backend import storage_failures
     from raft.runtime.node import RaftNode
     from raft.runtime.server import serve
 
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
             node = RaftNode(cfg, args.id, secret)
         except MachineLoadError as exc:
             raise CliError(str(exc)) from None
+        except storage_failures() as exc:
+            raise CliError(
+                f"node {args.id}: storage in {cfg.node_data_dir(args.id)} refuses to open: "
+                f"{exc} (see 'raft repair')"
+            ) from None
         try:
             await serve(node)
         except OSError as exc:

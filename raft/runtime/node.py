@@ -209,6 +209,11 @@ class RaftNode:
         st.last_index = self.storage.last_index()
         st.conf = conf if conf.voters else ConfState(voters=frozenset(voters))
         last_term = self.storage.term(st.last_index)
+        extra: dict[str, Any] = {}
+        recovery = getattr(self.storage, "recovery", None)
+        if recovery is not None:
+            log.info("%s", recovery.summary())
+            extra["recovery"] = recovery.as_fields()
         self.events.emit(
             "start",
             v=1,
@@ -218,6 +223,7 @@ class RaftNode:
             last_term=last_term,
             vote=st.vote,
             voters=sorted(st.conf.voters),
+            **extra,
         )
         if not snap.is_empty():
             self.events.emit("snapshot", action="load", index=snap.meta.index, sterm=snap.meta.term)

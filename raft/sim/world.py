@@ -97,7 +97,7 @@ class SimConfig:
     seed: int
     nodes: int = 5
     faults: frozenset[FaultKind] = ALL_FAULTS
-    steps: int = 400
+    steps: int = 300
     trace: bool = False
     workload: Workload = Workload.REGISTER
     clients: int = 3

@@ -214,6 +214,11 @@ class DiskStorage:
             self._hs_file = HardStateFile(self.data_dir)
             self._snaps = SnapshotStore(self.data_dir)
             self._snaps.ensure_dir()
+            if self.policy is not FsyncPolicy.NEVER:
+                # Directory entries of wal/, snap/ (and of data_dir itself) must be durable
+                # before anything written inside them is acknowledged.
+                fsync_dir(self.data_dir)
+                fsync_dir(os.path.dirname(os.path.abspath(self.data_dir)))
             removed: list[str] = []
             stale = self._hs_file.remove_stale_temp()
             if stale:

@@ -709,7 +709,8 @@ class Wal:
             write_all(fd, header, 0)
             if self.durable:
                 os.fdatasync(fd)
-                fsync_dir(self.dir)
+                fsync_dir(self.dir)  # also makes earlier deletions durable
+                self._dir_dirty = False
         except (OSError, StorageIOError) as exc:
             os.close(fd)
             with contextlib.suppress(OSError):

@@ -43,8 +43,12 @@ def test_snapshot_install_and_load(tmp_path: Path) -> None:
         run(_put_many(lc, "s", 120))
         lc.start_node(behind)
         wait_for(lambda: _caught_up(lc, behind), what=f"{behind} catching up")
-        evs = events(lc, behind)
-        assert any(e["ev"] == "snapshot" and e["action"] == "install" for e in evs)
+        wait_for(
+            lambda: any(
+                e["ev"] == "snapshot" and e["action"] == "install" for e in events(lc, behind)
+            ),
+            what="snapshot install event",
+        )
         leader_evs = [e for n in lc.config().nodes if n != behind for e in events(lc, n)]
         assert any(e["ev"] == "snapshot" and e["action"] == "create" for e in leader_evs)
         # A clean restart loads the snapshot from disk and serves the same data.

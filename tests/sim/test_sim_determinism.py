@@ -13,14 +13,18 @@ from raft.sim import SimConfig, run_seed
 _CFG = {"nodes": 5, "steps": 200, "trace": True, "lincheck": False}
 
 
+def _cfg(seed: int) -> SimConfig:
+    return SimConfig(seed=seed, nodes=5, steps=200, trace=True, lincheck=False)
+
+
 def _digest(seed: int) -> str:
-    r = run_seed(SimConfig(seed=seed, **_CFG))  # type: ignore[arg-type]
+    r = run_seed(_cfg(seed))
     return hashlib.sha256("\n".join(r.trace).encode()).hexdigest()
 
 
 def test_same_seed_same_trace() -> None:
-    a = run_seed(SimConfig(seed=11, **_CFG))  # type: ignore[arg-type]
-    b = run_seed(SimConfig(seed=11, **_CFG))  # type: ignore[arg-type]
+    a = run_seed(_cfg(11))
+    b = run_seed(_cfg(11))
     assert len(a.trace) > 1000
     assert a.trace == b.trace
     assert a.to_json() == b.to_json()

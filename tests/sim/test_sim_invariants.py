@@ -10,7 +10,9 @@ from raft.sim import Invariant, LivenessMonitor, SafetyChecker
 def _log(*terms: int) -> MemoryStorage:
     """A log whose entry i+1 has term terms[i]."""
     s = MemoryStorage()
-    s.append([Entry(index=i + 1, term=t, data=f"{i + 1}/{t}".encode()) for i, t in enumerate(terms)])
+    s.append(
+        [Entry(index=i + 1, term=t, data=f"{i + 1}/{t}".encode()) for i, t in enumerate(terms)]
+    )
     return s
 
 

@@ -16,14 +16,16 @@ from raft.core import Entry, MessageType
 from raft.core.log import RaftLog
 from raft.machines import codec
 from raft.sim import ForgetfulVoteDisk, Invariant, SimConfig, World, parse_faults, run_seed
-from raft.sim.world import Script
+from raft.sim.world import DiskFactory, Script
 
 SEEDS_MAX = 40
 
 
-def _first_violation(configs: Sequence[SimConfig], **kw: object) -> tuple[int, Invariant] | None:
+def _first_violation(
+    configs: Sequence[SimConfig], disk_factory: DiskFactory
+) -> tuple[int, Invariant] | None:
     for cfg in configs:
-        r = run_seed(cfg, **kw)  # type: ignore[arg-type]
+        r = run_seed(cfg, disk_factory=disk_factory)
         if r.violation is not None:
             return cfg.seed, r.violation.invariant
     return None
@@ -82,8 +84,8 @@ def _figure8_script() -> Script:
         w.restart("n1")
 
     def n1_campaigns_losing_its_new_entries(w: World) -> None:
-        w.message_filter = (
-            lambda m: m.sender == "n1"
+        w.message_filter = lambda m: (
+            m.sender == "n1"
             and m.type is MessageType.APP
             and any(e.term >= 3 for e in m.entries)
             and w.last_index(m.to) >= 2
