@@ -21,7 +21,7 @@ from deploy.analysis import analyze, diff_nodes, write_outputs, write_shiviz
 from deploy.analysis.synthetic import standard_run
 from deploy.report import write_report
 
-SIZES = ((3, 100), (3, 1_000), (5, 1_000), (3, 5_000))
+SIZES = ((3, 100), (3, 1_000), (5, 1_000), (3, 3_000))
 RESULTS = Path(__file__).parent / "results" / "analysis.md"
 
 
@@ -54,8 +54,11 @@ def main() -> None:
     for nodes, writes in SIZES:
         events, t = _one(nodes, writes)
         rows.append((nodes, writes, events, t))
-        print(f"nodes={nodes} writes/phase={writes} events={events} "
-              + " ".join(f"{k}={v:.2f}s" for k, v in t.items()), flush=True)
+        print(
+            f"nodes={nodes} writes/phase={writes} events={events} "
+            + " ".join(f"{k}={v:.2f}s" for k, v in t.items()),
+            flush=True,
+        )
     cols = list(rows[0][3])
     lines = [
         "# Analysis speed",

@@ -2,20 +2,25 @@
 
 Built once on the controller (``python -m deploy.wheelhouse --project DIR --dest DIR``, as the
 Ansible role does with ``run_once``); hosts then ``pip install --no-index --find-links`` it
-and never reach an index. The project wheel is replaced only when its content changed (its
-RECORD of file hashes differs), so a deploy with unchanged code changes nothing on the hosts.
-Prints one JSON object: ``changed``, ``project_wheel``, ``requirements``.
+and never reach an index. The project wheel is rebuilt only when a source file changed (a
+hash of the sources is kept beside it) and replaced only when its content changed (its RECORD
+of file hashes differs); the wheelhouse is also packed as one reproducible tar file (``DEST``
++ ``.tar``) so a host gets it in one transfer. A deploy with unchanged code changes nothing.
+Prints one JSON object: ``changed``, ``project_wheel``, ``requirements``, ``bundle``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 import zipfile
@@ -30,11 +35,53 @@ class WheelhouseBuildError(LabError):
     """pip could not build the project wheel or fetch a dependency."""
 
 
+#: What goes into the project's wheel; a change to any of these triggers a rebuild.
+SOURCE_PATTERNS = ("pyproject.toml", "README.md", "raft/**/*", "deploy/**/*")
+SOURCE_STAMP = ".raftlab-sources.sha256"
+
+
 @dataclass(frozen=True, slots=True)
 class WheelhouseResult:
     changed: bool
     project_wheel: str
     requirements: list[str]
+    bundle: str
+
+
+def source_digest(project: Path) -> str:
+    """A hash of every file the project wheel is built from (caches and bytecode excluded)."""
+    h = hashlib.sha256()
+    files: set[Path] = set()
+    for pattern in SOURCE_PATTERNS:
+        files.update(p for p in project.glob(pattern) if p.is_file())
+    for p in sorted(files):
+        rel = p.relative_to(project).as_posix()
+        if "__pycache__" in rel or rel.endswith((".pyc", ".pyo")):
+            continue
+        h.update(rel.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def write_bundle(dest: Path, bundle: Path) -> bool:
+    """Pack the wheels of ``dest`` into ``bundle`` (sorted, zero mtimes and owners, so the
+    same wheels give the same bytes); True when the bundle changed."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for p in sorted(dest.glob("*.whl")):
+            info = tarfile.TarInfo(p.name)
+            info.size = p.stat().st_size
+            info.mode = 0o644
+            info.mtime = 0
+            with open(p, "rb") as f:
+                tar.addfile(info, f)
+    data = buf.getvalue()
+    if bundle.exists() and bundle.read_bytes() == data:
+        return False
+    tmp = bundle.with_name(bundle.name + ".tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, bundle)
+    return True
 
 
 def runtime_requirements(project: Path) -> list[str]:
@@ -82,18 +129,28 @@ def build(project: Path, dest: Path, download_args: Sequence[str] = ()) -> Wheel
     if missing:
         _pip(["download", "--only-binary=:all:", "--dest", str(dest), *download_args, *missing])
         changed = True
-    with tempfile.TemporaryDirectory(prefix="raftlab-wheel-") as tmp:
-        env_build = ["wheel", "--no-deps", "--wheel-dir", tmp, str(project)]
-        _pip(env_build)
-        built = next(Path(tmp).glob("*.whl"))
-        target = dest / built.name
-        if not target.exists() or _record(target) != _record(built):
-            for old in dest.glob(f"{built.name.split('-', 1)[0]}-*.whl"):
-                old.unlink()
-            shutil.copy2(built, target)
-            os.chmod(target, 0o644)
-            changed = True
-    return WheelhouseResult(changed=changed, project_wheel=target.name, requirements=reqs)
+    digest = source_digest(project)
+    stamp = dest / SOURCE_STAMP
+    wheels = sorted(dest.glob("raftlab-*.whl"))
+    if wheels and stamp.exists() and stamp.read_text().strip() == digest:
+        target = wheels[-1]
+    else:
+        with tempfile.TemporaryDirectory(prefix="raftlab-wheel-") as tmp:
+            _pip(["wheel", "--no-deps", "--wheel-dir", tmp, str(project)])
+            built = next(Path(tmp).glob("*.whl"))
+            target = dest / built.name
+            if not target.exists() or _record(target) != _record(built):
+                for old in dest.glob(f"{built.name.split('-', 1)[0]}-*.whl"):
+                    old.unlink()
+                shutil.copy2(built, target)
+                os.chmod(target, 0o644)
+                changed = True
+        stamp.write_text(digest + "\n")
+    bundle = dest.with_name(dest.name + ".tar")
+    changed = write_bundle(dest, bundle) or changed
+    return WheelhouseResult(
+        changed=changed, project_wheel=target.name, requirements=reqs, bundle=str(bundle)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

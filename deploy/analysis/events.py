@@ -148,25 +148,26 @@ def _read_json_lines(
     """Yield (source, object) for every line that is a JSON object; record the others."""
     name = name or str(path)
     try:
-        fh = path.open("rb")
+        fh = path.open("r", encoding="utf-8", errors="surrogateescape", newline="\n")
     except OSError as exc:
         problems.append(LineProblem(Source(name, 0), f"cannot open: {exc.strerror}"))
         return
+    loads = json.loads
     with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            src = Source(name, lineno)
-            text = raw.strip()
-            if not text:
+        for lineno, text in enumerate(fh, start=1):
+            if not text or text.isspace():
                 continue
             try:
-                obj = json.loads(text)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                problems.append(LineProblem(src, f"not JSON ({exc})"))
+                obj = loads(text)
+            except ValueError as exc:  # JSONDecodeError, or undecodable bytes
+                problems.append(LineProblem(Source(name, lineno), f"not JSON ({exc})"))
                 continue
             if not isinstance(obj, dict):
-                problems.append(LineProblem(src, f"not a JSON object but {type(obj).__name__}"))
+                problems.append(
+                    LineProblem(Source(name, lineno), f"not a JSON object but {type(obj).__name__}")
+                )
                 continue
-            yield src, obj
+            yield Source(name, lineno), obj
 
 
 def _looks_like_event_log(path: Path) -> bool:

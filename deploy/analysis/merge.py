@@ -10,7 +10,9 @@ Two steps (docs/analysis.md has the long form):
    midpoint of ``[max lower bound, min upper bound]``; its half-width bounds the error when
    both directions are seen (assuming the clocks did not jump during the run). Pairwise
    estimates are combined by weighted least squares relative to a reference node (weight
-   1/width²), so every node connected to the reference by messages gets an offset.
+   1/width²), so every node connected to the reference by messages gets an offset. Each
+   process run of a node (between ``start`` events) is its own clock: a restarted process
+   may come back with a different offset.
 2. **Order.** Program order within each node plus send->recv edges form a DAG. A Kahn
    topological sort that always emits the ready event with the smallest *corrected*
    timestamp (``ts - offset``) yields an order that is consistent with happens-before by
@@ -70,18 +72,41 @@ class PairBounds:
         return math.inf
 
 
+def clock_label(node: str, run: int, runs: int) -> str:
+    """The name of one process run's clock: the node id when the node logged one run,
+    ``n1#2`` for its second run otherwise."""
+    return node if runs <= 1 else f"{node}#{run}"
+
+
 @dataclass(frozen=True, slots=True)
 class ClockEstimate:
-    """Estimated clock offset of each node relative to ``reference`` (positive: ahead).
+    """Estimated clock offsets relative to the ``reference`` clock (positive: ahead).
 
-    ``uncertainty`` is the half-width of the tightest bound chain to the reference (inf for
-    a node linked by messages in one direction only, or not at all)."""
+    A clock is one process run of a node (:func:`clock_label`): a restart may come up with a
+    different clock (a ``clock`` fault, a node started under faketime), so each run gets its
+    own offset. ``uncertainty`` is the half-width of the tightest bound chain to the
+    reference (inf when linked by messages in one direction only, or not at all); a run
+    with no messages borrows the offset of its node's nearest linked run."""
 
     reference: str
     offsets: Mapping[str, float]
     uncertainty: Mapping[str, float]
     pairs: tuple[PairBounds, ...]
     unlinked: tuple[str, ...]
+    labels: Mapping[tuple[str, int], str]
+    """(node, run) -> clock label."""
+
+    def offset(self, node: str, run: int) -> float:
+        return self.offsets.get(self.labels.get((node, run), node), 0.0)
+
+    @property
+    def node_offsets(self) -> dict[str, float]:
+        """Per node, the offset of its last process run (for summaries)."""
+        last: dict[str, tuple[int, str]] = {}
+        for (node, run), label in self.labels.items():
+            if node not in last or run > last[node][0]:
+                last[node] = (run, label)
+        return {n: self.offsets.get(label, 0.0) for n, (_, label) in sorted(last.items())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +164,23 @@ def _match_pairs(
     return sends, recvs
 
 
-def estimate_offsets(logs: LoadedLogs, reference: str | None = None) -> ClockEstimate:
-    """Estimate every node's clock offset from its message pairs (see module docstring)."""
-    sends, recvs = _match_pairs(logs, [])
+def estimate_offsets(
+    logs: LoadedLogs,
+    reference: str | None = None,
+    pairs_by_id: tuple[dict[str, NodeEvent], dict[str, list[NodeEvent]]] | None = None,
+) -> ClockEstimate:
+    """Estimate every process run's clock offset from its message pairs (module docstring).
+    ``reference`` names a node (its first run with messages is the reference clock) or a
+    clock label."""
+    sends, recvs = pairs_by_id if pairs_by_id is not None else _match_pairs(logs, [])
+    runs_of: dict[str, list[int]] = {}
+    for node, evs in logs.events_by_node.items():
+        runs_of[node] = sorted({e.run for e in evs})
+    labels = {
+        (node, run): clock_label(node, run, len(runs))
+        for node, runs in runs_of.items()
+        for run in runs
+    }
     upper: dict[tuple[str, str], float] = {}
     count: dict[tuple[str, str], int] = {}
     for mid, rs in recvs.items():
@@ -151,22 +190,39 @@ def estimate_offsets(logs: LoadedLogs, reference: str | None = None) -> ClockEst
         for r in rs:
             if r.node == s.node:
                 continue
-            k = (s.node, r.node)
+            k = (labels[(s.node, s.run)], labels[(r.node, r.run)])
             upper[k] = min(upper.get(k, math.inf), r.ts - s.ts)
             count[k] = count.get(k, 0) + 1
-    nodes = logs.nodes
+    clocks = sorted(set(labels.values()))
     pairs: list[PairBounds] = []
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1 :]:
+    for i, a in enumerate(clocks):
+        for b in clocks[i + 1 :]:
             up = upper.get((a, b), math.inf)
             lo = -upper.get((b, a), math.inf)
             n = count.get((a, b), 0) + count.get((b, a), 0)
             if n:
                 pairs.append(PairBounds(a, b, lo, up, n))
-    if reference is None or reference not in nodes:
-        reference = nodes[0] if nodes else ""
-    offsets, unc, unlinked = _solve(nodes, reference, pairs)
-    return ClockEstimate(reference, offsets, unc, tuple(pairs), tuple(unlinked))
+    linked = {p.a for p in pairs} | {p.b for p in pairs}
+    ref = ""
+    if reference in clocks:
+        ref = reference
+    else:
+        want = reference if reference in runs_of else (logs.nodes[0] if logs.nodes else "")
+        cands = [labels[(want, r)] for r in runs_of.get(want, [])]
+        ref = next((c for c in cands if c in linked), cands[0] if cands else "")
+    offsets, unc, unlinked = _solve(clocks, ref, pairs)
+    # A run without messages borrows its node's nearest linked run's offset.
+    for node, runs in runs_of.items():
+        for run in runs:
+            lab = labels[(node, run)]
+            if lab in linked or lab == ref:
+                continue
+            near = sorted(
+                (abs(r - run), labels[(node, r)]) for r in runs if labels[(node, r)] in linked
+            )
+            if near:
+                offsets[lab] = offsets[near[0][1]]
+    return ClockEstimate(ref, offsets, unc, tuple(pairs), tuple(unlinked), labels)
 
 
 def _solve(
@@ -240,12 +296,11 @@ def _solve(
 def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
     """One happens-before-consistent timeline of all nodes' events (module docstring)."""
     problems: list[LineProblem] = []
-    clocks = estimate_offsets(logs, reference)
     sends, recvs = _match_pairs(logs, problems)
+    clocks = estimate_offsets(logs, reference, (sends, recvs))
     nodes = logs.nodes
     col = {n: i for i, n in enumerate(nodes)}
     per_node = logs.events_by_node
-    off = clocks.offsets
 
     # recv -> its send (only cross-node pairs; a self-send is just program order).
     send_of: dict[tuple[str, int], NodeEvent] = {}
@@ -270,8 +325,10 @@ def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
     send_clock: dict[tuple[str, int], tuple[tuple[int, ...], int]] = {}
     heap: list[tuple[float, str, int]] = []
 
+    offset_of = {key: clocks.offset(*key) for key in clocks.labels}
+
     def cts(e: NodeEvent) -> float:
-        return e.ts - off.get(e.node, 0.0)
+        return e.ts - offset_of.get((e.node, e.run), 0.0)
 
     def ready(e: NodeEvent) -> bool:
         s = send_of.get((e.node, e.seq))

@@ -156,6 +156,7 @@ class Analysis:
             "clock_offsets": {
                 "reference": clocks.reference,
                 "offset_s": {n: round(x, 6) for n, x in clocks.offsets.items()},
+                "node_offset_s": {n: round(x, 6) for n, x in clocks.node_offsets.items()},
                 "uncertainty_s": {
                     n: (round(x, 6) if x != float("inf") else None)
                     for n, x in clocks.uncertainty.items()

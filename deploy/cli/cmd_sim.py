@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from deploy.errors import LabError
+
+if TYPE_CHECKING:
+    from raft.sim import SimConfig, SwarmSummary
 
 DEFAULT_STEPS = 300
 
@@ -124,10 +127,23 @@ def func(args: argparse.Namespace) -> int:
         ]
     except SimConfigError as exc:
         raise LabError(str(exc)) from None
-    out = sys.stdout
     progress = _ProgressBar(sys.stderr, len(configs)) if len(configs) > 1 else None
     summary = run_swarm(configs, jobs=min(jobs, len(configs)), progress=progress)
-    if args.trace:
+    try:
+        _report(summary, configs, seeds, args.trace, sys.stdout)
+    except BrokenPipeError:  # `raftlab sim ... --trace | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1 if summary.violations else 0
+
+
+def _report(
+    summary: SwarmSummary,
+    configs: list[SimConfig],
+    seeds: list[int],
+    trace: bool,
+    out: TextIO,
+) -> None:
+    if trace:
         for r in summary.results:
             out.write(f"--- trace of seed {r.seed} ---\n")
             for line in r.trace:
@@ -147,4 +163,3 @@ def func(args: argparse.Namespace) -> int:
         f"lincheck: {verdicts}  violations {summary.violations}  "
         f"wall {summary.wall_s:.1f}s\n"
     )
-    return 1 if summary.violations else 0

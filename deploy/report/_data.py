@@ -102,6 +102,10 @@ class ReportData:
     nodes: list[str]
     t_min: float
     t_max: float
+    t_full: tuple[float, float] = (0.0, 1.0)
+    """First and last node event (run seconds); the plots show [t_min, t_max]."""
+    markers_outside: int = 0
+    """Violations whose log lines fall outside the plotted window (listed in the table)."""
     segments: list[Segment] = field(default_factory=list)
     down: list[tuple[str, float, float]] = field(default_factory=list)
     faults: list[FaultWindow] = field(default_factory=list)
@@ -174,6 +178,18 @@ def _faults(a: Analysis, t0: float, t_end: float) -> list[FaultWindow]:
     return out
 
 
+def _run_name(root: Path) -> str:
+    """``experiment/timestamp`` for a run under ``runs/``, else the folder's name."""
+    r = root.resolve()
+    if r.parent.parent.name == "runs":
+        return f"{r.parent.name}/{r.name}"
+    return r.name or str(r)
+
+
+def _clip_window(w: FaultWindow, lo: float, hi: float) -> FaultWindow:
+    return FaultWindow(w.fault, max(w.start, lo), min(w.end, hi), w.targets, w.open_ended, w.detail)
+
+
 def _event_time_index(a: Analysis, t0: float) -> dict[str, float]:
     return {str(m.event.source): m.cts - t0 for m in a.timeline.events}
 
@@ -181,24 +197,37 @@ def _event_time_index(a: Analysis, t0: float) -> dict[str, float]:
 def build_report_data(a: Analysis, title: str | None = None) -> ReportData:
     evs = a.timeline.events
     t0 = a.run_start_ts
-    times = [m.cts - t0 for m in evs]
-    times += [o.start_ns / 1e9 for o in a.history]
-    times += [o.end_ns / 1e9 for o in a.history if o.end_ns is not None]
-    t_min = min(times) if times else 0.0
-    t_max = max(times) if times else 1.0
+    node_times = [m.cts - t0 for m in evs]
+    full = (min(node_times), max(node_times)) if node_times else (0.0, 1.0)
+    # Focus on the activity (client operations and faults) when there is any: a cluster left
+    # idle for minutes before or after the workload would otherwise squeeze it into a sliver.
+    active = [o.start_ns / 1e9 for o in a.history]
+    active += [o.end_ns / 1e9 for o in a.history if o.end_ns is not None]
+    faults = _faults(a, t0, full[1])
+    active += [w.start for w in faults] + [w.end for w in faults if not w.open_ended]
+    if active:
+        lo, hi = min(active), max(active)
+        pad = max((hi - lo) * 0.04, 0.5)
+        t_min, t_max = max(lo - pad, min(full[0], lo)), min(hi + pad, max(full[1], hi))
+    else:
+        t_min, t_max = full
     if t_max - t_min < 1e-3:
         t_max = t_min + 1.0
+    faults = [_clip_window(w, t_min, t_max) for w in faults if w.end >= t_min and w.start <= t_max]
     segs, down = _segments(a, t0)
-    faults = _faults(a, t0, t_max)
-    if faults:
-        t_min = min(t_min, min(w.start for w in faults))
-        t_max = max(t_max, max(w.end for w in faults))
+    segs = [
+        Segment(s.node, max(s.start, t_min), min(s.end, t_max), s.role, s.term)
+        for s in segs
+        if s.end >= t_min and s.start <= t_max
+    ]
+    down = [(n, max(s, t_min), min(e, t_max)) for n, s, e in down if e >= t_min and s <= t_max]
     data = ReportData(
-        title=title or f"raftlab report: {a.inputs.root.name or a.inputs.root}",
+        title=title or f"raftlab report: {_run_name(a.inputs.root)}",
         root=a.inputs.root,
         nodes=a.logs.nodes,
         t_min=t_min,
         t_max=t_max,
+        t_full=full,
         segments=segs,
         down=down,
         faults=faults,
@@ -211,6 +240,9 @@ def build_report_data(a: Analysis, title: str | None = None) -> ReportData:
     for v in a.invariants.violations:
         ts = [where[str(s)] for s in v.sources if str(s) in where]
         if not ts:
+            continue
+        if max(ts) < t_min or min(ts) > t_max:
+            data.markers_outside += 1
             continue
         label = f"{v.invariant.value}: {v.message}"
         data.markers.append(Marker(min(ts), max(ts), v.nodes, "violation", label))

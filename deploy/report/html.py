@@ -215,7 +215,7 @@ def _markers(
             x0, x1 = x(m.t), x(m.end)
             out.append(
                 f'<rect class="marker lin" x="{x0:.1f}" y="{top:.1f}" '
-                f'width="{max(x1 - x0, 2):.1f}" height="{height:.1f}" fill="#c62828" '
+                f'width="{max(x1 - x0, 6):.1f}" height="{height:.1f}" fill="#c62828" '
                 f'fill-opacity="0.10" stroke="#c62828" stroke-dasharray="4 3">'
                 f"<title>{_e(m.label)}</title></rect>"
             )
@@ -430,16 +430,22 @@ def render_html(d: ReportData) -> str:
         f'<div class="sub">{_e(d.root)} &middot; analysed {_e(res.get("analyzed_at", ""))}</div>',
         _verdict_banner(d),
     ]
+
+    def kv(m: Any, sep: str = " ") -> str:
+        if not isinstance(m, dict) or not m:
+            return "none"
+        return _e(", ".join(f"{k}{sep}{v}" for k, v in m.items()))
+
+    terms = counts.get("leaders_per_term", {})
+    leaders = {f"T{t}": "+".join(ns) if isinstance(ns, list) else ns for t, ns in terms.items()}
     crow = [
         ("nodes", counts.get("nodes")),
         ("events", counts.get("events")),
-        (
-            "elections (leaders per term)",
-            f"{counts.get('elections')} " + _e(json.dumps(counts.get("leaders_per_term", {}))),
-        ),
+        ("elections", counts.get("elections")),
+        ("leader of each term", kv(leaders, ": ")),
         ("highest commit index", counts.get("max_commit_index")),
-        ("faults injected", _e(json.dumps(counts.get("faults", {})))),
-        ("client operations", _e(json.dumps(counts.get("operations", {})))),
+        ("faults injected", kv(counts.get("faults"))),
+        ("client operations", kv(counts.get("operations"))),
         ("messages matched (send/recv)", counts.get("messages_matched")),
         ("unreadable lines", counts.get("malformed_lines")),
     ]
@@ -450,6 +456,18 @@ def render_html(d: ReportData) -> str:
         "windows shaded by kind; red marks: invariant violations and operations that could "
         "not be linearized. Hover for details.</div>"
     )
+    lo, hi = d.t_full
+    if lo < d.t_min - 1e-6 or hi > d.t_max + 1e-6:
+        parts.append(
+            f'<div class="sub">Showing {_fmt_t(d.t_min)} to {_fmt_t(d.t_max)}, where the client '
+            f"operations and faults are; the node logs span {_fmt_t(lo)} to {_fmt_t(hi)}"
+            + (
+                f"; {d.markers_outside} violation(s) lie outside, see the table below"
+                if d.markers_outside
+                else ""
+            )
+            + ".</div>"
+        )
     parts.append(timeline_svg(d))
     parts.append(_legend(d))
     parts.append("<h2>Latency</h2>")

@@ -133,13 +133,24 @@ def _latency(plt: Any, d: ReportData, path: Path) -> Path:
 def _throughput(plt: Any, d: ReportData, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(13, 3.0), dpi=100)
     _shade(ax, d)
-    if d.throughput:
-        ts = [b[0] for b in d.throughput]
-        for k, outcome in ((1, "ok"), (2, "fail"), (3, "info")):
-            ys = [b[k] / d.throughput_bin_s for b in d.throughput]
-            if any(ys):
-                ax.step(ts, ys, where="post", color=OUTCOME_COLORS[outcome], label=outcome)
+    drawn = False
+    ts = [b[0] for b in d.throughput]
+    for k, outcome in ((1, "ok"), (2, "fail"), (3, "info")):
+        ys = [b[k] / d.throughput_bin_s for b in d.throughput]
+        if any(ys):
+            ax.step(ts, ys, where="post", color=OUTCOME_COLORS[outcome], label=outcome)
+            drawn = True
+    if drawn:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no client history in this run",
+            transform=ax.transAxes,
+            ha="center",
+            color="#57606a",
+        )
     ax.set_xlim(d.t_min, d.t_max)
     ax.set_xlabel("seconds since run start")
     ax.set_ylabel("ops/s")

@@ -61,6 +61,8 @@ class MissingToolError(LabError):
 class TestbedCommandError(LabError):
     """A command run while building or removing the testbed failed."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, argv: Sequence[str], code: int, output: str) -> None:
         self.argv = list(argv)
         self.code = code
@@ -70,6 +72,8 @@ class TestbedCommandError(LabError):
 
 class TestbedConflictError(LabError):
     """A testbed with other parameters is already up under this state directory."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
 
 def _run(argv: Sequence[str], check: bool = True, input_text: str | None = None) -> str:
@@ -130,6 +134,8 @@ class HostProcess:
 class TestbedState:
     """What ``up`` made, saved as ``state.json`` before it is made (mutable while building)."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     prefix: str
     style: str
     subnet: str
@@ -166,6 +172,8 @@ class TestbedState:
 
 class Testbed:
     """One testbed, identified by its state directory."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, state_dir: Path = DEFAULT_STATE_DIR) -> None:
         self.state_dir = state_dir

@@ -36,6 +36,8 @@ _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]*$")
 class TestbedStyle(enum.Enum):
     """How the controller reaches the hosts."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     #: Every host has an address on a bridge the controller sits on.
     PLAIN = "plain"
     #: Like a GEE slicelet: only a gateway is reachable; each host is a forwarded SSH port.
@@ -80,6 +82,8 @@ class GatewayPlan:
 @dataclass(frozen=True, slots=True)
 class TestbedPlan:
     """Everything ``up`` creates and ``down`` removes, by name."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
     prefix: str
     style: TestbedStyle

@@ -74,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     from raft.cli._cluster_addrs import resolve
 
     addrs = resolve(args.cluster, args.dir)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
     if args.op == "bench":
         from raft.runtime.bench import BenchSpec, run_bench
 

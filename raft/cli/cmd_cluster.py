@@ -14,8 +14,13 @@ def register(subparsers: Any) -> None:
         "secret, pids, data, logs) lives under --dir.",
     )
     p.add_argument("--dir", default=".raftlab-cluster", help="cluster directory")
+    # --dir is also accepted after the action (`raft cluster up --dir X`).
+    dir_opt = argparse.ArgumentParser(add_help=False)
+    dir_opt.add_argument("--dir", default=argparse.SUPPRESS, help="cluster directory")
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    up = sub.add_parser("up", help="write cluster.yml and start every node; wait for a leader")
+    up = sub.add_parser(
+        "up", parents=[dir_opt], help="write cluster.yml and start every node; wait for a leader"
+    )
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--base-port", type=int, default=7000, help="peer port; client +1, http +2")
     up.add_argument("--machine", default="kv", help="register | kv | module:Class")
@@ -26,13 +31,17 @@ def register(subparsers: Any) -> None:
         "--snapshot-entries", type=int, default=10000, help="snapshot every N applied entries"
     )
     up.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a leader")
-    sub.add_parser("down", help="stop the nodes this directory started")
-    kill = sub.add_parser("kill", help="stop one node (SIGKILL unless --term)")
+    sub.add_parser("down", parents=[dir_opt], help="stop the nodes this directory started")
+    kill = sub.add_parser("kill", parents=[dir_opt], help="stop one node (SIGKILL unless --term)")
     kill.add_argument("node")
     kill.add_argument("--term", action="store_true", help="SIGTERM (clean stop) instead")
-    start = sub.add_parser("start", help="start one node again")
+    start = sub.add_parser("start", parents=[dir_opt], help="start one node again")
     start.add_argument("node")
-    sub.add_parser("addrs", help="print the client addresses (for --cluster / RAFT_CLUSTER)")
+    sub.add_parser(
+        "addrs",
+        parents=[dir_opt],
+        help="print the client addresses (for --cluster / RAFT_CLUSTER)",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 snapshot_entries=args.snapshot_entries,
             )
             try:
-                leader = lc.wait_leader(args.wait)
+                leader = lc.wait_leader(args.wait, started=True)
             except ClusterStateError:
                 lc.down()
                 raise

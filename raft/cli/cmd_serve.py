@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from raft.runtime.node import RaftNode
     from raft.runtime.server import serve
 
-    async def main() -> None:
+    async def main() -> int:
         try:
             node = RaftNode(cfg, args.id, secret)
         except MachineLoadError as exc:
@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{exc} (see 'raft repair')"
             ) from None
         try:
-            await serve(node)
+            reason = await serve(node)
         except OSError as exc:
             raise CliError(f"node {args.id}: cannot listen: {exc}") from None
+        return 1 if reason.startswith("error") else 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

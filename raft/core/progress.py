@@ -85,6 +85,8 @@ class Progress:
     """In PROBE state: an AppendEntries is in flight, so hold further ones until a reply or
     the next heartbeat response."""
     is_learner: bool = False
+    sent_commit: int = 0
+    """Highest commit index sent to this peer in an append (to skip redundant ones)."""
     snapshot_elapsed_ticks: int = 0
     """In SNAPSHOT state: leader ticks since the snapshot was sent (a fallback timeout for
     drivers that never report a lost snapshot)."""

@@ -116,6 +116,10 @@ class Raft:
         self.trk = ProgressTracker(max_inflight=cfg.max_inflight_msgs)
         self.read_only = ReadOnly(cfg.read_only)
         self.pending_read_index_messages: list[Message] = []
+        self.bcast_pending = False
+        """Leader: new entries or a new commit index still to be broadcast. Proposals and
+        commit advances within one Ready are coalesced into one AppendEntries per follower
+        (up to ``max_msg_bytes``), sent by :meth:`flush_broadcast` when the Ready is built."""
         self.msgs: list[Message] = []
         self.msgs_after_append: list[Message] = []
         self.read_states: list[ReadState] = []
@@ -252,6 +256,8 @@ class Raft:
             pr.pending_snapshot = 0
             pr.probe_sent = False
             pr.recent_active = False
+            pr.sent_commit = 0
+            pr.snapshot_elapsed_ticks = 0
             pr.is_learner = learner
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
@@ -570,8 +576,10 @@ class Raft:
             self.become_follower(self.term + 1, NONE)
             return False
         cs = s.meta.conf_state
-        if self.id not in (cs.voters | cs.learners | cs.voters_outgoing):
-            return False  # we are not in its config: ignore rather than corrupt membership
+        # Unlike etcd we do not refuse a snapshot whose config lacks us: node ids may be
+        # reused, so a node re-added after the snapshot must still install it and then
+        # learn its re-addition from the log (refusing would make the leader resend the
+        # snapshot forever). Nothing here assumes we are a member.
         if self.raft_log.match_term(s.meta.index, s.meta.term):
             # We already have the snapshot's last entry: just fast-forward commit.
             self.raft_log.commit_to(s.meta.index)
@@ -613,6 +621,28 @@ class Raft:
         for nid in sorted(self.trk.progress):
             if nid != self.id:
                 self._send_append(nid)
+
+    def flush_broadcast(self) -> None:
+        """Send what :attr:`bcast_pending` announced: to every follower the entries it lacks
+        and, if it has not been sent the current commit index yet, an (empty) append
+        carrying it."""
+        if not self.bcast_pending:
+            return
+        self.bcast_pending = False
+        if self.role != Role.LEADER:
+            return
+        committed = self.raft_log.committed
+        for nid in sorted(self.trk.progress):
+            if nid == self.id:
+                continue
+            pr = self.trk.progress[nid]
+            if not self._maybe_send_append(nid, send_if_empty=pr.sent_commit < committed):
+                continue
+            # More than max_msg_bytes pending: pipeline further appends while the inflight
+            # window allows (replicate state; a probe sends one and pauses).
+            for _ in range(self.cfg.max_inflight_msgs):
+                if not self._maybe_send_append(nid, send_if_empty=False):
+                    break
 
     def _bcast_heartbeat(self, ctx: bytes | None = None) -> None:
         if ctx is None:
@@ -656,6 +686,7 @@ class Raft:
             )
         )
         pr.sent_entries(prev_index + len(ents), len(ents))
+        pr.sent_commit = max(pr.sent_commit, self.raft_log.committed)
         return True
 
     def _maybe_send_snapshot(self, to: NodeId, pr: Progress) -> bool:
@@ -778,7 +809,7 @@ class Raft:
             pending_conf = self.raft_log.last_index() + k + 1
         self._append_entries(list(m.entries))
         self.pending_conf_index = pending_conf
-        self._bcast_append()
+        self.bcast_pending = True  # sent with the next Ready, batched with other proposals
 
     def _leader_read_index(self, m: Message) -> None:
         if self.trk.is_singleton():
@@ -804,7 +835,8 @@ class Raft:
                     pr.become_probe()
                 self._send_append(m.sender)
             return
-        old_paused = pr.is_paused()
+        if m.index > self.raft_log.last_index():
+            return  # acknowledges entries we never sent: not from a correct peer; ignore
         if not pr.maybe_update(m.index) and not (
             pr.match == m.index and pr.state == ProgressState.PROBE
         ):
@@ -819,14 +851,9 @@ class Raft:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
             self._release_pending_read_index_messages()
-            self._bcast_append()
-        elif old_paused and m.sender != self.id:
-            self._send_append(m.sender)
-        if m.sender != self.id:
-            # Send as much as the window allows (no empty messages just for commit).
-            for _ in range(self.cfg.max_inflight_msgs + 1):
-                if not self._maybe_send_append(m.sender, send_if_empty=False):
-                    break
+        # The window may have opened (or the commit index moved): the next Ready sends this
+        # follower what it lacks and everyone the new commit index, coalesced per Ready.
+        self.bcast_pending = True
         if m.sender == self.lead_transferee and pr.match == self.raft_log.last_index():
             self._send_timeout_now(m.sender)
 

@@ -151,6 +151,7 @@ class RawNode:
 
     def has_ready(self) -> bool:
         r = self.raft
+        r.flush_broadcast()  # coalesced appends become messages now (see Raft.bcast_pending)
         hs = r.hard_state()
         return bool(
             self._soft() != self._prev_soft
@@ -167,6 +168,7 @@ class RawNode:
     def ready(self) -> Ready:
         """Collect the work accumulated since the last ``ready``; see :class:`Ready`."""
         r = self.raft
+        r.flush_broadcast()
         log = r.raft_log
         soft = self._soft()
         hs = r.hard_state()

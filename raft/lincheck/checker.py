@@ -18,9 +18,13 @@ Guarantees and conventions:
   any time after their invocation, or never: their return is at +inf, and reaching the first
   such return means every completed operation was linearized, so the history is linearizable
   with the remaining ``info`` operations omitted.
-- The linearized set is an ``int`` bitset stored relative to the oldest operation not yet
-  linearized (all older ones are linearized), so memo keys stay as small as the concurrency
-  window instead of growing with the history.
+- The linearized set is two ``int`` bitsets: completed operations, stored relative to the
+  oldest one not yet linearized (all older ones are), so memo keys stay as small as the
+  concurrency window instead of growing with the history; and ``info`` operations.
+- Memoisation with dominance: a configuration is skipped when one with the same completed
+  set and state, and a subset of its ``info`` operations linearized, was already explored
+  (info operations are optional, so the explored one could do everything this one can).
+  Without this, each pending ``info`` operation doubles the configurations to refute.
 - Independent parts (keys of ``kv``) are checked one by one (P-compositionality).
 - The search stops at ``timeout_s`` (checked every few thousand steps and at the start) with
   ``Verdict.UNKNOWN``.
@@ -221,15 +225,43 @@ def _check_partition(
         prv[node] = prev_node
         prev_node = node
     is_info = [op.complete_time is None for op in ops]
+    # Completed ops and info ops are numbered separately: slot[i] is op i's bit position in
+    # the completed-ops bitset or in the info bitset.
+    slot = [0] * n
+    counts = [0, 0]
+    # Info ops with the same f and value are interchangeable once invoked, so they are only
+    # linearized in invocation order (symmetry reduction): op i may go next only if it is
+    # number rank[i] of its class and that many of the class are already linearized.
+    class_of: dict[tuple[str, Hashable], int] = {}
+    klass = [-1] * n
+    rank = [0] * n
+    class_sizes: list[int] = []
+    for i in range(n):
+        kind = 1 if is_info[i] else 0
+        slot[i] = counts[kind]
+        counts[kind] += 1
+        if kind:
+            c = class_of.setdefault((ops[i].f, ops[i].value), len(class_of))
+            if c == len(class_sizes):
+                class_sizes.append(0)
+            klass[i] = c
+            rank[i] = class_sizes[c]
+            class_sizes[c] += 1
+    class_done = [0] * len(class_sizes)
 
     step = model.step
     state: Hashable = model.init()
-    base = 0  # every op with index < base is linearized; base is the head's call
-    rel = 0  # bit j set <=> op base + j is linearized
-    cache: set[tuple[int, int, Hashable]] = set()
+    base = 0  # every completed op with slot < base is linearized
+    rel = 0  # bit j set <=> the completed op with slot base + j is linearized
+    info = 0  # bit j set <=> the info op with slot j is linearized
+    # Memo: (base, rel, state) -> info bitsets already explored with it. A configuration is
+    # pruned when an explored one has the same completed set and state and a subset of its
+    # info ops linearized: that one could do everything this one can (info ops are optional).
+    cache: dict[tuple[int, int, Hashable], list[int]] = {}
+    explored = 0
     # The linearization so far, as an immutable cons list so the deepest one can be kept
-    # without copying: (call node, state before, base before, rel before, parent).
-    stack: tuple[int, Hashable, int, int, Any] | None = None
+    # without copying: (call node, state before, base, rel, info before, parent).
+    stack: tuple[int, Hashable, int, int, int, Any] | None = None
     depth = 0
     best_depth = -1
     best: tuple[Any, Hashable, int, list[int]] | None = None
@@ -240,23 +272,40 @@ def _check_partition(
             raise _Timeout
         steps += 1
         if entry < n:
+            if is_info[entry] and rank[entry] != class_done[klass[entry]]:
+                entry = nxt[entry]
+                continue
             ok, new_state = step(state, ops[entry])
             if ok:
-                if entry == base:
-                    after = nxt[entry]
-                    if after == entry + n:
-                        after = nxt[after]
-                    new_base = n if after == -1 else after
-                    new_rel = (rel | 1) >> (new_base - base)
+                new_base, new_rel, new_info = base, rel, info
+                if is_info[entry]:
+                    new_info = info | (1 << slot[entry])
+                elif slot[entry] == base:
+                    x = rel | 1
+                    shift = (x ^ (x + 1)).bit_length() - 1  # trailing ones of x
+                    new_base = base + shift
+                    new_rel = x >> shift
                 else:
-                    new_base = base
-                    new_rel = rel | (1 << (entry - base))
+                    new_rel = rel | (1 << (slot[entry] - base))
                 memo_key = (new_base, new_rel, new_state)
-                if memo_key not in cache:
-                    cache.add(memo_key)
-                    stack = (entry, state, base, rel, stack)
+                seen = cache.get(memo_key)
+                fresh = True
+                if seen is None:
+                    cache[memo_key] = [new_info]
+                else:
+                    for m in seen:
+                        if m | new_info == new_info:
+                            fresh = False
+                            break
+                    if fresh:
+                        seen.append(new_info)
+                if fresh:
+                    explored += 1
+                    if is_info[entry]:
+                        class_done[klass[entry]] += 1
+                    stack = (entry, state, base, rel, info, stack)
                     depth += 1
-                    state, base, rel = new_state, new_base, new_rel
+                    state, base, rel, info = new_state, new_base, new_rel, new_info
                     # lift the call and its return out of the list
                     ret = entry + n
                     p, q = prv[entry], nxt[entry]
@@ -272,7 +321,7 @@ def _check_partition(
             continue
         # a return: its operation should have been linearized by now
         if is_info[entry - n]:
-            return _PartitionOutcome(Verdict.LINEARIZABLE, len(cache))
+            return _PartitionOutcome(Verdict.LINEARIZABLE, explored)
         if depth > best_depth:
             best_depth = depth
             candidates = []
@@ -284,8 +333,10 @@ def _check_partition(
             best = (stack, state, entry - n, candidates)
         if stack is None:
             break
-        call, state, base, rel, stack = stack
+        call, state, base, rel, info, stack = stack
         depth -= 1
+        if is_info[call]:
+            class_done[klass[call]] -= 1
         # unlift, in the reverse order of lift
         ret = call + n
         nxt[prv[ret]] = ret
@@ -295,10 +346,10 @@ def _check_partition(
         prv[nxt[call]] = call
         entry = nxt[call]
     else:
-        return _PartitionOutcome(Verdict.LINEARIZABLE, len(cache))
+        return _PartitionOutcome(Verdict.LINEARIZABLE, explored)
     assert best is not None
     return _PartitionOutcome(
-        Verdict.NOT_LINEARIZABLE, len(cache), _counterexample(model, key, ops, best)
+        Verdict.NOT_LINEARIZABLE, explored, _counterexample(model, key, ops, best)
     )
 
 
@@ -312,7 +363,7 @@ def _counterexample(
     prefix: list[int] = []
     while stack is not None:
         prefix.append(stack[0])
-        stack = stack[4]
+        stack = stack[5]
     prefix.reverse()
     unlinearizable = []
     for i in candidates:

@@ -252,11 +252,29 @@ class LocalCluster:
         }
         return next(iter(leaders)) if len(leaders) == 1 else None
 
-    def wait_leader(self, timeout_s: float = 15.0, among: set[str] | None = None) -> str:
+    def wait_leader(
+        self, timeout_s: float = 15.0, among: set[str] | None = None, started: bool = False
+    ) -> str:
+        """The leader's id once one is known. With ``started``, fail at once when a node
+        process this directory just started has exited (its last stderr line says why)."""
         deadline = time.monotonic() + timeout_s
+        expected = set(self.read_state()["pids"]) if started else set()
         while time.monotonic() < deadline:
             leader = self.leader(among)
             if leader is not None:
                 return leader
+            dead = expected - set(self.running())
+            if dead:
+                nid = sorted(dead)[0]
+                raise ClusterStateError(f"node {nid} exited: {self._last_error(nid)}")
             time.sleep(0.05)
         raise ClusterStateError(f"no leader within {timeout_s:.0f}s (see {self.dir}/*/log)")
+
+    def _last_error(self, node_id: str) -> str:
+        path = os.path.join(self.config().node_log_dir(node_id), "stderr.log")
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except OSError:
+            lines = []
+        return lines[-1] if lines else f"no message (see {path})"

@@ -24,7 +24,6 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,18 +61,21 @@ SNAPSHOT_KEEP_ENTRIES = 1000
 
 BATCH_COMMANDS_MAX = 512
 BATCH_BYTES_MAX = 1 << 20
+READ_ROUNDS_MAX = 10000
+HARD_STATE_COMMIT_EVERY = 1000
+HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
 
 
 class NodeUnavailableError(Exception):
     """The node cannot serve the request (not the leader, storage failed, shutting down).
-    ``leader`` is the node id believed to lead, or ``""``."""
+    ``leader`` is the node id believed to lead, or ``""``. ``definite`` is True when a write
+    certainly did not and will not take effect (else its outcome is unknown)."""
 
     def __init__(self, reason: str, leader: str = "", definite: bool = True) -> None:
         super().__init__(reason)
         self.leader = leader
         self.definite = definite
-        """True when a write certainly did not and will not take effect."""
 
 
 class ProposalLostError(NodeUnavailableError):
@@ -121,6 +123,11 @@ class NodeState:
 
 
 class RaftNode:
+    """One Raft node: core + storage + state machine + peer transport. ``start`` it inside
+    a running event loop, feed it client work with ``propose`` / ``read_barrier``, ``stop``
+    it once (flushes the event log and closes the storage). The client and HTTP ports are
+    :mod:`raft.runtime.server`'s business."""
+
     def __init__(
         self,
         cfg: ClusterConfig,
@@ -145,13 +152,18 @@ class RaftNode:
         self._inbox: deque[tuple[str, Message]] = deque()
         self._props: deque[_Proposal] = deque()
         self._pending: dict[int, _InFlight] = {}
-        self._read_queue: deque[tuple[bytes, _Read]] = deque()
-        self._reads: dict[bytes, _Read] = {}
+        self._read_queue: deque[_Read] = deque()
+        self._reads: dict[bytes, list[_Read]] = {}
         self._ready_reads: list[_Read] = []
         self._read_counter = 0
         self._hb_counter = 0
         self._ids = MessageIds(node_id)
         self._driver: asyncio.Task[None] | None = None
+        self._transport_stop: asyncio.Task[None] | None = None
+        self._handoff_requested = False
+        self.crashed = ""
+        self.crash_event = asyncio.Event()
+        """Set when the driver died of an unexpected exception (``crashed`` says which)."""
         self._flusher: asyncio.Task[None] | None = None
         self._storage_errors = backend.storage_failures()
         log_dir = cfg.node_log_dir(node_id)
@@ -205,6 +217,8 @@ class RaftNode:
         self.core = RawNode(core_cfg, self.storage, rng=self._rng)
         st = self.state
         st.term, st.vote, st.commit = hs.term, hs.vote, hs.commit
+        self._stored_hs = self._latest_hs = hs
+        self._stored_hs_at = time.monotonic()
         st.applied = applied
         st.last_index = self.storage.last_index()
         st.conf = conf if conf.voters else ConfState(voters=frozenset(voters))
@@ -249,6 +263,7 @@ class RaftNode:
         if self._stopping:
             await self._stopped.wait()
             return
+        await self._hand_off_leadership()
         self._stopping = True
         self._wake.set()
         if self._driver is not None:
@@ -261,11 +276,43 @@ class RaftNode:
                 await self._flusher
         self._fail_pending(NodeUnavailableError("node is shutting down", definite=False))
         with contextlib.suppress(*self._storage_errors):
+            if not self.state.storage_failed and self._latest_hs != self._stored_hs:
+                self.storage.set_hard_state(self._latest_hs)  # the exact commit, for restart
+                self.storage.sync()
             backend.close_storage(self.storage)
         self.events.emit("stop", reason=reason)
         self.events.close()
         log.info("node %s stopped: %s", self.id, reason)
         self._stopped.set()
+
+    async def _hand_off_leadership(self) -> None:
+        """A leader stopping cleanly first transfers leadership to its most up-to-date
+        follower (thesis §3.10), so a planned restart costs no election timeout. Bounded by
+        two election timeouts; a failed handoff just means a normal election."""
+        if not self.is_leader() or self._driver is None or self._driver.done():
+            return
+        self._handoff_requested = True
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * self.cfg.election_timeout_ticks * self._tick_s
+        while self.state.leader in ("", self.id) and loop.time() < deadline:
+            await asyncio.sleep(self._tick_s / 5)
+        log.info("%s handed leadership to %s", self.id, self.state.leader or "nobody yet")
+
+    def _start_handoff(self) -> None:
+        self._handoff_requested = False
+        candidates = [
+            (pr.match, nid)
+            for nid, pr in self.core.status().progress
+            if nid != self.id and not pr.is_learner and pr.recent_active
+        ]
+        if not candidates:
+            return
+        target = max(candidates)[1]
+        try:
+            self.core.transfer_leader(target)
+        except RaftError as exc:
+            log.info("leadership transfer to %s refused: %s", target, exc)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -301,9 +348,7 @@ class RaftNode:
         if self.read_mode is ReadMode.LOCAL:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._read_counter += 1
-        ctx = f"{self._ids.prefix}r{self._read_counter}".encode()
-        self._read_queue.append((ctx, _Read(fut)))
+        self._read_queue.append(_Read(fut))
         self._wake.set()
         await fut
 
@@ -355,12 +400,16 @@ class RaftNode:
                 self._step_inbox()
                 self._take_proposals()
                 self._take_reads()
+                if self._handoff_requested:
+                    self._start_handoff()
                 await self._handle_readies()
-        except Exception:
+        except Exception as exc:
+            # Fail-stop: a core in an unknown state must not go on voting or acknowledging.
             log.exception("driver of %s crashed", self.id)
             self.state.storage_failed = self.state.storage_failed or "driver crashed"
+            self.crashed = f"{type(exc).__name__}: {exc}"
             self._fail_pending(NodeUnavailableError("node driver crashed", definite=False))
-            raise
+            self.crash_event.set()
 
     async def _flush_if_due(self) -> None:
         """``fsync: batch``: let the storage sync a quiet node's pending writes."""
@@ -424,19 +473,23 @@ class RaftNode:
             self._pending[index] = _InFlight(term, batch, len(batch) > 1)
 
     def _take_reads(self) -> None:
-        while self._read_queue:
-            ctx, r = self._read_queue.popleft()
-            if r.future.done():
-                continue
-            try:
-                self.core.read_index(ctx)
-            except RaftError as exc:
+        """One ReadIndex round for every read queued since the last one: each of them was
+        invoked before the round started, so the index it returns serves them all."""
+        batch = [r for r in self._read_queue if not r.future.done()]
+        self._read_queue.clear()
+        if not batch:
+            return
+        self._read_counter += 1
+        ctx = f"{self._ids.prefix}r{self._read_counter}".encode()
+        try:
+            self.core.read_index(ctx)
+        except RaftError as exc:
+            for r in batch:
                 r.future.set_exception(NodeUnavailableError(str(exc), self._leader_hint()))
-                continue
-            self._reads[ctx] = r
-            if len(self._reads) > 100000:  # unanswered reads (lost leader): forget the oldest
-                old_ctx = next(iter(self._reads))
-                old = self._reads.pop(old_ctx)
+            return
+        self._reads[ctx] = batch
+        if len(self._reads) > READ_ROUNDS_MAX:  # unanswered rounds (lost leader): forget
+            for old in self._reads.pop(next(iter(self._reads))):
                 if not old.future.done():
                     old.future.set_exception(NodeUnavailableError("read lost", ""))
 
@@ -490,8 +543,7 @@ class RaftNode:
         if rd.committed_entries:
             self._apply(rd)
         for rs in rd.read_states:
-            r = self._reads.pop(rs.context, None)
-            if r is not None:
+            for r in self._reads.pop(rs.context, ()):
                 r.index = rs.index
                 self._ready_reads.append(r)
         self._serve_reads()
@@ -510,10 +562,26 @@ class RaftNode:
         if rd.entries:
             s.append(list(rd.entries))
         if rd.hard_state is not None:
-            s.set_hard_state(rd.hard_state)
+            self._latest_hs = rd.hard_state
+            if self._hard_state_due(rd.hard_state):
+                s.set_hard_state(rd.hard_state)
+                self._stored_hs = rd.hard_state
+                self._stored_hs_at = time.monotonic()
         if rd.must_sync:
             s.sync()  # the storage applies the fsync policy (always | batch | never)
             self.metrics.fsyncs_total += 1
+
+    def _hard_state_due(self, hs: HardState) -> bool:
+        """Term and vote are stored with every change (Figure 2). The commit index alone is
+        not needed for safety (it is re-learned from the leader) and rewriting the hard state
+        file costs more fsyncs than the WAL append, so a commit-only change is stored only
+        every HARD_STATE_COMMIT_EVERY entries or HARD_STATE_COMMIT_S seconds, and at stop."""
+        old = self._stored_hs
+        if hs.term != old.term or hs.vote != old.vote:
+            return True
+        return hs.commit - old.commit >= HARD_STATE_COMMIT_EVERY or (
+            hs.commit != old.commit and time.monotonic() - self._stored_hs_at >= HARD_STATE_COMMIT_S
+        )
 
     def _log_persist(self, rd: Ready) -> None:
         if rd.entries:
@@ -590,7 +658,7 @@ class RaftNode:
         self._ready_reads = keep
 
     def _fail_reads_on_role_change(self) -> None:
-        for r in self._reads.values():
+        for r in (r for batch in self._reads.values() for r in batch):
             if not r.future.done():
                 r.future.set_exception(NodeUnavailableError("leadership changed", ""))
         self._reads.clear()
@@ -641,7 +709,7 @@ class RaftNode:
         log.error("storage failed, leaving the cluster's work to the others: %s", exc)
         st.role, st.leader = Role.FOLLOWER.value, ""
         self._fail_pending(NodeUnavailableError("storage failed", "", definite=False))
-        asyncio.get_running_loop().create_task(self.transport.stop())
+        self._transport_stop = asyncio.get_running_loop().create_task(self.transport.stop())
 
     def _fail_pending(self, exc: NodeUnavailableError) -> None:
         props = [p for f in self._pending.values() for p in f.props] + list(self._props)
@@ -650,10 +718,8 @@ class RaftNode:
                 p.future.set_exception(exc)
         self._pending.clear()
         self._props.clear()
-        for _, r in self._read_queue:
-            if not r.future.done():
-                r.future.set_exception(exc)
-        for r in list(self._reads.values()) + self._ready_reads:
+        waiting = [r for batch in self._reads.values() for r in batch]
+        for r in [*self._read_queue, *waiting, *self._ready_reads]:
             if not r.future.done():
                 r.future.set_exception(exc)
         self._read_queue.clear()
@@ -691,6 +757,3 @@ class RaftNode:
             st.applied,
             st.last_index,
         )
-
-
-AsyncCallback = Callable[[], Any]

@@ -165,8 +165,9 @@ class ClientServer:
 
 
 async def serve(node: RaftNode, install_signals: bool = True) -> str:
-    """Run ``node`` with its client and HTTP ports until SIGTERM/SIGINT (or storage
-    failure is followed by a signal). Returns the stop reason."""
+    """Run ``node`` with its client and HTTP ports until SIGTERM/SIGINT, or until its driver
+    crashes (then the process should exit non-zero and be restarted; a storage failure
+    instead keeps the node up, refusing writes). Returns the stop reason."""
     client = ClientServer(node)
     http = HttpServer(
         {
@@ -192,8 +193,15 @@ async def serve(node: RaftNode, install_signals: bool = True) -> str:
             node.addrs.client,
             node.addrs.http,
         )
-        await stop.wait()
-        reason = "signal"
+        stopped = asyncio.create_task(stop.wait())
+        crashed = asyncio.create_task(node.crash_event.wait())
+        await asyncio.wait({stopped, crashed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        crashed.cancel()
+        reason = f"error: driver crashed: {node.crashed}" if node.crashed else "signal"
+    except BaseException as exc:
+        reason = f"error: {type(exc).__name__}: {exc}"
+        raise
     finally:
         await client.stop()
         await http.stop()

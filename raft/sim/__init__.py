@@ -18,19 +18,34 @@ from raft.sim.faults import ALL_FAULTS, FaultKind, FaultSpecError, format_faults
 from raft.sim.invariants import Invariant, LivenessMonitor, SafetyChecker, Violation
 from raft.sim.network import Network
 from raft.sim.swarm import SwarmSummary, run_swarm
-from raft.sim.world import SUBTICKS, SimConfig, SimConfigError, SimResult, World, run_seed
+from raft.sim.world import (
+    SUBTICKS,
+    DiskFactory,
+    MessageFilter,
+    Script,
+    ScriptAction,
+    SimConfig,
+    SimConfigError,
+    SimResult,
+    World,
+    run_seed,
+)
 
 __all__ = [
     "ALL_FAULTS",
     "SUBTICKS",
     "ClientPool",
+    "DiskFactory",
     "FaultKind",
     "FaultSpecError",
     "ForgetfulVoteDisk",
     "Invariant",
     "LivenessMonitor",
+    "MessageFilter",
     "Network",
     "SafetyChecker",
+    "Script",
+    "ScriptAction",
     "SimConfig",
     "SimConfigError",
     "SimDisk",

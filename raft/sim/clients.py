@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,6 +104,8 @@ class ClientPool:
         self._next_value = 1
         self._next_ctx = 0
         self.history: list[HistoryEvent] = []
+        self.on_event: Callable[[str], None] | None = None
+        """Called with a one-line description of each history event (the world's trace)."""
         self.ok = 0
         self.failed = 0
         self.unknown = 0
@@ -241,6 +243,11 @@ class ClientPool:
         node: NodeId,
         error: str | None = None,
     ) -> None:
+        if self.on_event is not None:
+            what = f"{f} {key}" if key is not None else f
+            shown = "" if value is None else f" {value}"
+            why = f" ({error})" if error else ""
+            self.on_event(f"client p{process} {kind} {what}{shown} at {node}{why}")
         self.history.append(
             HistoryEvent(
                 process=process,

@@ -144,19 +144,16 @@ class Nemesis:
             self._start(self._rng.choice(self.kinds), now)
 
     def stop_due(self, now: int) -> None:
-        keep: list[ActiveFault] = []
-        for f in self.active:
-            if f.stop_at <= now:
-                self._stop(f)
-            else:
-                keep.append(f)
-        self.active = keep
+        due = [f for f in self.active if f.stop_at <= now]
+        self.active = [f for f in self.active if f.stop_at > now]
+        for f in due:
+            self._stop(f)
 
     def heal_all(self) -> None:
         """Stop every active fault and put the world back to normal."""
-        for f in self.active:
+        active, self.active = self.active, []
+        for f in active:
             self._stop(f)
-        self.active = []
         net = self._world.network
         net.heal()
         for node in self._world.node_ids():
@@ -262,7 +259,8 @@ class Nemesis:
         elif kind is FaultKind.DELAY:
             net.extra_delay = 0
         elif kind in (FaultKind.PARTITION, FaultKind.ONEWAY):
-            if not any(a.kind in _LINK_KINDS and a is not f for a in self.active):
+            # Overlapping link faults: the links heal when the last of them stops.
+            if not any(a.kind in _LINK_KINDS for a in self.active):
                 net.heal_links()
         elif kind is FaultKind.CRASH:
             if not w.is_up(f.target):

@@ -40,7 +40,7 @@ from raft.core import (
     Role,
     decode_conf_change,
 )
-from raft.core.errors import NotLeaderError
+from raft.core.errors import NotLeaderError, ProposalDroppedError
 from raft.machines import KV, Register, StateMachine, codec
 from raft.sim.clients import ClientPool, Workload
 from raft.sim.disk import SimDisk
@@ -306,6 +306,14 @@ Actions use the world's public methods (crash, restart, campaign, propose, netwo
 MessageFilter = Callable[[Message], bool]
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _destination(m: Message) -> NodeId:
+    return m.to
+
+
 def _fmt_msg(m: Message) -> str:
     parts = [f"{m.sender}->{m.to} {m.type.value} t{m.term}"]
     if m.index or m.log_term:
@@ -355,17 +363,18 @@ class World:
         self.violation: Violation | None = None
         self.events = 0
         # Per-seed variety in how the core is configured (all from the one rng).
+        # Overrides are applied after the draws so they never shift the seed's other choices.
         self._max_msg_bytes = rng.choice((1, 200, 1 << 20))
+        self._max_inflight = rng.choice((1, 4, 256))
+        self._pre_vote = rng.random() < 0.75
+        self._check_quorum = rng.random() < 0.75
+        self._snapshot_every = rng.choice((0, 0, 8, 25))
         if config.max_msg_bytes is not None:
             self._max_msg_bytes = config.max_msg_bytes
         if config.pre_vote is not None:
             self._pre_vote = config.pre_vote
         if config.check_quorum is not None:
             self._check_quorum = config.check_quorum
-        self._max_inflight = rng.choice((1, 4, 256))
-        self._pre_vote = rng.random() < 0.75
-        self._check_quorum = rng.random() < 0.75
-        self._snapshot_every = rng.choice((0, 0, 8, 25))
         self._machine_cls: type[StateMachine] = (
             Register if config.workload is Workload.REGISTER else KV
         )
@@ -385,6 +394,7 @@ class World:
             NS_PER_UNIT,
             timeout=30 * SUBTICKS,
         )
+        self.clients.on_event = self._note
         self._probe: _Probe | None = None
         self._targeted_crashes = FaultKind.CRASH in config.faults
         self._dirty: list[_Node] = []
@@ -528,7 +538,7 @@ class World:
                     Invariant.LINEARIZABILITY,
                     "",
                     f"client history ({len(self.clients.history)} events) is not "
-                    f"linearizable: {res.counterexample}",
+                    f"linearizable: {_clip(str(res.counterexample), 400)}",
                 )
             )
         return str(res.verdict.value)
@@ -712,7 +722,9 @@ class World:
         now = self.now
         net = self.network
         flt = self.message_filter
-        for m in sorted(msgs, key=lambda m: m.to):
+        if len(msgs) > 1:
+            msgs = sorted(msgs, key=_destination)
+        for m in msgs:
             if flt is not None and flt(m):
                 self._trace.append((now, "drop", m))
                 continue
@@ -859,14 +871,26 @@ class World:
     def propose(self, node: NodeId, data: bytes) -> tuple[int, int]:
         n = self._nodes[node]
         assert n.raw is not None
-        index, term = n.raw.propose(data)
+        try:
+            index, term = n.raw.propose(data)
+        except (NotLeaderError, ProposalDroppedError):
+            raise
+        except Exception as exc:
+            self._core_error(n, exc)
+            raise ProposalDroppedError(f"core error: {exc}") from exc
         self._dirty.append(n)
         return index, term
 
     def read_index(self, node: NodeId, context: bytes) -> None:
         n = self._nodes[node]
         assert n.raw is not None
-        n.raw.read_index(context)
+        try:
+            n.raw.read_index(context)
+        except (NotLeaderError, ProposalDroppedError):
+            raise
+        except Exception as exc:
+            self._core_error(n, exc)
+            raise ProposalDroppedError(f"core error: {exc}") from exc
         self._dirty.append(n)
 
     def applied_index(self, node: NodeId) -> int:

@@ -241,12 +241,16 @@ class DiskStorage:
             if self._hs.commit > self.last_index():
                 clamped = (self._hs.commit, self.last_index())
                 self._hs = HardState(self._hs.term, self._hs.vote, self.last_index())
-            self._hs_written = self._hs if clamped is None else HardState()
+                self._hs_file.write(self._hs, durable=self.policy is not FsyncPolicy.NEVER)
+            self._hs_written = self._hs
             self._durable_index = self.last_index()
             self._last_fsync = self._clock()
             if self.policy is not FsyncPolicy.NEVER and removed:
                 fsync_dir(self.data_dir)
         except BaseException:
+            wal = getattr(self, "_wal", None)
+            if wal is not None:
+                wal.close()
             os.close(self._lock_fd)
             raise
         self.recovery = RecoveryReport(
@@ -308,13 +312,13 @@ class DiskStorage:
         if last < snap_index:
             wal.reset(snap_index + 1)
             return (first, last) if last >= first else None
-        discarded = None
-        if snap_index >= first and wal.term(snap_index) != snap_term and snap_index > 0:
-            if last > snap_index:
-                discarded = (snap_index + 1, last)
-            wal.truncate_from(snap_index + 1)
+        if snap_index >= first and snap_index > 0 and wal.term(snap_index) != snap_term:
+            # A crash while installing a snapshot from a leader whose log differs: nothing in
+            # the WAL is known to agree with the snapshot, so none of it is kept.
+            wal.reset(snap_index + 1)
+            return (snap_index + 1, last) if last > snap_index else None
         wal.forget_before(snap_index + 1)
-        return discarded
+        return None
 
     # -- read side (LogReader) ---------------------------------------------------------
     def initial_state(self) -> tuple[HardState, ConfState]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from raft.core import ReadState
 from raft.lincheck import HistoryEvent, Verdict, check_history
-from raft.sim import SimConfig, Workload, World
+from raft.sim import Invariant, SimConfig, Workload, World
 
 
 def _run(workload: Workload, seed: int) -> World:
@@ -51,3 +54,21 @@ def test_lying_history_is_not_linearizable() -> None:
     world = _run(Workload.REGISTER, seed=5)
     res = check_history(_falsify_a_read(world.clients.history), model="cas-register", timeout_s=30)
     assert res.verdict is Verdict.NOT_LINEARIZABLE
+
+
+def _local_read(self: World, node: str, context: bytes) -> None:
+    # A broken read path: answer from the local state machine at once, no ReadIndex round.
+    self.clients.on_read_state(
+        node, ReadState(index=self.applied_index(node), context=context), self.now, self
+    )
+
+
+def test_stale_local_reads_are_caught_as_linearizability(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(World, "read_index", _local_read)
+    found = None
+    for seed in range(10):
+        r = World(SimConfig(seed=seed, nodes=5, steps=250)).run()
+        if r.violation is not None:
+            found = r.violation.invariant
+            break
+    assert found is Invariant.LINEARIZABILITY

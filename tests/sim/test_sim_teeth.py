@@ -15,7 +15,15 @@ import pytest
 from raft.core import Entry, MessageType
 from raft.core.log import RaftLog
 from raft.machines import codec
-from raft.sim import ForgetfulVoteDisk, Invariant, SimConfig, World, parse_faults, run_seed
+from raft.sim import (
+    ForgetfulVoteDisk,
+    Invariant,
+    SimConfig,
+    SimDisk,
+    World,
+    parse_faults,
+    run_seed,
+)
 from raft.sim.world import DiskFactory, Script
 
 SEEDS_MAX = 40
@@ -47,6 +55,8 @@ def test_a_forgotten_vote_is_caught_as_election_safety() -> None:
     found = _first_violation(configs, disk_factory=ForgetfulVoteDisk)
     assert found is not None, f"no violation in {SEEDS_MAX} seeds"
     assert found[1] is Invariant.ELECTION_SAFETY
+    # Control: the same seeds with a disk that keeps the vote are clean.
+    assert _first_violation(configs[: found[0] + 1], disk_factory=SimDisk) is None
 
 
 def _broken_maybe_commit(self: RaftLog, max_index: int, term: int) -> bool:
@@ -159,10 +169,12 @@ def _broken_find_conflict(self: RaftLog, entries: Sequence[Entry]) -> int:
 def test_c_kept_conflicting_suffix_is_caught_as_log_matching(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    configs = [SimConfig(seed=seed, nodes=5, lincheck=False) for seed in range(SEEDS_MAX)]
+    assert _first_violation(configs[:3], disk_factory=SimDisk) is None  # control: real core
     monkeypatch.setattr(RaftLog, "find_conflict", _broken_find_conflict)
     seen: list[Invariant] = []
-    for seed in range(SEEDS_MAX):
-        r = run_seed(SimConfig(seed=seed, nodes=5, lincheck=False))
+    for cfg in configs:
+        r = run_seed(cfg)
         if r.violation is not None:
             seen.append(r.violation.invariant)
             if r.violation.invariant is Invariant.LOG_MATCHING:
@@ -170,3 +182,15 @@ def test_c_kept_conflicting_suffix_is_caught_as_log_matching(
     assert Invariant.LOG_MATCHING in seen, seen
     # The other face of the same bug: the stale suffix gets committed.
     assert set(seen) <= {Invariant.LOG_MATCHING, Invariant.STATE_MACHINE_SAFETY}, seen
+
+
+def test_core_exception_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def exploding_maybe_commit(self: RaftLog, max_index: int, term: int) -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(RaftLog, "maybe_commit", exploding_maybe_commit)
+    r = run_seed(SimConfig(seed=2, nodes=3, lincheck=False))
+    assert r.violation is not None
+    assert r.violation.invariant is Invariant.CORE_ERROR
+    assert "RuntimeError: boom" in r.violation.detail
+    assert r.violation.node in {"n1", "n2", "n3"}

@@ -22,12 +22,22 @@ def test_analyze_clean_run_writes_results_and_exits_0(
     assert out.startswith("verdict: VALID")
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["spec"] == "kept"  # keys other tools wrote survive
-    assert res["verdicts"] == {"invariants": "valid", "linearizability": "valid", "overall": "valid"}
+    assert res["verdicts"] == {
+        "invariants": "valid",
+        "linearizability": "valid",
+        "overall": "valid",
+    }
     c = res["counts"]
-    assert c["elections"] == 4 and c["leaders_per_term"] == {"1": ["n1"], "2": ["n2"], "3": ["n3"], "4": ["n1"]}
+    assert c["elections"] == 4 and c["leaders_per_term"] == {
+        "1": ["n1"],
+        "2": ["n2"],
+        "3": ["n3"],
+        "4": ["n1"],
+    }
     assert c["faults"] == {"kill": 2, "partition": 1, "pause": 1}
     assert c["max_commit_index"] > 100 and c["malformed_lines"] == 0
-    assert abs(res["clock_offsets"]["offset_s"]["n2"] - 5.0) < 0.005
+    assert abs(res["clock_offsets"]["node_offset_s"]["n2"] - 5.0) < 0.005
+    assert set(res["clock_offsets"]["offset_s"]) == {"n1#1", "n1#2", "n2", "n3#1", "n3#2"}
     merged = (tmp_path / "merged.jsonl").read_text().splitlines()
     assert len(merged) == c["events"]
     assert {"cts", "lamport", "src"} <= json.loads(merged[0]).keys()
@@ -84,7 +94,9 @@ def test_folder_of_logs_without_history_and_with_garbage(
     assert "linearizability" not in res["verdicts"] and res["linearizability"] is None
 
 
-def test_no_logs_is_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_logs_is_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["analyze", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no node event logs found" in err and err.count("\n") == 1
@@ -118,7 +130,8 @@ def test_reference_node_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str
     standard_run(tmp_path, writes=4, offsets={"n2": 5.0, "n3": -3.0})
     assert main(["analyze", str(tmp_path), "--reference", "n3", "--no-report", "--json"]) == 0
     offs = json.loads(capsys.readouterr().out)["clock_offsets"]
-    assert offs["reference"] == "n3"
-    assert abs(offs["offset_s"]["n1"] - 3.0) < 0.005 and abs(offs["offset_s"]["n2"] - 8.0) < 0.005
+    assert offs["reference"] == "n3#1"
+    assert abs(offs["node_offset_s"]["n1"] - 3.0) < 0.005
+    assert abs(offs["node_offset_s"]["n2"] - 8.0) < 0.005
     assert main(["analyze", str(tmp_path), "--reference", "n7", "--no-report"]) == 2
     assert "reference node 'n7' has no events" in capsys.readouterr().err

@@ -17,7 +17,9 @@ def _diff(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
-def test_first_divergence_in_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_first_divergence_in_text_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = standard_run(tmp_path, bug="diverge", offsets={"n3": 2.0})
     (bad,) = [i for (_, i) in c.corrupt]
     code, text = _diff(capsys, str(tmp_path))
@@ -37,7 +39,9 @@ def test_first_divergence_in_text_and_json(tmp_path: Path, capsys: pytest.Captur
     assert (bad, bad, "diverge") in statuses
 
 
-def test_nodes_and_from_select_what_is_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nodes_and_from_select_what_is_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = standard_run(tmp_path, bug="diverge")
     (bad,) = [i for (_, i) in c.corrupt]
     code, text = _diff(capsys, str(tmp_path), "--nodes", "n1,n2")
@@ -60,8 +64,15 @@ def test_missing_ranges_say_why(tmp_path: Path, capsys: pytest.CaptureFixture[st
     # n2 took a snapshot covering 1..3 and logged no entries below it afterwards.
     lines = (tmp_path / "nodes/n2/events.jsonl").read_text().splitlines()
     kept = [ln for ln in lines if json.loads(ln)["ev"] not in ("apply", "commit")]
-    snap = {"ts": 1.7e9 + 100, "node": "n2", "term": 1, "ev": "snapshot", "action": "load",
-            "index": 3, "sterm": 1}
+    snap = {
+        "ts": 1.7e9 + 100,
+        "node": "n2",
+        "term": 1,
+        "ev": "snapshot",
+        "action": "load",
+        "index": 3,
+        "sterm": 1,
+    }
     (tmp_path / "nodes/n2/events.jsonl").write_text("\n".join([*kept, json.dumps(snap)]) + "\n")
     code, out = _diff(capsys, str(tmp_path), "--json")
     d = json.loads(out)
@@ -71,7 +82,9 @@ def test_missing_ranges_say_why(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert any(r["missing"].get("n2") == "compacted" for r in d["ranges"])
 
 
-def test_different_results_for_the_same_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_different_results_for_the_same_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = SyntheticCluster(3, seed=6)
     c.boot()
     c.elect("n1")

@@ -123,3 +123,11 @@ def test_nemesis_requires_fault_action_and_a_time(tmp_path: Path) -> None:
     got = load_nemesis(n, problems)
     assert [(x.fault, x.targets, x.time_ns) for x in got] == [("kill", ("n1",), 1000)]
     assert sorted(p.source.line for p in problems) == [2, 3]
+
+
+def test_undecodable_bytes_are_a_reported_line_not_a_crash(tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_bytes(_ev().encode() + b"\n\xff\xfe\x00 junk\n" + _ev(term=2).encode() + b"\n")
+    logs = load_event_logs([f])
+    assert [e.term for e in logs.events_by_node["n1"]] == [1, 2]
+    assert [(p.source.line, p.reason[:8]) for p in logs.problems] == [(2, "not JSON")]

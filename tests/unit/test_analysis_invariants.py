@@ -99,7 +99,9 @@ class _Log:
 
     def ev(self, ev: str, term: int, **kw: Any) -> _Log:
         self.t += 0.01
-        self.lines.append(json.dumps({"ts": self.t, "node": self.node, "term": term, "ev": ev, **kw}))
+        self.lines.append(
+            json.dumps({"ts": self.t, "node": self.node, "term": term, "ev": ev, **kw})
+        )
         self.path.write_text("\n".join(self.lines) + "\n")
         return self
 
@@ -147,9 +149,13 @@ def test_leader_elected_before_a_later_commit_is_not_blamed(tmp_path: Path) -> N
 def test_different_committed_entries_and_truncating_committed_break_log_matching(
     tmp_path: Path,
 ) -> None:
-    n1 = _start(_Log(tmp_path, "n1")).ev("persist", 1, first=1, last=2, entries=[[1, 1, "a"], [2, 1, "b"]])
+    n1 = _start(_Log(tmp_path, "n1")).ev(
+        "persist", 1, first=1, last=2, entries=[[1, 1, "a"], [2, 1, "b"]]
+    )
     n1.ev("commit", 1, index=2, eterm=1)
-    n2 = _start(_Log(tmp_path, "n2")).ev("persist", 1, first=1, last=2, entries=[[1, 1, "a"], [2, 2, "x"]])
+    n2 = _start(_Log(tmp_path, "n2")).ev(
+        "persist", 1, first=1, last=2, entries=[[1, 1, "a"], [2, 2, "x"]]
+    )
     n2.ev("commit", 2, index=2, eterm=2)
     n2.ev("truncate", 2, **{"from": 1})
     rep = _check(tmp_path)
@@ -162,6 +168,8 @@ def test_different_committed_entries_and_truncating_committed_break_log_matching
 def test_snapshot_install_sets_applied_base(tmp_path: Path) -> None:
     n1 = _start(_Log(tmp_path, "n1"))
     n1.ev("snapshot", 1, action="install", index=10, sterm=1)
-    n1.ev("persist", 1, first=11, last=11, entries=[[11, 1, "k"]]).ev("commit", 1, index=11, eterm=1)
+    n1.ev("persist", 1, first=11, last=11, entries=[[11, 1, "k"]]).ev(
+        "commit", 1, index=11, eterm=1
+    )
     n1.ev("apply", 1, entries=[[11, 1, "k", "r"]])
     assert _check(tmp_path).valid

@@ -14,7 +14,7 @@ import pytest
 
 from deploy.analysis.events import find_event_files, load_event_logs
 from deploy.analysis.merge import estimate_offsets, merge
-from deploy.analysis.synthetic import standard_run
+from deploy.analysis.synthetic import SyntheticCluster, standard_run
 
 OFFSETS = {"n1": 0.0, "n2": 5.0, "n3": -3.0}
 TOLERANCE_S = 0.005
@@ -30,12 +30,13 @@ def skewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_offsets_are_estimated_within_tolerance(skewed: Path) -> None:
     logs = load_event_logs(find_event_files(skewed))
     est = estimate_offsets(logs, reference="n1")
-    assert est.reference == "n1"
+    assert est.reference == "n1#1"  # n1 restarted: each process run has its own clock
     assert not est.unlinked
-    for node, true_off in OFFSETS.items():
-        err = abs(est.offsets[node] - true_off)
-        assert err < TOLERANCE_S, (node, est.offsets[node])
-        assert err <= est.uncertainty[node] + 1e-9
+    assert sorted(est.offsets) == ["n1#1", "n1#2", "n2", "n3#1", "n3#2"]
+    for label, off in est.offsets.items():
+        err = abs(off - OFFSETS[label.split("#")[0]])
+        assert err < TOLERANCE_S, (label, off)
+        assert err <= est.uncertainty[label] + 1e-9
     for p in est.pairs:
         assert p.consistent
 
@@ -43,8 +44,8 @@ def test_offsets_are_estimated_within_tolerance(skewed: Path) -> None:
 def test_offsets_relative_to_another_reference(skewed: Path) -> None:
     logs = load_event_logs(find_event_files(skewed))
     est = estimate_offsets(logs, reference="n3")
-    assert abs(est.offsets["n1"] - 3.0) < TOLERANCE_S
-    assert abs(est.offsets["n2"] - 8.0) < TOLERANCE_S
+    assert abs(est.node_offsets["n1"] - 3.0) < TOLERANCE_S
+    assert abs(est.node_offsets["n2"] - 8.0) < TOLERANCE_S
 
 
 def test_merged_order_is_happens_before_consistent_and_follows_true_time(skewed: Path) -> None:
@@ -67,12 +68,12 @@ def test_merged_order_is_happens_before_consistent_and_follows_true_time(skewed:
     # Real time: the merged order never puts an event more than the tolerance before one
     # that truly happened earlier.
     true_ts = [m.event.get("true_ts") for m in tl.events]
-    worst = max(max(true_ts[:i + 1]) - t for i, t in enumerate(true_ts))
+    worst = max(max(true_ts[: i + 1]) - t for i, t in enumerate(true_ts))
     assert worst < TOLERANCE_S
     # Whereas sorting by the raw, skewed timestamps scrambles the run by seconds.
     naive = sorted(logs.all_events(), key=lambda e: e.ts)
     nt = [e.get("true_ts") for e in naive]
-    assert max(max(nt[:i + 1]) - t for i, t in enumerate(nt)) > 2.0
+    assert max(max(nt[: i + 1]) - t for i, t in enumerate(nt)) > 2.0
 
 
 def test_vector_and_lamport_clocks_respect_causality(skewed: Path) -> None:
@@ -120,3 +121,26 @@ def test_recv_without_logged_send_is_kept(tmp_path: Path) -> None:
     tl = merge(load_event_logs([tmp_path / "events.jsonl"]))
     assert tl.recv_unmatched == 1
     assert len(tl.events) == 1 and tl.events[0].send is None
+
+
+def _max_true_time_inversion(tl_events: list) -> float:
+    true_ts = [m.event.get("true_ts") for m in tl_events]
+    return max(max(true_ts[: i + 1]) - t for i, t in enumerate(true_ts))
+
+
+def test_a_restart_with_a_different_clock_gets_its_own_offset(tmp_path: Path) -> None:
+    c = SyntheticCluster(3, seed=11, offsets={"n2": 0.0})
+    c.boot()
+    c.elect("n1")
+    c.write(20)
+    c.kill("n2")
+    c.offsets["n2"] = 7.5  # comes back with a clock 7.5 s fast
+    c.restart("n2")
+    c.write(20)
+    c.write_run(tmp_path)
+    logs = load_event_logs(find_event_files(tmp_path))
+    tl = merge(logs)
+    off = tl.clocks.offsets
+    assert abs(off["n2#1"]) < TOLERANCE_S and abs(off["n2#2"] - 7.5) < TOLERANCE_S
+    assert tl.clocks.node_offsets["n2"] == off["n2#2"]
+    assert _max_true_time_inversion(tl.events) < TOLERANCE_S

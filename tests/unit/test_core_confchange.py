@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from core_net import Network
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raft.core import (
@@ -92,6 +92,7 @@ _changes = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(_changes, st.booleans(), st.booleans())
 def test_encoding_round_trips(changes: list[ConfChangeSingle], joint: bool, auto: bool) -> None:
     c = ConfChange(changes=tuple(changes), joint=joint, auto_leave=auto)
@@ -114,6 +115,7 @@ def test_decoding_rejects_malformed(data: bytes) -> None:
         decode_conf_change(data)
 
 
+@settings(deadline=None)
 @given(st.lists(_changes, max_size=6))
 def test_applied_states_stay_consistent(seq: list[list[ConfChangeSingle]]) -> None:
     """Whatever sequence of changes is attempted, every accepted result is consistent:

@@ -301,3 +301,40 @@ def test_role_events_report_transitions() -> None:
     assert roles == ["follower", "pre_candidate", "candidate", "leader"]
     leaders = [dict(e.fields)["leader"] for e in net.boxes["n2"].events if e.ev == "role"]
     assert leaders[-1] == "n1"
+
+
+def test_granting_a_vote_resets_the_election_timer() -> None:
+    """Figure 2 (Followers): the timer restarts when a vote is granted, so a voter does not
+    immediately compete with the candidate it just voted for."""
+    node = fresh("n2", pre_vote=False)
+    for _ in range(9):  # just below the minimum timeout (10)
+        node.tick()
+    node.step(Message(type=MT.VOTE, sender="n1", to="n2", term=1))
+    for _ in range(9):
+        node.tick()
+    assert node.status().role == Role.FOLLOWER and node.status().vote == "n1"
+
+
+def test_candidate_starts_new_election_on_timeout() -> None:
+    """Figure 2 (Candidates): if the election timeout elapses, start a new election with a
+    higher term."""
+    node = fresh("n1", pre_vote=False)
+    node.campaign()
+    assert node.status().term == 1
+    for _ in range(20):  # at most 2e ticks
+        node.tick()
+    st = node.status()
+    assert st.role == Role.CANDIDATE and st.term == 2 and st.vote == "n1"
+
+
+def test_leader_sends_heartbeats_when_idle() -> None:
+    """Figure 2 (Leaders): repeat empty AppendEntries (heartbeats) during idle periods to
+    prevent election timeouts."""
+    net = Network(3, heartbeat_ticks=2, election_timeout_ticks=10)
+    net.elect("n1")
+    net.delivered.clear()
+    for _ in range(50):
+        net.tick_all(1)
+    beats = [m for m in net.delivered if m.type == MT.HEARTBEAT and m.to == "n2"]
+    assert len(beats) == 25
+    assert net.leaders() == ["n1"] and net.node("n1").status().term == 1

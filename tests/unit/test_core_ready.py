@@ -136,4 +136,5 @@ def test_events_have_documented_names_and_fields() -> None:
             assert set(f) == {"index", "eterm"}
     commits = [dict(e.fields) for e in net.boxes["n2"].events if e.ev == "commit"]
     assert commits[-1] == {"index": 2, "eterm": 1}
-    assert [c["index"] for c in commits] == sorted(c["index"] for c in commits)
+    indexes = [int(str(c["index"])) for c in commits]
+    assert indexes == sorted(indexes)

@@ -290,13 +290,13 @@ def test_batching_respects_max_msg_bytes() -> None:
 
 def test_inflight_window_limits_pipelining() -> None:
     """Replicate state pipelines at most max_inflight_msgs appends before acks."""
-    net = Network(2, pre_vote=False, max_inflight_msgs=3, check_quorum=False)
+    net = Network(2, pre_vote=False, max_inflight_msgs=3, check_quorum=False, max_msg_bytes=1)
     net.elect("n1")
     for k in range(10):
         net.node("n1").propose(f"v{k}".encode())
     net.process_ready("n1")
     apps = [m for m in net.inflight if m.type == MT.APP and m.to == "n2"]
-    assert len(apps) == 3
+    assert [len(m.entries) for m in apps] == [1, 1, 1]  # one entry each by size; window 3
     ((_, pr),) = [p for p in net.node("n1").status().progress if p[0] == "n2"]
     assert pr.state == ProgressState.REPLICATE and pr.inflight == 3
     net.stabilize()
@@ -341,3 +341,18 @@ def test_stale_leader_learns_higher_term_from_append_reply() -> None:
     node.step(app(1, 1, 1, [(2, 1)]))
     (resp,) = ready_and_persist(node)
     assert resp.type == MT.APP_RESP and resp.term == 3
+
+
+def test_proposals_in_one_ready_are_batched_into_one_append() -> None:
+    """Proposals made between two Readys go out as one AppendEntries per follower (up to
+    max_msg_bytes), and a commit advance is announced once per Ready, not once per ack."""
+    net = Network(3, pre_vote=False, check_quorum=False)
+    net.elect("n1")
+    for k in range(50):
+        net.node("n1").propose(f"v{k}".encode())
+    net.delivered.clear()
+    net.stabilize()
+    apps = [m for m in net.delivered if m.type == MT.APP and m.to == "n2"]
+    assert [len(m.entries) for m in apps] == [50, 0]  # the entries, then the commit
+    assert apps[-1].commit == 51
+    assert len(net.applied_data("n2")) == 50

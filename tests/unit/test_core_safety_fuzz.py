@@ -12,9 +12,25 @@ import random
 import pytest
 from core_net import Network
 
-from raft.core import NotLeaderError, ProposalDroppedError, Role
+from raft.core import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
+    NotLeaderError,
+    ProposalDroppedError,
+    Role,
+)
 
 SEEDS = int(os.environ.get("RAFT_CORE_FUZZ_SEEDS", "10"))
+
+
+def members_now(net: Network) -> list[str]:
+    """Voters and learners per the current leader (removed nodes get nothing new)."""
+    leaders = net.leaders()
+    if len(leaders) != 1:
+        return []
+    cs = net.node(leaders[0]).status().conf_state
+    return sorted(cs.voters | cs.learners | cs.voters_outgoing)
 
 
 def check_invariants(net: Network, leaders_by_term: dict[int, str]) -> None:
@@ -42,13 +58,45 @@ def check_invariants(net: Network, leaders_by_term: dict[int, str]) -> None:
         assert seq == longest[: len(seq)], "state machines diverged"
 
 
+def propose_membership_change(net: Network, rng: random.Random) -> None:
+    """Remove a voter, add one back (single-server or joint), or demote one to learner;
+    refusals (a change already pending, joint state) are part of the game."""
+    leaders = net.leaders()
+    if not leaders:
+        return
+    node = net.node(leaders[0])
+    cs = node.status().conf_state
+    if cs.voters_outgoing:
+        return  # auto-leave is on its way
+    outside = sorted(set(net.ids) - cs.voters - cs.learners)
+    inside = sorted(cs.voters)
+    changes: list[ConfChangeSingle] = []
+    if outside and rng.random() < 0.5:
+        changes.append(ConfChangeSingle(ConfChangeType.ADD_NODE, rng.choice(outside)))
+    elif len(inside) > 3:
+        kind = ConfChangeType.REMOVE_NODE if rng.random() < 0.7 else ConfChangeType.ADD_LEARNER
+        changes.append(ConfChangeSingle(kind, rng.choice(inside)))
+    if sorted(cs.learners) and rng.random() < 0.3:
+        changes.append(ConfChangeSingle(ConfChangeType.ADD_NODE, sorted(cs.learners)[0]))
+    if not changes:
+        return
+    with contextlib.suppress(ProposalDroppedError):
+        node.propose_conf_change(ConfChange(changes=tuple(changes), joint=rng.random() < 0.3))
+
+
 @pytest.mark.parametrize("seed", range(SEEDS))
-@pytest.mark.parametrize("pre_vote,check_quorum", [(True, True), (False, False)])
-def test_random_faults_keep_safety(seed: int, pre_vote: bool, check_quorum: bool) -> None:
-    """Figure 3 properties hold under message loss, partitions and restarts."""
+@pytest.mark.parametrize(
+    "pre_vote,check_quorum,membership",
+    [(True, True, False), (False, False, False), (True, True, True)],
+)
+def test_random_faults_keep_safety(
+    seed: int, pre_vote: bool, check_quorum: bool, membership: bool
+) -> None:
+    """Figure 3 properties hold under message loss, partitions, restarts, compaction,
+    leadership transfers and (optionally) membership changes."""
     rng = random.Random(seed)
     net = Network(
-        5 if seed % 2 else 3,
+        5 if seed % 2 or membership else 3,
         seed=seed,
         pre_vote=pre_vote,
         check_quorum=check_quorum,
@@ -68,6 +116,13 @@ def test_random_faults_keep_safety(seed: int, pre_vote: bool, check_quorum: bool
             net.restart(rng.choice(net.ids))
         elif r < 0.17:
             net.compact(rng.choice(net.ids))
+        elif r < 0.20 and membership:
+            propose_membership_change(net, rng)
+        elif r < 0.22:
+            leaders = net.leaders()
+            if leaders:
+                with contextlib.suppress(NotLeaderError):
+                    net.node(leaders[0]).transfer_leader(rng.choice(net.ids))
         # Random loss on top of any partition.
         part = net.drop
         net.drop = lambda m, part=part: (part is not None and part(m)) or rng.random() < 0.1
@@ -96,7 +151,8 @@ def test_random_faults_keep_safety(seed: int, pre_vote: bool, check_quorum: bool
             with contextlib.suppress(ProposalDroppedError):
                 net.node(leaders[0]).propose(b"final")
             net.stabilize()
-        if all(b"final" in net.applied_data(nid) for nid in net.ids):
+        members = members_now(net)
+        if members and all(b"final" in net.applied_data(nid) for nid in members):
             done = True
             break
     assert done, [net.node(nid).status() for nid in net.ids]

@@ -175,7 +175,7 @@ def test_unreported_lost_snapshot_is_retried_after_timeout() -> None:
         for nid in net.ids:
             net.process_ready(nid)
     assert lost
-    (_, pr), = [p for p in net.node("n1").status().progress if p[0] == "n3"]
+    ((_, pr),) = [p for p in net.node("n1").status().progress if p[0] == "n3"]
     assert pr.state == ProgressState.SNAPSHOT
     net.heal()
     for _ in range(4 * 10 + 2):

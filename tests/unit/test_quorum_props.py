@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raft.core.quorum import (
@@ -19,6 +19,7 @@ match_st = st.dictionaries(st.sampled_from(IDS), st.integers(min_value=0, max_va
 votes_st = st.dictionaries(st.sampled_from(IDS), st.booleans())
 
 
+@settings(deadline=None)
 @given(voters_st, match_st)
 def test_committed_index_is_sorted_median(voters: set[str], match: dict[str, int]) -> None:
     """The committed index is the largest N with a majority of match >= N (§5.3/§5.4)."""
@@ -35,6 +36,7 @@ def test_committed_index_is_sorted_median(voters: set[str], match: dict[str, int
     assert got == srt[q - 1]
 
 
+@settings(deadline=None)
 @given(voters_st, voters_st, match_st)
 def test_joint_committed_is_min_of_both(a: set[str], b: set[str], match: dict[str, int]) -> None:
     jc = JointConfig(frozenset(a), frozenset(b))
@@ -45,6 +47,7 @@ def test_joint_committed_is_min_of_both(a: set[str], b: set[str], match: dict[st
         assert jc.committed_index(match) == majority_committed_index(a, match)
 
 
+@settings(deadline=None)
 @given(voters_st, votes_st)
 def test_vote_result(voters: set[str], votes: dict[str, bool]) -> None:
     res = majority_vote_result(voters, votes)
@@ -69,6 +72,7 @@ def test_vote_result(voters: set[str], votes: dict[str, bool]) -> None:
     assert order[majority_vote_result(voters, better)] >= order[res]
 
 
+@settings(deadline=None)
 @given(voters_st, voters_st, votes_st)
 def test_joint_vote_needs_both(a: set[str], b: set[str], votes: dict[str, bool]) -> None:
     r1, r2 = majority_vote_result(a, votes), majority_vote_result(b, votes)
@@ -81,6 +85,7 @@ def test_joint_vote_needs_both(a: set[str], b: set[str], votes: dict[str, bool])
         assert res == VoteResult.PENDING
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=9))
 def test_two_majorities_always_overlap(n: int) -> None:
     """§5.2's safety argument: any two majorities of the same voters intersect."""

@@ -89,3 +89,42 @@ def test_generated_colours_are_distinct() -> None:
     cols = generated_colors(40)
     assert len(set(cols)) == 40
     assert all(re.fullmatch(r"#[0-9a-f]{6}", x) for x in cols)
+
+
+def test_plots_focus_on_activity_when_the_cluster_idled_long(tmp_path: Path) -> None:
+    c = SyntheticCluster(3, seed=8)
+    c.boot()
+    c.elect("n1")
+    c.write(10)
+    c.kill("n2")
+    c.write(5)
+    c.restart("n2")
+    c.write(5)
+    c.tick(600_000)  # ten idle minutes before the cluster is stopped
+    for n in c.names:
+        c.emit(n, "stop", reason="signal")
+    c.write_run(tmp_path)
+    a = analyze(tmp_path, check_linearizable=False)
+    d = build_report_data(a)
+    assert d.t_full[1] > 600
+    assert d.t_max < 10  # the window is the workload, not the idle tail
+    assert all(s.end <= d.t_max for s in d.segments)
+    page = render_html(d)
+    assert "the node logs span" in page
+
+
+def test_report_without_history_or_faults(tmp_path: Path) -> None:
+    c = SyntheticCluster(3, seed=9)
+    c.boot()
+    c.elect("n3")
+    c.write(4)
+    c.write_run(tmp_path, with_history=False)
+    (tmp_path / "nemesis.jsonl").unlink()
+    a = analyze(tmp_path)
+    assert a.verdicts == {"invariants": "valid", "overall": "valid"}
+    path = write_report(a)
+    page = path.read_text()
+    assert "no client history in this run" in page
+    assert "No client history in this run." in page
+    assert re.findall(r'<g class="lane" data-node="(n\d)">', page) == ["n1", "n2", "n3"]
+    assert (tmp_path / "plots" / "latency.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,126 @@
+"""What a deployed raft node host must look like (testinfra, through the Ansible inventory).
+
+Run by tests/lab after site.yml; by hand:
+``pytest tests/infra --hosts=ansible://raft_nodes --ansible-inventory=inventories/local/hosts.yml``
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+VENV = "/opt/raftlab/venv"
+CONFIG = "/etc/raftlab/cluster.yml"
+SECRET = "/etc/raftlab/secret"
+EVENTS = "/var/log/raftlab/events.jsonl"
+PORTS = {"peer": 7000, "client": 7001, "http": 7002}
+
+STATUS_SCRIPT = (
+    "import json, sys, urllib.request; "
+    "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+)
+
+
+_VARS: dict[str, dict[str, Any]] = {}
+
+
+def _vars(host: Any) -> dict[str, Any]:
+    """The host's inventory variables (asked once per host: it runs ansible-inventory)."""
+    key = str(host.backend.get_pytest_id())
+    if key not in _VARS:
+        _VARS[key] = host.ansible.get_variables()
+    return _VARS[key]
+
+
+def _status(host: Any) -> dict[str, Any]:
+    addr = _vars(host)["raft_node_address"]
+    out = host.check_output(
+        "python3 -c %s %s",
+        STATUS_SCRIPT,
+        f"http://{addr}:{PORTS['http']}/status",
+    )
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def test_raftlab_and_its_dependencies_are_installed_in_the_venv(host: Any) -> None:
+    assert host.file(f"{VENV}/bin/raft").is_file
+    cmd = host.run(
+        f"{VENV}/bin/python -c 'import raft, msgpack, yaml, crc32c; print(raft.__file__)'"
+    )
+    assert cmd.rc == 0, cmd.stderr
+    assert cmd.stdout.strip().startswith(f"{VENV}/lib/")
+    pip = host.run(f"{VENV}/bin/pip show raftlab")
+    assert pip.rc == 0 and "Name: raftlab" in pip.stdout
+
+
+def test_config_is_present_with_right_owner_and_mode(host: Any) -> None:
+    cfg = host.file(CONFIG)
+    assert cfg.is_file and cfg.user == "root" and cfg.group == "root" and cfg.mode == 0o644
+    secret = host.file(SECRET)
+    assert secret.is_file and secret.user == "root" and secret.mode == 0o600
+    assert len(secret.content_string.strip()) >= 32
+
+
+def test_config_lists_every_node_of_the_group(host: Any) -> None:
+    v = _vars(host)
+    doc = yaml.safe_load(host.file(CONFIG).content_string)
+    group = v["groups"]["raft_nodes"]
+    assert len(doc["nodes"]) == len(group)
+    me = doc["nodes"][v["raft_node_id"]]
+    assert me["peer"] == f"{v['raft_node_address']}:{PORTS['peer']}"
+    assert doc["secret_file"] == SECRET
+
+
+def test_node_process_is_running_under_its_supervisor(host: Any) -> None:
+    v = _vars(host)
+    procs = [
+        p
+        for p in host.process.filter(user="root")
+        if "serve" in p.args and f"--id {v['raft_node_id']}" in p.args
+    ]
+    assert len(procs) == 1, [p.args for p in procs]
+    if host.file("/opt/raftlab/bin/raftlab-node").exists:
+        st = host.run("/opt/raftlab/bin/raftlab-node status")
+        assert st.rc == 0 and "running" in st.stdout
+
+
+@pytest.mark.parametrize("kind", ["peer", "client", "http"])
+def test_node_ports_are_listening_on_the_node_address(host: Any, kind: str) -> None:
+    addr = _vars(host)["raft_node_address"]
+    assert host.socket(f"tcp://{addr}:{PORTS[kind]}").is_listening
+
+
+def test_event_log_is_being_written(host: Any) -> None:
+    f = host.file(EVENTS)
+    assert f.is_file and f.size > 0
+    kinds = {json.loads(line)["ev"] for line in f.content_string.splitlines() if line.strip()}
+    assert {"start", "role"} <= kinds
+    first = json.loads(f.content_string.splitlines()[0])
+    assert (
+        first["ev"] == "start" and first["v"] == 1 and first["node"] == _vars(host)["raft_node_id"]
+    )
+
+
+def test_node_reports_a_leader(host: Any) -> None:
+    st = _status(host)
+    assert st["id"] == _vars(host)["raft_node_id"]
+    assert st["role"] in ("leader", "follower")
+    assert st["leader"]
+
+
+def test_exactly_one_leader_and_every_node_agrees(host: Any) -> None:
+    # Asked from this host (inside the cluster's network, also behind a GEE gateway).
+    doc = yaml.safe_load(host.file(CONFIG).content_string)
+    statuses = [
+        json.loads(
+            host.check_output("python3 -c %s %s", STATUS_SCRIPT, f"http://{n['http']}/status")
+        )
+        for n in doc["nodes"].values()
+    ]
+    leaders = [s["id"] for s in statuses if s["role"] == "leader"]
+    assert len(leaders) == 1, statuses
+    assert {s["leader"] for s in statuses} == {leaders[0]}

@@ -1,0 +1,59 @@
+"""The "done" scenario through the command line only: `raft cluster up`, put/get/cas,
+kill the leader, keep writing, `raft cluster down` leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from raft_cluster_fixture import BOUND_S, pick_base_port, wait_for
+
+from raft.runtime.localcluster import LocalCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def _raft(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAFT_CLUSTER"}
+    return subprocess.run(
+        [sys.executable, "-m", "raft.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
+
+
+def test_cluster_up_client_kill_down(tmp_path: Path) -> None:
+    d = str(tmp_path / "cluster")
+    pids: list[int] = []
+    up = _raft("cluster", "up", "--nodes", "3", "--dir", d, "--base-port", str(pick_base_port(3)))
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "leader n" in up.stdout
+        again = _raft("cluster", "up", "--dir", d)
+        assert again.returncode == 2 and "already running" in again.stderr
+        assert _raft("client", "--dir", d, "put", "k", "v").stdout.strip() == "OK"
+        assert _raft("client", "--dir", d, "get", "k").stdout.strip() == "v"
+        assert _raft("client", "--dir", d, "cas", "k", "v", "w").stdout.strip() == "OK"
+        st = json.loads(_raft("status", "--dir", d, "--json").stdout)
+        leader = next(s["id"] for s in st.values() if s.get("role") == "leader")
+        assert _raft("cluster", "kill", leader, "--dir", d).returncode == 0
+        put = _raft("client", "--dir", d, "--timeout", str(BOUND_S), "put", "k2", "after")
+        assert put.returncode == 0, put.stderr
+        assert _raft("client", "--dir", d, "get", "k").stdout.strip() == "w"
+        assert _raft("cluster", "start", leader, "--dir", d).returncode == 0
+        lc = LocalCluster(d)
+        wait_for(lambda: len(lc.running()) == 3, what="three nodes running")
+        pids = list(lc.running().values())
+    finally:
+        down = _raft("cluster", "down", "--dir", d)
+    assert down.returncode == 0
+    assert len(pids) == 3
+    for pid in pids:
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        assert not cmdline.exists() or "serve" not in cmdline.read_text()
