@@ -79,7 +79,8 @@ Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs,
 {load:.1f} at the start. Three `raft serve` processes on 127.0.0.1..3 (uvloop), DiskStorage
 with the fsync policy shown, 256-byte values over 1000 keys; clients in one asyncio process,
 each with its own session and one operation outstanding (like etcd's `benchmark`).
-Latency is the client's: request sent to answer received, including redirects.
+Latency is the client's: request sent to answer received, including redirects; the latency
+columns are the writes' (the reads' when a case has no writes).
 The same measurement from the command line: `raft cluster up` then
 `raft client bench --ops 6000 --concurrency 32 --size 256`.
 

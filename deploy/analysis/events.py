@@ -34,6 +34,9 @@ __all__ = [
     "load_nemesis",
 ]
 
+FORMAT_VERSION = 1
+"""The node event log version this reader understands (docs/formats.md)."""
+
 #: File names that sit beside event logs but are not event logs.
 NON_EVENT_FILES = frozenset(
     {"history.jsonl", "nemesis.jsonl", "merged.jsonl", "results.json", "shiviz.log"}
@@ -289,20 +292,21 @@ def load_event_logs(paths: Iterable[Path], base: Path | None = None) -> LoadedLo
             ev = str(obj["ev"])
             if ev == "start":
                 run_of[node] = run_of.get(node, 0) + 1
+                v = obj.get("v")
+                if isinstance(v, int) and v > FORMAT_VERSION:
+                    out.problems.append(
+                        LineProblem(
+                            src,
+                            f"event log format v{v} is newer than this reader's "
+                            f"v{FORMAT_VERSION}; read anyway, fields may be misread",
+                        )
+                    )
             events = out.events_by_node.setdefault(node, [])
-            fields = {k: v for k, v in obj.items() if k not in ("ts", "node", "term", "ev")}
-            events.append(
-                NodeEvent(
-                    ts=float(obj["ts"]),
-                    node=node,
-                    term=int(obj.get("term", 0)),
-                    ev=ev,
-                    fields=fields,
-                    source=src,
-                    run=run_of.get(node, 0),
-                    seq=len(events),
-                )
-            )
+            ts = float(obj.pop("ts"))
+            term = int(obj.pop("term", 0))
+            del obj["node"], obj["ev"]
+            # What is left of the line's object is the event's own fields.
+            events.append(NodeEvent(ts, node, term, ev, obj, src, run_of.get(node, 0), len(events)))
     return out
 
 

@@ -7,7 +7,8 @@ What is checked, and from which events (docs/analysis.md):
   index; a node's commit record agrees with its own log (``eterm``); no committed entry is
   later truncated or overwritten.
 - **State Machine Safety** (§5.4.3): no two nodes apply different entries at one index, and
-  the same entry yields the same result digest everywhere (deterministic state machine).
+  the same entry yields the same result digest everywhere (deterministic state machine),
+  also when a restarted node replays its log.
 - **Leader Completeness** (§5.4): when a node becomes leader of term T, its log holds every
   entry committed in an earlier term. "Committed in term t" is bounded above by the smallest
   term of any node's commit/apply record covering the index, so the check never blames a
@@ -428,7 +429,25 @@ def _on_apply(
         if log.applied is None or idx > log.applied:
             log.applied = idx
             log.applied_src = e.source
-        applied.setdefault(idx, {}).setdefault(node, (term, digest, result, e.source))
+        recs = applied.setdefault(idx, {})
+        prev = recs.get(node)
+        if prev is None:
+            recs[node] = (term, digest, result, e.source)
+        elif (prev[0], prev[1]) != (term, digest) or (prev[2] and result and prev[2] != result):
+            # The same node applied index ``idx`` again (a restart replays the log) and got
+            # another entry or another result: its log or its state machine changed under it.
+            rep.add(
+                Violation(
+                    Invariant.STATE_MACHINE_SAFETY,
+                    f"{node} applied index {idx} twice differently: (term {prev[0]}, "
+                    f"{prev[1]}, result {prev[2] or '?'}) then (term {term}, {digest}, "
+                    f"result {result or '?'})",
+                    (node,),
+                    term,
+                    idx,
+                    (prev[3], e.source),
+                )
+            )
         commit_term[idx] = min(commit_term.get(idx, e.term), e.term)
 
 

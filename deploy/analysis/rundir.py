@@ -12,6 +12,7 @@ the checker cannot read makes the linearizability verdict ``unknown``.
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import json
 import os
@@ -27,6 +28,7 @@ from deploy.analysis.events import (
     LineProblem,
     LoadedLogs,
     NemesisEvent,
+    Source,
     display_name,
     find_event_files,
     load_event_logs,
@@ -91,7 +93,7 @@ def locate(path: Path, history: Path | None = None) -> RunInputs:
     return RunInputs(
         root=root,
         event_files=files,
-        history=history or _find_named(root, "history.jsonl"),
+        history=history or _find_named(root, "history.jsonl") or _find_named(root, "history.edn"),
         nemesis=_find_named(root, "nemesis.jsonl"),
         results=(root / "results.json") if (root / "results.json").is_file() else None,
     )
@@ -108,6 +110,7 @@ class Analysis:
     linearizability: dict[str, Any] | None
     run_start_ts: float
     """Wall-clock second at which history/nemesis ``time`` 0 falls (on the merged clock)."""
+    run_start_method: str
     problems: list[LineProblem] = field(default_factory=list)
 
     @property
@@ -163,6 +166,10 @@ class Analysis:
                 },
                 "unlinked": list(clocks.unlinked),
             },
+            "time_alignment": {
+                "run_start_ts": round(self.run_start_ts, 6),
+                "method": self.run_start_method,
+            },
             "problems": [str(p) for p in self.problems[:200]],
             "analyzed_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "inputs": {
@@ -210,25 +217,98 @@ def check_linearizability(
 
 
 def _parse_history(path: Path) -> list[Any]:
-    """History events parsed by ``raft.lincheck.formats`` (it names the bad line)."""
+    """History events parsed by ``raft.lincheck.formats`` in whichever format the file is
+    (history.jsonl, Jepsen EDN, Jepsen log lines); the parser names a bad line."""
     from raft.lincheck import formats
 
-    return list(formats.parse_jsonl(path.read_text(encoding="utf-8", errors="replace")))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return list(formats.parse(text, formats.sniff(text, path.name)))
+
+
+def _is_jsonl_history(path: Path) -> bool:
+    try:
+        from raft.lincheck import formats
+    except ImportError:
+        return True
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        head = fh.read(4096)
+    return formats.sniff(head, path.name) is formats.Format.JSONL
+
+
+def _load_any_history(path: Path, problems: list[LineProblem], root: Path) -> list[HistoryOp]:
+    """The history's operations for plotting: ``history.jsonl`` read line by line (bad lines
+    skipped and reported), Jepsen formats through ``raft.lincheck``."""
+    if _is_jsonl_history(path):
+        return load_history(path, problems, root)
+    from raft.lincheck import HistoryError, pair_events
+
+    name = display_name(path, root)
+    try:
+        ops = pair_events(_parse_history(path))
+    except (HistoryError, ValueError) as exc:
+        problems.append(LineProblem(Source(name, 0), f"history not readable: {exc}"))
+        return []
+    return [
+        HistoryOp(
+            process=o.process,
+            f=str(o.f),
+            key=o.key,
+            value=o.value,
+            start_ns=o.invoke_time,
+            end_ns=o.complete_time,
+            outcome=str(o.status.value),
+            node=None,
+            source=Source(name, o.invoke_line or 0),
+        )
+        for o in ops
+    ]
+
+
+def _align_by_client_events(history: list[HistoryOp], timeline: MergedTimeline) -> float | None:
+    """Wall second of history time 0 from the nodes' ``client`` events: each answered
+    request is logged by the node that answered it, moments before the client records the
+    completion. Start from aligning the first completions, then take the median offset to
+    the nearest node event (twice). None when either side is empty."""
+    server = sorted(
+        m.cts for m in timeline.events if m.event.ev == "client" and m.event.get("outcome") == "ok"
+    )
+    done = sorted(o.end_ns / 1e9 for o in history if o.outcome == "ok" and o.end_ns is not None)
+    if not server or not done:
+        return None
+    shift = server[0] - done[0]
+    for _ in range(2):
+        diffs = []
+        for h in done:
+            t = h + shift
+            i = bisect.bisect_left(server, t)
+            near = [server[j] for j in (i - 1, i) if 0 <= j < len(server)]
+            diffs.append(min(near, key=lambda c: abs(c - t)) - h)
+        shift = statistics.median(diffs)
+    return shift
 
 
 def _run_start(
-    nemesis: list[NemesisEvent], results: dict[str, Any], timeline: MergedTimeline
-) -> float:
-    """Wall second of history time 0: from nemesis lines (which carry both clocks), else a
-    ``start_ts`` in results.json, else the first merged event."""
+    nemesis: list[NemesisEvent],
+    results: dict[str, Any],
+    timeline: MergedTimeline,
+    history: list[HistoryOp],
+) -> tuple[float, str]:
+    """Wall second of history time 0 on the merged (reference node's) clock, and how it was
+    found. In order: aligning the history with the nodes' ``client`` events (on the merged
+    clock itself); nemesis lines, which carry both the run's time and the controller's wall
+    clock (right when the controller's clock agrees with the reference node's); a
+    ``start_ts`` in results.json (the same caveat); the first merged event."""
+    aligned = _align_by_client_events(history, timeline)
+    if aligned is not None:
+        return aligned, "client events"
     pairs = [n.ts - n.time_ns / 1e9 for n in nemesis if n.ts is not None and n.time_ns is not None]
     if pairs:
-        return statistics.median(pairs)
+        return statistics.median(pairs), "nemesis.jsonl ts"
     for key in ("start_ts", "started_ts", "run_start_ts"):
         v = results.get(key)
         if isinstance(v, int | float):
-            return float(v)
-    return timeline.events[0].cts if timeline.events else 0.0
+            return float(v), f"results.json {key}"
+    return (timeline.events[0].cts if timeline.events else 0.0), "first node event"
 
 
 def analyze(
@@ -255,7 +335,7 @@ def analyze(
     hist: list[HistoryOp] = []
     lin: dict[str, Any] | None = None
     if inputs.history is not None:
-        hist = load_history(inputs.history, problems, inputs.root)
+        hist = _load_any_history(inputs.history, problems, inputs.root)
         if check_linearizable:
             lin = check_linearizability(inputs.history, hist, model, lin_timeout_s)
         else:
@@ -268,6 +348,7 @@ def analyze(
             prior = loaded if isinstance(loaded, dict) else {}
         except (OSError, json.JSONDecodeError):
             prior = {}
+    start_ts, start_how = _run_start(nem, prior, timeline, hist)
     return Analysis(
         inputs=inputs,
         logs=logs,
@@ -276,7 +357,8 @@ def analyze(
         history=hist,
         nemesis=nem,
         linearizability=lin,
-        run_start_ts=_run_start(nem, prior, timeline),
+        run_start_ts=start_ts,
+        run_start_method=start_how,
         problems=problems,
     )
 

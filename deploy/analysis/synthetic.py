@@ -300,8 +300,8 @@ class SyntheticCluster:
     # -- clients ---------------------------------------------------------------------------
     def write(self, count: int, *, batch: int = 1) -> None:
         """``count`` client writes through the leader (one client process per write slot)."""
-        for _ in range(0, count, batch):
-            k = min(batch, count)
+        for done in range(0, count, batch):
+            k = min(batch, count - done)
             procs = [self._next_process() for _ in range(k)]
             values = [self.rng.randrange(self._value_range) for _ in range(k)]
             for p, v in zip(procs, values, strict=True):

@@ -77,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise LabError(f"cannot write outputs to {out}: {exc.strerror or exc}") from None
     if args.json:
-        print(json.dumps(a.results_json(), indent=2))
+        _out(json.dumps(a.results_json(), indent=2))
     else:
-        print(summary_text(a))
-        print(f"wrote {results}, {out / 'merged.jsonl'}, {shiviz}")
+        _out(summary_text(a))
+        _out(f"wrote {results}, {out / 'merged.jsonl'}, {shiviz}")
         if report is not None:
-            print(f"report: {report}")
+            _out(f"report: {report}")
     return exit_code(a.verdicts)
 
 
@@ -125,3 +125,16 @@ def summary_text(a: Any) -> str:
         if len(a.problems) > MAX_SHOWN:
             lines.append(f"  ... and {len(a.problems) - MAX_SHOWN} more (results.json)")
     return "\n".join(lines)
+
+
+def _out(text: str, end: str = "\n") -> None:
+    """Print to stdout; a reader that went away (``| head``) is not an error."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

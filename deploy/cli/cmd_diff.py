@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise LabError(f"--from must be >= 1, got {args.from_index}")
     nd = diff_nodes(a.invariants, nodes, args.from_index)
     if args.json:
-        print(json.dumps(nd.to_json(), indent=2))
+        _out(json.dumps(nd.to_json(), indent=2))
     else:
-        print(render_node_diff(nd), end="")
+        _out(render_node_diff(nd), end="")
     return 1 if nd.diverged else 0
 
 
@@ -82,7 +82,20 @@ def _run_vs_run(args: argparse.Namespace) -> int:
 
     d = diff_runs(_summary(Path(args.run_a)), _summary(Path(args.run_b)))
     if args.json:
-        print(json.dumps(d, indent=2))
+        _out(json.dumps(d, indent=2))
     else:
-        print(render_run_diff(d), end="")
+        _out(render_run_diff(d), end="")
     return 0
+
+
+def _out(text: str, end: str = "\n") -> None:
+    """Print to stdout; a reader that went away (``| head``) is not an error."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     runs = list_runs(root)
     latest = None if args.no_link else update_latest(root)
     if args.json:
-        print(
+        _out(
             json.dumps(
                 [
                     {
@@ -49,18 +49,31 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if not runs:
-        print(f"no runs under {root}")
+        _out(f"no runs under {root}")
         return 0
     w = max(len(r.experiment) for r in runs)
-    print(
+    _out(
         f"{'experiment':<{w}}  {'timestamp':<20}  {'overall':<13}  {'invariants':<10}  "
         f"{'linearizability':<15}"
     )
     for r in runs:
         mark = "  <- latest" if latest is not None and r.path == latest else ""
-        print(
+        _out(
             f"{r.experiment:<{w}}  {r.timestamp:<20}  {r.overall:<13}  "
             f"{r.verdicts.get('invariants', '-'):<10}  "
             f"{r.verdicts.get('linearizability', '-'):<15}{mark}"
         )
     return 0
+
+
+def _out(text: str, end: str = "\n") -> None:
+    """Print to stdout; a reader that went away (``| head``) is not an error."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -163,3 +163,9 @@ def _report(
         f"lincheck: {verdicts}  violations {summary.violations}  "
         f"wall {summary.wall_s:.1f}s\n"
     )
+    if summary.commit_after_heal_ticks_max is not None:
+        out.write(
+            f"recovery after heal: leader within {summary.leader_after_heal_ticks_max:.1f} "
+            f"ticks, commit within {summary.commit_after_heal_ticks_max:.1f} ticks (worst "
+            f"seed; bound {configs[0].liveness_bound_ticks})\n"
+        )

@@ -126,22 +126,23 @@ def _segments(a: Analysis, t0: float) -> tuple[list[Segment], list[tuple[str, fl
     for m in a.timeline.events:
         by_node.setdefault(m.event.node, []).append((m.cts - t0, m.event))
     for node, evs in by_node.items():
+        # ``term`` is the term the current segment began in (a leader's term never changes
+        # without a role event, so leader segments carry exactly their term).
         role, term, since, run = "follower", evs[0][1].term, evs[0][0], evs[0][1].run
         last_t = evs[0][0]
         for t, e in evs:
             if e.run != run:  # a restart: close the run, mark the gap as down
                 segs.append(Segment(node, since, last_t, role, term))
                 down.append((node, last_t, t))
-                role, since, run = "follower", t, e.run
+                role, term, since, run = "follower", e.term, t, e.run
             if e.ev == "role":
                 new_role = str(e.get("role", role))
                 if new_role != role or e.term != term:
                     segs.append(Segment(node, since, t, role, term))
-                    role, since = new_role, t
+                    role, term, since = new_role, e.term, t
             elif e.ev == "stop":
                 segs.append(Segment(node, since, t, role, term))
                 role, since = "down", t
-            term = e.term
             last_t = t
         segs.append(Segment(node, since, last_t, role, term))
     return [s for s in segs if s.role != "down"], down

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -204,6 +205,13 @@ class Testbed:
         """Create (or complete) the testbed described by ``wanted``; returns its plan."""
         tools = require_root_and_tools()
         plan = wanted.plan()
+        state_dir = self.state_dir.resolve()
+        for hidden in PRIVATE_DIRS + PRIVATE_TMPFS:
+            if state_dir.is_relative_to(hidden):
+                raise TestbedConflictError(
+                    f"state dir {state_dir} is under {hidden}, which every host mounts "
+                    "privately (its sshd could not read its keys): choose another --state-dir"
+                )
         routes = parse_routes(json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"])))
         own = [plan.bridge, *(h.veth for h in plan.hosts)]
         check_subnet_free(plan.subnet, routes, own)
@@ -404,6 +412,9 @@ class Testbed:
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nUseDNS no\nPrintMotd no\n"
             "MaxStartups 100:30:200\nMaxSessions 64\nLogLevel INFO\n"
+            # The key files are ours (0600) but the state dir may sit below a world-writable
+            # directory (/var/tmp in the tests), which StrictModes would refuse.
+            "StrictModes no\n"
             "Subsystem sftp internal-sftp\n",
             encoding="utf-8",
         )
@@ -508,8 +519,7 @@ class Testbed:
             return False
         require_root_and_tools()
         plan = st.plan()
-        for name in list(st.processes):
-            self._stop_host(st.processes[name])
+        self._stop_hosts(list(st.processes.values()))
         for ns in plan.namespaces:
             self._kill_netns_processes(ns)
             if Path("/run/netns", ns).exists():
@@ -536,6 +546,11 @@ class Testbed:
             files = InventoryFiles(inv)
             for p in (files.hosts_yml, files.group_vars, files.ssh_config, files.known_hosts):
                 p.unlink(missing_ok=True)
+        # The hosts' private directories hold venvs (thousands of files): delete them in
+        # parallel, the rest after.
+        subdirs = [p for p in self.state_dir.iterdir() if p.is_dir()]
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(subdirs)))) as ex:
+            list(ex.map(lambda p: shutil.rmtree(p, ignore_errors=True), subdirs))
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return True
 
@@ -552,21 +567,26 @@ class Testbed:
                 return False
         return True
 
-    def _stop_host(self, proc: HostProcess) -> None:
-        if self._is_hostinit(proc.init):
+    def _stop_hosts(self, procs: list[HostProcess]) -> None:
+        """SIGTERM every host's PID 1 at once (each stops its processes, bounded), then wait;
+        SIGKILL what is left after :data:`STOP_TIMEOUT_S`."""
+        inits = [p.init for p in procs if self._is_hostinit(p.init)]
+        for pid in inits:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.init, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT_S
-            while self._alive(proc.init) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._alive(proc.init):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.init, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while self._alive(proc.launcher) and time.monotonic() < deadline:
+        while any(self._alive(p) for p in inits) and time.monotonic() < deadline:
             time.sleep(0.05)
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(proc.launcher, os.WNOHANG)
+        for pid in inits:
+            if self._alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for p in procs:
+            while self._alive(p.launcher) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(p.launcher, os.WNOHANG)
 
     @staticmethod
     def _is_hostinit(pid: int) -> bool:

@@ -107,7 +107,10 @@ def render_group_vars(plan: TestbedPlan, files: InventoryFiles) -> str:
         "ansible_ssh_private_key_file": str(files.private_key),
         "ansible_ssh_common_args": (
             f"-o UserKnownHostsFile={files.known_hosts} -o StrictHostKeyChecking=yes "
-            "-o IdentitiesOnly=yes -o ConnectTimeout=10"
+            "-o IdentitiesOnly=yes -o ConnectTimeout=10 "
+            # Shared connections: testinfra (which has no ControlPath of its own) runs many
+            # short commands per host; Ansible's own ControlPath comes first and wins.
+            "-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=/tmp/.raftlab-ssh-%C"
         ),
         "raft_testbed_style": plan.style.value,
         "raft_testbed_prefix": plan.prefix,

@@ -892,13 +892,9 @@ class Raft:
             return cs
         if self.role != Role.LEADER or not cs.voters:
             return cs
-        if self._maybe_commit():
-            # The quorum shrank; something may commit now.
-            self._bcast_append()
-        else:
-            for nid in sorted(self.trk.progress):
-                if nid != self.id:
-                    self._maybe_send_append(nid, send_if_empty=False)
+        # The quorum changed: something may commit now, and new members need entries.
+        self._maybe_commit()
+        self.bcast_pending = True
         if self.lead_transferee != NONE and self.lead_transferee not in self.trk.voters.ids():
             self.lead_transferee = NONE
         return cs

@@ -113,7 +113,11 @@ class _PartitionOutcome:
 
 
 class _Timeout(Exception):
-    pass
+    """The time budget ran out; ``states`` were explored in the partition by then."""
+
+    def __init__(self, states: int) -> None:
+        super().__init__(states)
+        self.states = states
 
 
 def check_history(
@@ -158,14 +162,14 @@ def check_operations(
         searched += len(kept)
         try:
             outcome = _check_partition(m, key, kept, deadline, clock)
-        except _Timeout:
+        except _Timeout as timeout:
             return CheckResult(
                 Verdict.UNKNOWN,
                 m.name,
                 searched,
                 dropped,
                 len(parts),
-                states,
+                states + timeout.states,
                 clock() - start,
                 reason=f"time budget of {timeout_s}s ran out before the search finished",
             )
@@ -204,16 +208,23 @@ def _check_partition(
 ) -> _PartitionOutcome:
     """WGL search over one independent sub-history; raises _Timeout past ``deadline``.
 
-    Node numbering: op ``i`` (in invocation order) has call node ``i`` and return node
-    ``n + i``; node ``2n`` is the list head; -1 ends the list.
+    Ops are numbered ``i`` in invocation order. Completed ops live in the main list: call
+    node ``i``, return node ``n + i``, head ``2n``. Info ops have no return and live in a
+    second list of calls in invocation order (head ``n``). -1 ends both lists.
+
+    At each point the search tries the completed ops whose calls precede the first return in
+    the main list, in list order, and only then the info ops invoked by that return (lazily:
+    configurations that use fewer info ops are explored first, so dominance pruning cuts the
+    ones that use more).
     """
     ops = sorted(part_ops, key=lambda o: (o.invoke_time, o.id))
     n = len(ops)
-    if n == 0:
-        return _PartitionOutcome(Verdict.LINEARIZABLE, 0)
+    is_info = [op.complete_time is None for op in ops]
+    invoked = [op.invoke_time for op in ops]
+    completed = [op.complete_time if op.complete_time is not None else 0 for op in ops]
     order = sorted(
-        [(op.invoke_time, 0, i) for i, op in enumerate(ops)]
-        + [(op.return_time, 1, i) for i, op in enumerate(ops)]
+        [(op.invoke_time, 0, i) for i, op in enumerate(ops) if not is_info[i]]
+        + [(completed[i], 1, i) for i in range(n) if not is_info[i]]
     )
     head = 2 * n
     nxt = [-1] * (2 * n + 1)
@@ -224,14 +235,22 @@ def _check_partition(
         nxt[prev_node] = node
         prv[node] = prev_node
         prev_node = node
-    is_info = [op.complete_time is None for op in ops]
-    # Completed ops and info ops are numbered separately: slot[i] is op i's bit position in
-    # the completed-ops bitset or in the info bitset.
+    ihead = n
+    inxt = [-1] * (n + 1)
+    iprv = [-1] * (n + 1)
+    prev_node = ihead
+    for i in range(n):
+        if is_info[i]:
+            inxt[prev_node] = i
+            iprv[i] = prev_node
+            prev_node = i
+
+    # Completed ops and info ops get separate bit positions (slot). Info ops with the same f
+    # and value are interchangeable once invoked, so they are only linearized in invocation
+    # order (symmetry reduction): op i may go next only if it is number rank[i] of its class
+    # and that many of its class are already linearized.
     slot = [0] * n
     counts = [0, 0]
-    # Info ops with the same f and value are interchangeable once invoked, so they are only
-    # linearized in invocation order (symmetry reduction): op i may go next only if it is
-    # number rank[i] of its class and that many of the class are already linearized.
     class_of: dict[tuple[str, Hashable], int] = {}
     klass = [-1] * n
     rank = [0] * n
@@ -249,108 +268,170 @@ def _check_partition(
             class_sizes[c] += 1
     class_done = [0] * len(class_sizes)
 
+    # An info op linearized right before a blind op (a write) could as well be left out, so
+    # the search never does that: after an info op, blind ops wait.
+    blind = [model.blind(op) for op in ops]
+
     step = model.step
     state: Hashable = model.init()
     base = 0  # every completed op with slot < base is linearized
     rel = 0  # bit j set <=> the completed op with slot base + j is linearized
     info = 0  # bit j set <=> the info op with slot j is linearized
-    # Memo: (base, rel, state) -> info bitsets already explored with it. A configuration is
+    # Memo: (base, rel, state, last op was info) -> info bitsets already explored with it. A
+    # configuration is
     # pruned when an explored one has the same completed set and state and a subset of its
     # info ops linearized: that one could do everything this one can (info ops are optional).
-    cache: dict[tuple[int, int, Hashable], list[int]] = {}
+    cache: dict[tuple[int, Hashable], int | list[int]] = {}
     explored = 0
     # The linearization so far, as an immutable cons list so the deepest one can be kept
-    # without copying: (call node, state before, base, rel, info before, parent).
-    stack: tuple[int, Hashable, int, int, int, Any] | None = None
+    # without copying: (op, state before, base, rel, info before, first return when an info
+    # op was chosen, parent).
+    stack: tuple[int, Hashable, int, int, int, int, Any] | None = None
     depth = 0
     best_depth = -1
     best: tuple[Any, Hashable, int, list[int]] | None = None
     steps = 0
-    entry = nxt[head]
-    while entry != -1:
+    scanning_main = True
+    entry = nxt[head]  # the cursor in the main list
+    first_return = -1  # while trying info ops: the first return node in the main list
+    while True:
         if not steps & (_CLOCK_EVERY_STEPS - 1) and clock() >= deadline:
-            raise _Timeout
+            raise _Timeout(explored)
         steps += 1
-        if entry < n:
-            if is_info[entry] and rank[entry] != class_done[klass[entry]]:
-                entry = nxt[entry]
+        if scanning_main:
+            if entry == -1:  # every completed op is linearized; the rest are info: omit them
+                return _PartitionOutcome(Verdict.LINEARIZABLE, explored)
+            if entry >= n:  # a return: now try the info ops invoked by then
+                scanning_main = False
+                first_return = entry
+                entry = inxt[ihead]
                 continue
-            ok, new_state = step(state, ops[entry])
-            if ok:
-                new_base, new_rel, new_info = base, rel, info
-                if is_info[entry]:
-                    new_info = info | (1 << slot[entry])
-                elif slot[entry] == base:
-                    x = rel | 1
-                    shift = (x ^ (x + 1)).bit_length() - 1  # trailing ones of x
-                    new_base = base + shift
-                    new_rel = x >> shift
+            candidate = entry
+        else:
+            if entry == -1 or invoked[entry] > completed[first_return - n]:
+                # nothing more to try here: backtrack
+                if depth > best_depth:
+                    best_depth = depth
+                    best = (
+                        stack,
+                        state,
+                        first_return - n,
+                        _candidates(nxt, inxt, first_return, invoked, completed, n),
+                    )
+                if stack is None:
+                    break
+                call, state, base, rel, info, saved_return, stack = stack
+                depth -= 1
+                if is_info[call]:
+                    class_done[klass[call]] -= 1
+                    inxt[iprv[call]] = call
+                    if inxt[call] != -1:
+                        iprv[inxt[call]] = call
+                    first_return = saved_return
+                    entry = inxt[call]
                 else:
-                    new_rel = rel | (1 << (slot[entry] - base))
-                memo_key = (new_base, new_rel, new_state)
-                seen = cache.get(memo_key)
-                fresh = True
-                if seen is None:
-                    cache[memo_key] = [new_info]
+                    # unlift, in the reverse order of lift
+                    ret = call + n
+                    nxt[prv[ret]] = ret
+                    if nxt[ret] != -1:
+                        prv[nxt[ret]] = ret
+                    nxt[prv[call]] = call
+                    prv[nxt[call]] = call
+                    scanning_main = True
+                    entry = nxt[call]
+                continue
+            if rank[entry] != class_done[klass[entry]]:
+                entry = inxt[entry]
+                continue
+            candidate = entry
+        after_info = stack is not None and is_info[stack[0]]
+        if after_info and blind[candidate]:
+            ok = False
+        else:
+            ok, new_state = step(state, ops[candidate])
+        if ok:
+            new_base, new_rel, new_info = base, rel, info
+            if is_info[candidate]:
+                new_info = info | (1 << slot[candidate])
+            elif slot[candidate] == base:
+                x = rel | 1
+                shift = (x ^ (x + 1)).bit_length() - 1  # trailing ones of x
+                new_base = base + shift
+                new_rel = x >> shift
+            else:
+                new_rel = rel | (1 << (slot[candidate] - base))
+            # (rel, base, last op was info) packed in one int keeps the memo compact
+            packed = (((new_rel << 32) | new_base) << 1) | is_info[candidate]
+            memo_key = (packed, new_state)
+            seen = cache.get(memo_key)
+            fresh = True
+            if seen is None:
+                cache[memo_key] = new_info  # one info bitset, or a list of them
+            elif isinstance(seen, int):
+                if seen | new_info == new_info:
+                    fresh = False
                 else:
-                    for m in seen:
-                        if m | new_info == new_info:
-                            fresh = False
-                            break
-                    if fresh:
-                        seen.append(new_info)
+                    cache[memo_key] = [seen, new_info]
+            else:
+                for m in seen:
+                    if m | new_info == new_info:
+                        fresh = False
+                        break
                 if fresh:
-                    explored += 1
-                    if is_info[entry]:
-                        class_done[klass[entry]] += 1
-                    stack = (entry, state, base, rel, info, stack)
-                    depth += 1
-                    state, base, rel, info = new_state, new_base, new_rel, new_info
-                    # lift the call and its return out of the list
-                    ret = entry + n
-                    p, q = prv[entry], nxt[entry]
+                    seen.append(new_info)
+            if fresh:
+                explored += 1
+                stack = (candidate, state, base, rel, info, first_return, stack)
+                depth += 1
+                state, base, rel, info = new_state, new_base, new_rel, new_info
+                if is_info[candidate]:
+                    class_done[klass[candidate]] += 1
+                    p, q = iprv[candidate], inxt[candidate]
+                    inxt[p] = q
+                    if q != -1:
+                        iprv[q] = p
+                else:
+                    # lift the call and its return out of the main list
+                    ret = candidate + n
+                    p, q = prv[candidate], nxt[candidate]
                     nxt[p] = q
                     prv[q] = p
                     p, q = prv[ret], nxt[ret]
                     nxt[p] = q
                     if q != -1:
                         prv[q] = p
-                    entry = nxt[head]
-                    continue
-            entry = nxt[entry]
-            continue
-        # a return: its operation should have been linearized by now
-        if is_info[entry - n]:
-            return _PartitionOutcome(Verdict.LINEARIZABLE, explored)
-        if depth > best_depth:
-            best_depth = depth
-            candidates = []
-            node = nxt[head]
-            while node != entry:
-                if node < n:
-                    candidates.append(node)
-                node = nxt[node]
-            best = (stack, state, entry - n, candidates)
-        if stack is None:
-            break
-        call, state, base, rel, info, stack = stack
-        depth -= 1
-        if is_info[call]:
-            class_done[klass[call]] -= 1
-        # unlift, in the reverse order of lift
-        ret = call + n
-        nxt[prv[ret]] = ret
-        if nxt[ret] != -1:
-            prv[nxt[ret]] = ret
-        nxt[prv[call]] = call
-        prv[nxt[call]] = call
-        entry = nxt[call]
-    else:
-        return _PartitionOutcome(Verdict.LINEARIZABLE, explored)
+                scanning_main = True
+                entry = nxt[head]
+                continue
+        entry = nxt[entry] if scanning_main else inxt[entry]
     assert best is not None
     return _PartitionOutcome(
         Verdict.NOT_LINEARIZABLE, explored, _counterexample(model, key, ops, best)
     )
+
+
+def _candidates(
+    nxt: list[int],
+    inxt: list[int],
+    first_return: int,
+    invoked: list[int],
+    completed: list[int],
+    n: int,
+) -> list[int]:
+    """The ops that could be linearized next: completed ops called before the first return,
+    then info ops invoked by then."""
+    out = []
+    node = nxt[2 * n]
+    while node != first_return:
+        if node < n:
+            out.append(node)
+        node = nxt[node]
+    node = inxt[n]
+    bound = completed[first_return - n]
+    while node != -1 and invoked[node] <= bound:
+        out.append(node)
+        node = inxt[node]
+    return out
 
 
 def _counterexample(
@@ -363,7 +444,7 @@ def _counterexample(
     prefix: list[int] = []
     while stack is not None:
         prefix.append(stack[0])
-        stack = stack[5]
+        stack = stack[6]
     prefix.reverse()
     unlinearizable = []
     for i in candidates:

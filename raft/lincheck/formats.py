@@ -26,6 +26,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from raft.lincheck.history import HistoryError, HistoryEvent
@@ -210,181 +211,202 @@ def render_jsonl(events: Iterable[HistoryEvent]) -> str:
 # --------------------------------------------------------------------------------------
 # EDN reader and writer
 
-_DELIMS = ' \t\r\n,()[]{}";'
-_WS = re.compile(r"(?:[\s,]+|;[^\n]*)*")
-_ATOM = re.compile(r"[^\s,()\[\]{}\";]+")
+_TOKEN = re.compile(
+    r"""(?:[\s,]+|;[^\n]*)*
+    (?:(?P<str>"(?:[^"\\]|\\.)*")
+    |(?P<open>\#\{|[(\[{])
+    |(?P<close>[)\]}])
+    |(?P<discard>\#_)
+    |(?P<tag>\#[A-Za-z][^\s,()\[\]{}";]*)
+    |(?P<char>\\(?:[^\s,()\[\]{}";]+|.))
+    |(?P<atom>[^\s,()\[\]{}";#\\][^\s,()\[\]{}";]*))?""",
+    re.VERBOSE | re.DOTALL,
+)
 _INT = re.compile(r"[+-]?\d+N?")
 _FLOAT = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?M?")
-_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_ATOM = re.compile(r"[^\s,()\[\]{}\";]+")
 _STRING_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "\\": "\\"}
 _CHAR_NAMES = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "formfeed": "\f"}
-_CLOSERS = {"(": ")", "[": "]", "{": "}"}
-_MAX_DEPTH = 200
+_CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}"}
 
 
-class _EdnReader:
-    """Recursive-descent EDN reader over a whole text; positions map back to lines."""
+class _Lines:
+    """Maps text offsets to 1-based line numbers."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
         self._newlines = [m.start() for m in re.finditer("\n", text)]
 
-    def line_at(self, pos: int) -> int:
+    def at(self, pos: int) -> int:
         return bisect.bisect_right(self._newlines, pos - 1) + 1
 
-    def error(self, message: str, pos: int | None = None) -> HistoryParseError:
-        return HistoryParseError(self.line_at(self.pos if pos is None else pos), message)
 
-    def skip_ws(self) -> None:
-        """Skip whitespace, commas, comments and ``#_``-discarded forms."""
-        while True:
-            m = _WS.match(self.text, self.pos)
-            assert m is not None
-            self.pos = m.end()
-            if not self.text.startswith("#_", self.pos):
-                return
-            self.pos += 2
-            self.read()
+@dataclass(slots=True)
+class _Frame:
+    opener: str
+    start: int
+    items: list[Any]
+    starts: list[int]
+    discards: int = 0
 
-    def at_end(self) -> bool:
-        self.skip_ws()
-        return self.pos >= len(self.text)
 
-    def read(self, depth: int = 0) -> Any:
-        """Read one form; raises HistoryParseError naming the line."""
-        if depth > _MAX_DEPTH:
-            raise self.error(f"EDN nested deeper than {_MAX_DEPTH} levels")
-        self.skip_ws()
-        text, pos = self.text, self.pos
-        if pos >= len(text):
-            raise self.error("unexpected end of input in EDN")
-        c = text[pos]
-        if c in _CLOSERS:
-            self.pos += 1
-            items = self.read_seq(_CLOSERS[c], depth, pos)
-            if c == "{":
-                return self.make_map(items, pos)
-            return items
-        if c in ")]}":
-            raise self.error(f"unexpected {c!r} in EDN")
-        if c == '"':
-            m = _STRING.match(text, pos)
-            if m is None:
-                raise self.error("unterminated string in EDN")
-            self.pos = m.end()
-            return self.unescape(m.group(1), pos)
-        if c == "#":
-            return self.read_dispatch(depth)
-        if c == "\\":
-            return self.read_char()
-        m = _ATOM.match(text, pos)
+def _read_forms(text: str) -> list[tuple[int, Any, list[int] | None]]:
+    """Every top-level EDN form: (line, value, lines of its elements if it is a sequence).
+
+    One pass over a tokenizing regex with an explicit stack: no recursion limit, no eval.
+    Raises HistoryParseError naming the line.
+    """
+    lines = _Lines(text)
+    out: list[tuple[int, Any, list[int] | None]] = []
+    stack: list[_Frame] = []
+    top_discards = 0
+    pos = 0
+    end = len(text)
+    while pos < end:
+        m = _TOKEN.match(text, pos)  # never None: whitespace alone matches
         assert m is not None
-        self.pos = m.end()
-        return self.atom(m.group(0), pos)
+        kind = m.lastgroup
+        if kind is None:
+            pos = m.end()
+            if pos >= end:
+                break
+            c = text[pos]
+            if c == '"':
+                raise HistoryParseError(lines.at(pos), "unterminated string in EDN")
+            if c == "#":
+                raise HistoryParseError(
+                    lines.at(pos), f"unsupported EDN dispatch {text[pos : pos + 2]!r}"
+                )
+            raise HistoryParseError(lines.at(pos), f"unexpected {c!r} in EDN")
+        tok = m.group(kind)
+        start = m.start(kind)
+        pos = m.end()
+        value: Any
+        if kind == "tag":
+            continue  # a tagged element reads as its value
+        if kind == "discard":
+            if stack:
+                stack[-1].discards += 1
+            else:
+                top_discards += 1
+            continue
+        if kind == "open":
+            stack.append(_Frame(tok, start, [], []))
+            continue
+        if kind == "close":
+            if not stack or _CLOSERS[stack[-1].opener] != tok:
+                raise HistoryParseError(lines.at(start), f"unexpected {tok!r} in EDN")
+            frame = stack.pop()
+            if frame.discards:
+                raise HistoryParseError(lines.at(start), "#_ with nothing to discard")
+            value = _collection(frame, lines)
+            start = frame.start
+            children: list[int] | None = frame.starts
+        else:
+            children = None
+            if kind == "str":
+                value = _unescape(tok[1:-1]) if "\\" in tok else tok[1:-1]
+            elif kind == "char":
+                value = _char(tok[1:])
+            else:
+                value = _atom(tok)
+        if stack:
+            frame = stack[-1]
+            if frame.discards:
+                frame.discards -= 1
+            else:
+                frame.items.append(value)
+                frame.starts.append(start)
+        elif top_discards:
+            top_discards -= 1
+        else:
+            child_lines = None if children is None else [lines.at(p) for p in children]
+            out.append((lines.at(start), value, child_lines))
+    if stack:
+        frame = stack[-1]
+        raise HistoryParseError(lines.at(frame.start), f"unclosed {frame.opener!r} (end of input)")
+    return out
 
-    def read_seq(self, closer: str, depth: int, start: int) -> list[Any]:
-        items: list[Any] = []
-        while True:
-            self.skip_ws()
-            if self.pos >= len(self.text):
-                raise self.error(f"unclosed {self.text[start]!r} (end of input)", start)
-            if self.text[self.pos] == closer:
-                self.pos += 1
-                return items
-            items.append(self.read(depth + 1))
 
-    def make_map(self, items: list[Any], start: int) -> dict[Any, Any]:
+def _collection(frame: _Frame, lines: _Lines) -> Any:
+    if frame.opener == "{":
+        items = frame.items
         if len(items) % 2:
-            raise self.error("map literal has an odd number of forms", start)
+            raise HistoryParseError(lines.at(frame.start), "map literal has an odd number of forms")
         out: dict[Any, Any] = {}
         for k, v in zip(items[::2], items[1::2], strict=True):
             try:
                 out[_hashable(k)] = v
             except TypeError:
-                raise self.error(f"unhashable map key {k!r}", start) from None
+                raise HistoryParseError(
+                    lines.at(frame.start), f"unhashable map key {k!r}"
+                ) from None
         return out
+    if frame.opener == "#{":
+        try:
+            return frozenset(_hashable(i) for i in frame.items)
+        except TypeError:
+            raise HistoryParseError(lines.at(frame.start), "unhashable set element") from None
+    return frame.items
 
-    def read_dispatch(self, depth: int) -> Any:
-        text, pos = self.text, self.pos
-        nxt = text[pos + 1 : pos + 2]
-        if nxt == "{":
-            self.pos += 2
-            items = self.read_seq("}", depth, pos)
-            try:
-                return frozenset(_hashable(i) for i in items)
-            except TypeError:
-                raise self.error("unhashable set element", pos) from None
-        m = _ATOM.match(text, pos + 1)
-        if m is None or not m.group(0)[0].isalpha():
-            raise self.error(f"unsupported EDN dispatch {text[pos : pos + 2]!r}")
-        self.pos = m.end()
-        return self.read(depth + 1)  # a tagged element reads as its value
 
-    def read_char(self) -> str:
-        text, pos = self.text, self.pos
-        m = _ATOM.match(text, pos + 1)
-        name = m.group(0) if m is not None else text[pos + 1 : pos + 2]
-        if not name:
-            raise self.error("character literal at end of input")
-        if len(name) == 1:
-            self.pos = pos + 2
-            return name
-        if name in _CHAR_NAMES:
-            self.pos = pos + 1 + len(name)
-            return _CHAR_NAMES[name]
-        if name[0] == "u" and len(name) == 5:
+def _char(name: str, line: int) -> str:
+    if len(name) == 1:
+        return name
+    if name in _CHAR_NAMES:
+        return _CHAR_NAMES[name]
+    if name[0] == "u" and len(name) == 5:
+        try:
+            return chr(int(name[1:], 16))
+        except ValueError:
+            pass
+    raise HistoryParseError(line, f"bad character literal \\{name}")
+
+
+def _unescape(body: str, line: int) -> str:
+    if "\\" not in body:
+        return body
+    out = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        e = body[i + 1]
+        if e in _STRING_ESCAPES:
+            out.append(_STRING_ESCAPES[e])
+            i += 2
+        elif e == "u":
             try:
-                ch = chr(int(name[1:], 16))
+                out.append(chr(int(body[i + 2 : i + 6], 16)))
             except ValueError:
-                raise self.error(f"bad character literal \\{name}") from None
-            self.pos = pos + 6
-            return ch
-        raise self.error(f"bad character literal \\{name}")
+                raise HistoryParseError(line, "bad \\u escape in string") from None
+            i += 6
+        else:
+            raise HistoryParseError(line, f"bad escape \\{e} in string")
+    return "".join(out)
 
-    def unescape(self, body: str, start: int) -> str:
-        if "\\" not in body:
-            return body
-        out = []
-        i = 0
-        while i < len(body):
-            c = body[i]
-            if c != "\\":
-                out.append(c)
-                i += 1
-                continue
-            e = body[i + 1]
-            if e in _STRING_ESCAPES:
-                out.append(_STRING_ESCAPES[e])
-                i += 2
-            elif e == "u":
-                try:
-                    out.append(chr(int(body[i + 2 : i + 6], 16)))
-                except ValueError:
-                    raise self.error("bad \\u escape in string", start) from None
-                i += 6
-            else:
-                raise self.error(f"bad escape \\{e} in string", start)
-        return "".join(out)
 
-    def atom(self, tok: str, pos: int) -> Any:
-        if tok == "nil":
-            return None
-        if tok == "true":
-            return True
-        if tok == "false":
-            return False
-        if tok[0] == ":":
-            if len(tok) == 1:
-                raise self.error("empty keyword", pos)
-            return Keyword(tok[1:])
-        if tok[0].isdigit() or (len(tok) > 1 and tok[0] in "+-" and tok[1].isdigit()):
-            if _INT.fullmatch(tok):
-                return int(tok.rstrip("N"))
-            if _FLOAT.fullmatch(tok):
-                return float(tok.rstrip("M"))
-            raise self.error(f"unsupported number {tok!r}", pos)
-        return Symbol(tok)
+def _atom(tok: str, line: int) -> Any:
+    if tok == "nil":
+        return None
+    if tok == "true":
+        return True
+    if tok == "false":
+        return False
+    c = tok[0]
+    if c == ":":
+        if len(tok) == 1:
+            raise HistoryParseError(line, "empty keyword")
+        return Keyword(tok[1:])
+    if c.isdigit() or (len(tok) > 1 and c in "+-" and tok[1].isdigit()):
+        if _INT.fullmatch(tok):
+            return int(tok.rstrip("N"))
+        if _FLOAT.fullmatch(tok):
+            return float(tok.rstrip("M"))
+        raise HistoryParseError(line, f"unsupported number {tok!r}")
+    return Symbol(tok)
 
 
 def _hashable(value: Any) -> Any:
@@ -398,12 +420,7 @@ def _hashable(value: Any) -> Any:
 
 def read_edn(text: str) -> list[tuple[int, Any]]:
     """Every top-level EDN form in ``text`` with the line it starts on."""
-    reader = _EdnReader(text)
-    forms = []
-    while not reader.at_end():
-        start = reader.pos
-        forms.append((reader.line_at(start), reader.read()))
-    return forms
+    return [(line, value) for line, value, _ in _read_forms(text)]
 
 
 def write_edn(value: Any) -> str:
@@ -452,25 +469,14 @@ def write_edn_safe(value: Any) -> str:
 
 def parse_edn(text: str) -> list[HistoryEvent]:
     """Parse a Jepsen ``history.edn``: maps one per line, or one vector/list of maps."""
-    reader = _EdnReader(text)
-    maps: list[tuple[int, Any]] = []
-    if not reader.at_end() and text[reader.pos] in "[(":
-        open_pos = reader.pos
-        reader.pos += 1
-        closer = _CLOSERS[text[open_pos]]
-        while True:
-            reader.skip_ws()
-            if reader.pos >= len(text):
-                raise reader.error("unclosed history vector (end of input)", open_pos)
-            if text[reader.pos] == closer:
-                reader.pos += 1
-                break
-            maps.append((reader.line_at(reader.pos), reader.read(1)))
-        if not reader.at_end():
-            raise reader.error("unexpected form after the history vector")
+    forms = _read_forms(text)
+    maps: list[tuple[int, Any]]
+    if len(forms) == 1 and isinstance(forms[0][1], list):
+        _, items, lines = forms[0]
+        assert lines is not None
+        maps = list(zip(lines, items, strict=True))
     else:
-        while not reader.at_end():
-            maps.append((reader.line_at(reader.pos), reader.read()))
+        maps = [(line, value) for line, value, _ in forms]
     raw: list[tuple[int, dict[str, Any]]] = []
     for line, form in maps:
         if not isinstance(form, dict):
@@ -559,11 +565,11 @@ def parse_jepsen_log(text: str) -> list[HistoryEvent]:
         value_text = m.group("value")
         value: Any = None
         if value_text:
-            reader = _EdnReader(value_text)
             try:
-                value = reader.read()
-                if not reader.at_end():
-                    raise reader.error("more than one value")
+                forms = _read_forms(value_text)
+                if len(forms) != 1:
+                    raise HistoryParseError(1, "more than one value" if forms else "no value")
+                value = forms[0][1]
             except HistoryParseError as exc:
                 raise HistoryParseError(
                     lineno, f"bad value {value_text!r}: {exc.message}"

@@ -20,6 +20,7 @@ Models here:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,6 +73,12 @@ class Model(Protocol):
 
     def describe(self, state: Hashable) -> Any:
         """A JSON-ready rendering of ``state`` for counterexamples."""
+        ...
+
+    def blind(self, op: Operation) -> bool:
+        """Whether ``op`` succeeds in every state and leaves a state that does not depend on
+        the one before (a plain write). The checker then never linearizes an ``info`` op
+        right before it (that info op's effect would be lost). ``False`` is always safe."""
         ...
 
 
@@ -132,32 +139,45 @@ class RegisterModel:
         return sorted(parts.items(), key=lambda kv: repr(kv[0]))
 
     def droppable_info(self, ops: Sequence[Operation]) -> frozenset[int]:
-        """Info reads, and info writes/cas/deletes whose resulting value nobody observes.
+        """Info reads, and info writes/cas/deletes whose resulting value nobody observes
+        after the op was invoked.
 
         Why dropping those is safe: a read's outcome is unknown, so it constrains nothing. If
-        an info op leaves value ``v`` and no read returned ``v`` and no cas expects ``v``, then
-        in any linearization the op after it must be a blind write or delete (anything else
-        needs the state to be other than ``v``), which overwrites ``v``; deleting the op
-        leaves a valid linearization. The converse is trivial (an info op may never happen).
+        an info op X leaves value ``v``, then in any linearization the op right after X either
+        observes ``v`` (a read returning ``v`` or a cas expecting ``v``) or is a blind write
+        or delete, which overwrites ``v``: then deleting X leaves a valid linearization. An op
+        linearized after X cannot have completed before X was invoked, so if every observer of
+        ``v`` completed before X's invocation, X can always be deleted. The converse is
+        trivial: an info op may never happen.
         """
-        observed: set[Hashable] = set()
+        last_seen: dict[Hashable, float] = {}  # value -> latest completion of an observer
         for op in ops:
             if op.status == OpStatus.FAIL:
                 continue
+            observed: Hashable
             if op.f == OpFunction.READ and op.status == OpStatus.OK:
-                observed.add(op.value)
+                observed = op.value
             elif op.f == OpFunction.CAS:
-                observed.add(op.value[0])
+                observed = op.value[0]
+            else:
+                continue
+            last_seen[observed] = max(last_seen.get(observed, -math.inf), op.return_time)
         drop: set[int] = set()
         for op in ops:
             if op.status != OpStatus.INFO:
                 continue
-            if op.f == OpFunction.READ or _value_left_by(op) not in observed:
+            if (
+                op.f == OpFunction.READ
+                or last_seen.get(_value_left_by(op), -math.inf) < op.invoke_time
+            ):
                 drop.add(op.id)
         return frozenset(drop)
 
     def describe(self, state: Hashable) -> Any:
         return thaw(state)
+
+    def blind(self, op: Operation) -> bool:
+        return op.f in (OpFunction.WRITE, OpFunction.DELETE)
 
 
 def _value_left_by(op: Operation) -> Hashable:

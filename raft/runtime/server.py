@@ -124,6 +124,10 @@ class ClientServer:
             return
         resp = await self.execute(req)
         self._reply(writer, resp)
+        # Backpressure: a client that does not read its answers stalls only its own
+        # handlers (at most INFLIGHT_PER_CONNECTION_MAX of them), not the node's memory.
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.drain()
         req_name = f"{req.client_id}:{req.seq}" if req.client_id else str(req.id)
         self._log_client(req.op, req_name, resp.status)
 
@@ -137,7 +141,11 @@ class ClientServer:
         try:
             if req.op in node.read_ops:
                 await asyncio.wait_for(node.read_barrier(), timeout_s)
-                result = node.machine.query(command)
+                try:
+                    result = node.machine.query(command)
+                except Exception as exc:  # a custom machine broke its contract
+                    error = f"state machine raised {type(exc).__name__}: {exc}"
+                    return Response(req.id, Status.ERROR, error=error)
             else:
                 if not node.is_leader():
                     return self._not_leader(req, node.state.leader)

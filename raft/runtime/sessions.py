@@ -91,19 +91,27 @@ class Applier:
 
     def _apply_one(self, index: int, client_id: str, seq: int, command: bytes) -> bytes:
         if not client_id:
-            return self.machine.apply(index, command)
+            return self._machine_apply(index, command)
         sess = self._sessions.get(client_id)
         if sess is not None and seq <= sess.seq:
             self.duplicates += 1
             if seq == sess.seq:
                 return sess.result
             return codec.error(f"seq {seq} of {client_id} is older than {sess.seq}")
-        result = self.machine.apply(index, command)
+        result = self._machine_apply(index, command)
         self._sessions[client_id] = _Session(seq, result, index)
         if len(self._sessions) > self._max:
             oldest = min(self._sessions.items(), key=lambda kv: (kv[1].index, kv[0]))[0]
             del self._sessions[oldest]
         return result
+
+    def _machine_apply(self, index: int, command: bytes) -> bytes:
+        """A machine must not raise (base.py); one that does gets an error result instead of
+        taking the node down. Replicas agree as long as the machine raises deterministically."""
+        try:
+            return self.machine.apply(index, command)
+        except Exception as exc:
+            return codec.error(f"state machine raised {type(exc).__name__}: {exc}")
 
     def session_seq(self, client_id: str) -> int:
         sess = self._sessions.get(client_id)

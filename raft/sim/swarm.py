@@ -39,6 +39,10 @@ class SwarmSummary:
     results: tuple[SimResult, ...]
     """Every seed's result, in seed order."""
     wall_s: float
+    leader_after_heal_ticks_max: float | None = None
+    """Slowest recovery over the seeds: ticks from the heal to the first leader."""
+    commit_after_heal_ticks_max: float | None = None
+    """Slowest recovery over the seeds: ticks from the heal to a committed proposal."""
 
     @property
     def violations(self) -> int:
@@ -87,4 +91,12 @@ def run_swarm(
         failures=tuple(r for r in results if not r.ok),
         results=tuple(results),
         wall_s=time.monotonic() - start,
+        leader_after_heal_ticks_max=max(
+            (r.leader_after_heal_ticks for r in results if r.leader_after_heal_ticks is not None),
+            default=None,
+        ),
+        commit_after_heal_ticks_max=max(
+            (r.commit_after_heal_ticks for r in results if r.commit_after_heal_ticks is not None),
+            default=None,
+        ),
     )

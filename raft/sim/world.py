@@ -12,6 +12,10 @@ Virtual time is an integer count of units, :data:`SUBTICKS` per tick. Each node 
 ``liveness_bound_ticks`` plus a margin before the end, every fault heals and the liveness
 monitor expects a leader and a committed proposal within the bound.
 
+With crash faults on, the world also aims crashes where Raft is fragile (right after a node
+grants a vote, wins an election or appends as leader), and a :data:`Script` can drive a
+targeted scenario (the tests replay the paper's Figure 8 this way).
+
 Driving a node (same order as the runtime, ``Ready``'s docstring): send ``messages``; persist
 the snapshot, entries and hard state to the node's :class:`SimDisk`, fsync when
 ``must_sync``; only then send ``persisted_messages``; apply ``committed_entries`` to the real

@@ -195,6 +195,7 @@ class DiskStorage:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         *,
         batch_interval_ms: float = 10.0,
+        commit_persist_interval_ms: float = 1000.0,
         cache_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -202,6 +203,7 @@ class DiskStorage:
         self.data_dir = os.fspath(data_dir)
         self.policy = FsyncPolicy.parse(fsync)
         self.batch_interval_ms = batch_interval_ms
+        self.commit_persist_interval_ms = commit_persist_interval_ms
         self._clock = clock
         self._closed = False
         wal_dir = os.path.join(self.data_dir, WAL_DIR)
@@ -244,7 +246,7 @@ class DiskStorage:
                 self._hs_file.write(self._hs, durable=self.policy is not FsyncPolicy.NEVER)
             self._hs_written = self._hs
             self._durable_index = self.last_index()
-            self._last_fsync = self._clock()
+            self._last_fsync = self._last_hs_write = self._clock()
             if self.policy is not FsyncPolicy.NEVER and removed:
                 fsync_dir(self.data_dir)
         except BaseException:
@@ -356,12 +358,7 @@ class DiskStorage:
         if hi > self.last_index() + 1:
             raise UnavailableError(f"index {hi - 1} is past the last index {self.last_index()}")
         if max_bytes is not None and lo < hi:
-            total = 0
-            for n, size in enumerate(self._wal.entry_sizes(lo, hi)):
-                total += size
-                if total > max_bytes and n > 0:
-                    hi = lo + n
-                    break
+            hi = self._wal.limit_by_bytes(lo, hi, max_bytes)
         return self._wal.read(lo, hi)
 
     def snapshot(self) -> Snapshot:
@@ -398,12 +395,17 @@ class DiskStorage:
         self._wal.append(entries, self.term(entries[0].index - 1))
 
     def sync(self) -> None:
-        """Make everything written so far durable, as the policy allows (see FsyncPolicy)."""
+        """Make everything written so far durable, as the policy allows (see FsyncPolicy).
+        A hard state whose term or vote changed is always written; one where only the commit
+        index moved is written at most every ``commit_persist_interval_ms`` (and on close):
+        the commit index is volatile state in Raft (Figure 2), persisted only so a restart
+        can apply sooner, and writing it on every Ready would triple the syncs per Ready."""
         self._check_open()
         if self.policy is FsyncPolicy.NEVER:
-            if self._hs != self._hs_written:
+            if self._hs_write_due():
                 self._hs_file.write(self._hs, durable=False)
                 self._hs_written = self._hs
+                self._last_hs_write = self._clock()
             return
         if self.policy is FsyncPolicy.BATCH:
             elapsed_ms = (self._clock() - self._last_fsync) * 1000.0
@@ -424,22 +426,33 @@ class DiskStorage:
         return True
 
     def pending_sync(self) -> bool:
-        """Whether something written is not yet durable."""
+        """Whether something written (entries, a term or a vote) is not yet durable."""
+        hs, written = self._hs, self._hs_written
         return (
             self._wal.dirty()
-            or self._hs != self._hs_written
+            or (hs.term, hs.vote) != (written.term, written.vote)
             or self._durable_index < self.last_index()
         )
 
-    def flush(self) -> None:
-        """fdatasync the WAL, then write the hard state if it changed; whatever the policy."""
+    def flush(self, *, include_commit: bool = False) -> None:
+        """fdatasync the WAL, then write the hard state if it is due (see :meth:`sync`;
+        ``include_commit`` writes a changed commit index regardless); whatever the policy."""
         self._check_open()
         self._wal.sync()
         self._durable_index = self.last_index()
         self._last_fsync = self._clock()
-        if self._hs != self._hs_written:
+        if self._hs_write_due(include_commit):
             self._hs_file.write(self._hs, durable=True)
             self._hs_written = self._hs
+            self._last_hs_write = self._clock()
+
+    def _hs_write_due(self, include_commit: bool = False) -> bool:
+        hs, written = self._hs, self._hs_written
+        if hs == written:
+            return False
+        if (hs.term, hs.vote) != (written.term, written.vote) or include_commit:
+            return True
+        return (self._clock() - self._last_hs_write) * 1000.0 >= self.commit_persist_interval_ms
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Install ``snap`` (a follower receiving it): the file is made durable first, then
@@ -494,7 +507,7 @@ class DiskStorage:
         if self._closed:
             return
         try:
-            self.flush()
+            self.flush(include_commit=True)
         finally:
             self._closed = True
             self._wal.close()

@@ -149,8 +149,9 @@ def _repair_locked(root: str, dry_run: bool) -> RepairReport:
         truncated = (scan.damage.path, scan.damage.offset)
 
     all_dropped = False
-    if scan.segments and (kept_first > snap_index + 1 or kept_last < snap_index):
-        # The valid prefix does not connect to the snapshot: none of it is usable.
+    if scan.segments and kept_first > snap_index + 1:
+        # The valid prefix starts after the snapshot ends: none of it is usable. (A log that
+        # ends before the snapshot is merely superseded; opening the storage drops it.)
         damage_text = damage_text or (
             f"log {kept_first}..{kept_last} does not connect to snapshot index {snap_index}"
         )
@@ -162,7 +163,7 @@ def _repair_locked(root: str, dry_run: bool) -> RepairReport:
         ]
         truncated = None
         all_dropped = True
-    if all_dropped or not scan.segments:
+    if all_dropped or not scan.segments or kept_last < snap_index:
         kept_first, kept_last = snap_index + 1, snap_index
     else:
         kept_first = max(kept_first, snap_index + 1)

@@ -452,14 +452,6 @@ class Wal:
     def segment_paths(self) -> list[str]:
         return [s.path for s in self._segments]
 
-    @property
-    def synced_end(self) -> tuple[int, int]:
-        """``(bytes written, bytes fsynced)`` of the active segment."""
-        if not self._segments:
-            return 0, 0
-        s = self._segments[-1]
-        return s.size, s.synced_size
-
     def term(self, index: int) -> int:
         return self._terms[index - self._base]
 
@@ -470,10 +462,18 @@ class Wal:
         return bool(self._segments) and self._segments[-1].synced_size < self._segments[-1].size
 
     # -- reads -------------------------------------------------------------------------
-    def entry_sizes(self, lo: int, hi: int) -> list[int]:
-        """``Entry.size_bytes()`` of entries ``[lo, hi)`` without reading them."""
-        overhead = HEADER_SIZE + _ENTRY_FIXED - 16
-        return [n - overhead for n in self._lengths[lo - self._base : hi - self._base]]
+    def limit_by_bytes(self, lo: int, hi: int, max_bytes: int) -> int:
+        """The end ``h <= hi`` such that entries ``[lo, h)`` have a total ``size_bytes()`` of
+        at most ``max_bytes``, but at least one entry (MemoryStorage's rule), computed from
+        the index without reading the entries; stops scanning as soon as the limit is hit."""
+        overhead = HEADER_SIZE + _ENTRY_FIXED - 16  # record length - Entry.size_bytes()
+        lengths = self._lengths
+        total = 0
+        for i in range(lo - self._base, hi - self._base):
+            total += lengths[i] - overhead
+            if total > max_bytes and i > lo - self._base:
+                return self._base + i
+        return hi
 
     def read(self, lo: int, hi: int) -> list[Entry]:
         """Entries ``[lo, hi)``; the caller checked the range. Verifies each record's CRC."""

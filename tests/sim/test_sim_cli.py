@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -42,9 +43,17 @@ def test_violation_exits_1_and_prints_replay(
     code = main(["sim", "--seeds", "4", "--jobs", "1", "--no-lincheck"])
     out, _ = capsys.readouterr()
     assert code == 1
-    assert "VIOLATION seed 0: log-matching" in out
+    m = re.search(r"VIOLATION seed (\d+): (log-matching|state-machine-safety) at n\d", out)
+    assert m is not None, out
     assert "last events:" in out
-    assert "replay: raftlab sim --seed 0 --nodes 5 --faults all --steps 300 --trace" in out
+    seed = m.group(1)
+    assert f"replay: raftlab sim --seed {seed} --nodes 5 --faults all --steps 300 --trace" in out
+    assert f"violations {out.count('VIOLATION seed')}" in out
+    # The printed command replays the same violation.
+    first_line = out[m.start() : out.index("\n", m.start())]
+    replay = ["sim", "--seed", seed, "--nodes", "5", "--faults", "all", "--steps", "300"]
+    assert main(replay) == 1
+    assert first_line in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -135,3 +135,38 @@ def test_reference_node_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert abs(offs["node_offset_s"]["n2"] - 8.0) < 0.005
     assert main(["analyze", str(tmp_path), "--reference", "n7", "--no-report"]) == 2
     assert "reference node 'n7' has no events" in capsys.readouterr().err
+
+
+def test_history_is_placed_on_the_reference_node_clock(tmp_path: Path) -> None:
+    from deploy.analysis import analyze
+
+    c = standard_run(tmp_path, writes=6, offsets={"n1": 2.0, "n2": 5.0, "n3": -3.0})
+    # Merged time is n1's clock (2 s fast): history time 0 is c.t0 + 2 s there. The nodes'
+    # client events say so; the nemesis log's ts is the controller's (true) clock.
+    a = analyze(tmp_path, check_linearizable=False)
+    assert a.run_start_method == "client events"
+    assert abs(a.run_start_ts - (c.t0 + 2.0)) < 0.005
+    for n in ("n1", "n2", "n3"):
+        p = tmp_path / "nodes" / n / "events.jsonl"
+        kept = [ln for ln in p.read_text().splitlines() if '"ev": "client"' not in ln]
+        p.write_text("\n".join(kept) + "\n")
+    a = analyze(tmp_path, check_linearizable=False)
+    assert a.run_start_method == "nemesis.jsonl ts"
+    assert abs(a.run_start_ts - c.t0) < 0.005
+
+
+def test_jepsen_edn_history_beside_the_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from raft.lincheck import formats
+
+    standard_run(tmp_path, writes=5)
+    hist = tmp_path / "history.jsonl"
+    events = formats.parse_jsonl(hist.read_text())
+    (tmp_path / "history.edn").write_text(formats.render(events, "jepsen-edn"))
+    hist.unlink()
+    assert main(["analyze", str(tmp_path), "--no-report", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["inputs"]["history"] == "history.edn"
+    assert res["verdicts"]["linearizability"] == "valid"
+    assert sum(res["counts"]["operations"].values()) == len(events) // 2

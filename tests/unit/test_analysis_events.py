@@ -131,3 +131,12 @@ def test_undecodable_bytes_are_a_reported_line_not_a_crash(tmp_path: Path) -> No
     logs = load_event_logs([f])
     assert [e.term for e in logs.events_by_node["n1"]] == [1, 2]
     assert [(p.source.line, p.reason[:8]) for p in logs.problems] == [(2, "not JSON")]
+
+
+def test_a_newer_format_version_is_read_with_a_warning(tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    f.write_text(_ev(ev="start", v=2) + "\n" + _ev() + "\n")
+    logs = load_event_logs([f])
+    assert logs.count() == 2
+    (p,) = logs.problems
+    assert p.source.line == 1 and "v2 is newer" in p.reason

@@ -173,3 +173,17 @@ def test_snapshot_install_sets_applied_base(tmp_path: Path) -> None:
     )
     n1.ev("apply", 1, entries=[[11, 1, "k", "r"]])
     assert _check(tmp_path).valid
+
+
+def test_replay_after_restart_with_a_different_result_is_flagged(tmp_path: Path) -> None:
+    n1 = _start(_Log(tmp_path, "n1")).ev(
+        "persist", 1, first=1, last=2, entries=[[1, 1, "a"], [2, 1, "b"]]
+    )
+    n1.ev("commit", 1, index=2, eterm=1).ev(
+        "apply", 1, entries=[[1, 1, "a", "r1"], [2, 1, "b", "r2"]]
+    )
+    _start(n1, 1, last=2).ev("commit", 1, index=2, eterm=1)
+    n1.ev("apply", 1, entries=[[1, 1, "a", "r1"], [2, 1, "b", "XX"]])  # non-deterministic replay
+    (v,) = _only(_check(tmp_path), Invariant.STATE_MACHINE_SAFETY)
+    assert (v.nodes, v.index) == (("n1",), 2)
+    assert "twice differently" in v.message and [s.line for s in v.sources] == [4, 7]

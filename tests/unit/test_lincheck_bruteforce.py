@@ -8,6 +8,7 @@ with ``info`` or never complete.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +22,7 @@ WRITE_VALUES = st.sampled_from([0, 1, 2])
 
 
 @st.composite
-def histories(draw: st.DrawFn, model: str) -> list[Op]:
+def histories(draw: st.DrawFn, model: str, info_weight: int = 1) -> list[Op]:
     fs = ["read", "write"]
     if model != "register":
         fs.append("cas")
@@ -48,7 +49,7 @@ def histories(draw: st.DrawFn, model: str) -> list[Op]:
             value = None
         start = clock[slot] + draw(st.integers(0, 4))
         end = start + draw(st.integers(0, 6))
-        status = draw(st.sampled_from(["ok", "ok", "ok", "info", "fail"]))
+        status = draw(st.sampled_from(["ok", "ok", "ok", "fail", *["info"] * info_weight]))
         open_end = status == "info" and draw(st.booleans())
         ops.append(Op(names[slot], f, value, start, None if open_end else end, status, key))
         clock[slot] = end + 1
@@ -67,7 +68,12 @@ def _agree(ops: list[Op], model: str) -> None:
         assert res.counterexample is not None
 
 
-COMMON = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# LINCHECK_EXAMPLES=4000 for a deeper local run (CI keeps the default).
+COMMON = settings(
+    max_examples=int(os.environ.get("LINCHECK_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @COMMON
@@ -86,3 +92,10 @@ def test_cas_register_agrees_with_brute_force(ops: list[Op]) -> None:
 @given(histories("kv"))
 def test_kv_agrees_with_brute_force(ops: list[Op]) -> None:
     _agree(ops, "kv")
+
+
+@COMMON
+@given(histories("cas-register", info_weight=4))
+def test_info_heavy_cas_register_agrees_with_brute_force(ops: list[Op]) -> None:
+    # Many crashed clients: exercises the info-op reductions (symmetry, dominance, blind).
+    _agree(ops, "cas-register")

@@ -128,3 +128,36 @@ def test_report_without_history_or_faults(tmp_path: Path) -> None:
     assert "No client history in this run." in page
     assert re.findall(r'<g class="lane" data-node="(n\d)">', page) == ["n1", "n2", "n3"]
     assert (tmp_path / "plots" / "latency.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_leader_segments_carry_the_term_they_were_won_in(tmp_path: Path) -> None:
+    # As the runtime logs it: the deposed leader sees the new term (a vote request) before
+    # it logs its step-down; its leader segment still belongs to term 1.
+    rows = [
+        {"ts": 10.0, "node": "n1", "term": 0, "ev": "start", "v": 1},
+        {"ts": 10.1, "node": "n1", "term": 1, "ev": "role", "role": "leader", "leader": "n1"},
+        {"ts": 12.0, "node": "n1", "term": 2, "ev": "vote", "candidate": "n2", "granted": True},
+        {"ts": 12.1, "node": "n1", "term": 2, "ev": "role", "role": "follower", "leader": ""},
+        {"ts": 13.0, "node": "n1", "term": 3, "ev": "role", "role": "leader", "leader": "n1"},
+        {"ts": 14.0, "node": "n1", "term": 3, "ev": "commit", "index": 1, "eterm": 3},
+    ]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    d = build_report_data(analyze(tmp_path, check_linearizable=False))
+    got = [(s.role, s.term, round(s.end - s.start, 3)) for s in d.segments]
+    assert got == [
+        ("follower", 0, 0.1),
+        ("leader", 1, 2.0),
+        ("follower", 2, 0.9),
+        ("leader", 3, 1.0),
+    ]
+
+
+def test_report_command_writes_elsewhere_with_out(tmp_path: Path) -> None:
+    from deploy.cli import main
+
+    standard_run(tmp_path / "run", writes=4, bug="diverge")
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 1
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert 'class="verdict overall v-invalid"' in page
+    assert (tmp_path / "out" / "plots" / "timeline.png").is_file()
+    assert not (tmp_path / "run" / "report.html").exists()

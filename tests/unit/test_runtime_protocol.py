@@ -3,8 +3,12 @@ was wrong, with the request id when it could be read."""
 
 from __future__ import annotations
 
+import contextlib
+
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raft.runtime.protocol import (
     BadRequestError,
@@ -50,3 +54,16 @@ def test_undecodable_bytes() -> None:
         decode_request(b"\xc1\xc1")
     with pytest.raises(BadRequestError, match="extension"):
         decode_request(msgpack.packb({"id": 1, "op": "put", "value": msgpack.ExtType(3, b"")}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1)),
+    )
+)
+def test_random_input_only_raises_bad_request(data: object) -> None:
+    raw = data if isinstance(data, bytes) else msgpack.packb(data)
+    with contextlib.suppress(BadRequestError):
+        decode_request(raw)

@@ -67,3 +67,16 @@ def test_malformed_entries_are_error_results() -> None:
     assert ap.apply(1, b"") == b""  # leader no-op
     for data in (b"\xc1", packb([9, "x"]), packb([1, 5, 1, b""]), packb([2, [["a", 1]]])):
         assert decode_result(ap.apply(2, data)).status is ResultStatus.ERROR
+
+
+class _Raises(KV):
+    def apply(self, index: int, command: bytes) -> bytes:
+        raise RuntimeError("boom")
+
+
+def test_a_raising_machine_gives_an_error_result() -> None:
+    ap = Applier(_Raises())
+    res = decode_result(ap.apply(1, encode_entry("c", 1, encode_command("put", "k", 1))))
+    assert res.status is ResultStatus.ERROR and "RuntimeError: boom" in res.error
+    # The error result is what the session remembers: a retry gets the same answer.
+    assert decode_result(ap.apply(2, encode_entry("c", 1, b""))).error == res.error

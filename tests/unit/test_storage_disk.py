@@ -269,3 +269,47 @@ def test_old_entries_are_read_back_and_verified(tmp_path: Path) -> None:
         s.entries(1, 10)
     assert info.value.path == path
     s.abandon()
+
+
+def test_is_a_log_storage_and_limits_by_bytes_like_memory_storage(tmp_path: Path) -> None:
+    from raft.core.storage import LogStorage, MemoryStorage
+
+    disk: LogStorage = DiskStorage(tmp_path / "n1", cache_entries=4)  # mypy checks the protocol
+    mem: LogStorage = MemoryStorage()
+    batch = [Entry(i, 1, bytes(i % 50)) for i in range(1, 41)]
+    for s in (disk, mem):
+        s.append(batch)
+    for max_bytes in (0, 1, 16, 17, 100, 500, 10_000):
+        for lo in (1, 20, 37, 40):
+            assert disk.entries(lo, 41, max_bytes) == mem.entries(lo, 41, max_bytes)
+    assert isinstance(disk, DiskStorage)
+    disk.close()
+
+
+def test_commit_only_changes_are_written_lazily(tmp_path: Path, calls: Calls) -> None:
+    now = [0.0]
+    s = DiskStorage(tmp_path / "n1", commit_persist_interval_ms=1000, clock=lambda: now[0])
+    s.append(ents(1, 10))
+    s.set_hard_state(HardState(term=1, vote="n1", commit=0))
+    s.sync()  # a new term and vote: written at once
+    calls.reset()
+    for commit in range(1, 6):
+        now[0] += 0.1
+        s.append(ents(10 + commit, 10 + commit))
+        s.set_hard_state(HardState(term=1, vote="n1", commit=commit))
+        s.sync()
+    assert calls.pwrite == 5 and calls.fdatasync == 5  # the entries only, no hard state
+    assert not s.pending_sync()
+    s.abandon()
+    with DiskStorage(tmp_path / "n1") as again:  # a crash loses only the volatile commit
+        assert again.hard_state == HardState(term=1, vote="n1", commit=0)
+        assert again.last_index() == 15
+        again.set_hard_state(HardState(term=1, vote="n1", commit=7))
+    with DiskStorage(tmp_path / "n1", commit_persist_interval_ms=1000, clock=lambda: now[0]) as s2:
+        assert s2.hard_state.commit == 7  # close() wrote it
+        s2.set_hard_state(HardState(term=1, vote="n1", commit=9))
+        now[0] += 1.5
+        s2.sync()  # the interval passed: written now
+        s2.abandon()
+    with DiskStorage(tmp_path / "n1") as again:
+        assert again.hard_state.commit == 9

@@ -18,6 +18,7 @@ from raft.core.types import ConfState, Entry, EntryType, HardState, Snapshot, Sn
 from raft.storage import DiskStorage, FsyncPolicy
 
 NODES = ("n1", "n2", "n3", "n4")
+COMMIT_EVERY_MS = 0.0  # every sync writes a changed hard state, as the model assumes
 
 
 class DiskMatchesMemory(RuleBasedStateMachine):
@@ -28,7 +29,12 @@ class DiskMatchesMemory(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="raft-model-")
-        self.disk = DiskStorage(self.dir, FsyncPolicy.ALWAYS, segment_bytes=400)
+        self.disk = DiskStorage(
+            self.dir,
+            FsyncPolicy.ALWAYS,
+            segment_bytes=400,
+            commit_persist_interval_ms=COMMIT_EVERY_MS,
+        )
         self.mem = MemoryStorage()
         self.synced_hs = HardState()
 
@@ -143,7 +149,12 @@ class DiskMatchesMemory(RuleBasedStateMachine):
         self._reopen()
 
     def _reopen(self) -> None:
-        self.disk = DiskStorage(self.dir, FsyncPolicy.ALWAYS, segment_bytes=400)
+        self.disk = DiskStorage(
+            self.dir,
+            FsyncPolicy.ALWAYS,
+            segment_bytes=400,
+            commit_persist_interval_ms=COMMIT_EVERY_MS,
+        )
         rep = self.disk.recovery
         assert rep.torn_tail is None, rep.summary()
         snap_index = self.mem.snapshot().meta.index

@@ -390,3 +390,10 @@ def test_recovery_report_is_loggable(data_dir: Path) -> None:
     assert f"log 1..{N - 1}" in line and "torn tail cut" in line and "first lost index 120" in line
     assert fields["last_index"] == N - 1
     assert isinstance(fields["torn_tail"], dict) and fields["torn_tail"]["path"].endswith(".wal")
+
+
+def test_repair_leaves_a_log_superseded_by_the_snapshot_alone(data_dir: Path) -> None:
+    with open_disk(data_dir) as s:
+        s._snaps.save(Snapshot(SnapshotMeta(index=N + 50, term=9), b"s"), durable=True)
+    rep = repair(data_dir, dry_run=True)
+    assert not rep.changed() and rep.kept == (N + 51, N + 50)

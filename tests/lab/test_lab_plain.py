@@ -1,0 +1,147 @@
+"""The local testbed end to end (plain style): up, site.yml twice (idempotent), testinfra,
+writes and reads through the deployed cluster, stop/start and collect via the playbooks,
+teardown, and a `down` that leaves nothing behind. Needs root; CI runs it as root."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from labkit import REPO, Lab, bring_up, lab_tmpdir, leftovers, raft_cli
+
+from deploy.testbed import Testbed, TestbedState
+from deploy.testbed.bed import node_pids
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(420)]
+
+PREFIX = "rlt"
+SUBNET = "10.79.0.0/24"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    tmp = lab_tmpdir("plain")
+    state = TestbedState(
+        prefix=PREFIX,
+        style="plain",
+        subnet=SUBNET,
+        inner_subnet="10.79.250.0/24",
+        hosts=3,
+        inventory_dir=str(tmp / "inventory"),
+    )
+    try:
+        lab = bring_up(tmp, state)
+        yield lab
+    finally:
+        Testbed(tmp / "state").down()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_up_is_idempotent_and_hosts_are_separate_machines(lab: Lab) -> None:
+    again = lab.bed.up(lab.bed.load())  # type: ignore[arg-type]
+    assert again == lab.plan
+    rows = lab.bed.status()
+    assert [r.name for r in rows] == ["h1", "h2", "h3"]
+    assert all(r.netns_exists and r.init_alive and r.sshd_up for r in rows), rows
+    out = subprocess.run(
+        [
+            "ssh",
+            "-F",
+            str(lab.inventory / "ssh_config"),
+            "h2",
+            "hostname; cat /proc/1/comm; ip -4 -o addr show dev eth0; findmnt -n -o TARGET /opt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split("\n")
+    assert out[0] == "h2"
+    assert out[1].startswith("python")  # hostinit is PID 1: its own process table
+    assert "10.79.0.12/24" in out[2]
+    assert out[3] == "/opt"  # a private /opt
+
+
+def test_site_deploys_a_cluster_and_a_second_run_changes_nothing(lab: Lab) -> None:
+    first = lab.playbook("site.yml")
+    first.assert_ok()
+    assert any(r["changed"] > 0 for r in first.recap().values())
+    second = lab.playbook("site.yml")
+    second.assert_ok()
+    assert {h: r["changed"] for h, r in second.recap().items()} == {h: 0 for h in second.recap()}, (
+        second.output[-4000:]
+    )
+
+
+def test_writes_and_reads_go_through_the_deployed_cluster(lab: Lab) -> None:
+    addrs = lab.client_addresses()
+    for i in range(3):
+        put = raft_cli("client", "--cluster", addrs, "put", f"lab-k{i}", f"v{i}")
+        assert put.returncode == 0, put.stderr
+    for i in range(3):
+        got = raft_cli("client", "--cluster", addrs, "get", f"lab-k{i}")
+        assert got.returncode == 0 and got.stdout.strip() == f"v{i}", got.stderr
+    st = raft_cli("status", "--cluster", addrs, "--json")
+    assert st.returncode == 0, st.stderr
+    roles = [row["role"] for row in json.loads(st.stdout).values()]
+    assert sorted(roles) == ["follower", "follower", "leader"]
+
+
+def test_testinfra_host_checks_pass(lab: Lab) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "tests" / "infra"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--hosts=ansible://raft_nodes",
+            f"--ansible-inventory={lab.inventory / 'hosts.yml'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
+def test_stop_and_start_playbooks_stop_and_start_the_nodes(lab: Lab) -> None:
+    lab.playbook("stop.yml").assert_ok()
+    assert all(node_pids(h.netns) == () for h in lab.plan.hosts)
+    status = lab.playbook("status.yml")
+    status.assert_ok()
+    assert "NOT ANSWERING" in status.output
+    lab.playbook("start.yml").assert_ok()
+    assert all(len(node_pids(h.netns)) == 1 for h in lab.plan.hosts)
+    # What was acknowledged before the restart is still there.
+    got = raft_cli("client", "--cluster", lab.client_addresses(), "get", "lab-k1")
+    assert got.returncode == 0 and got.stdout.strip() == "v1", got.stderr
+
+
+def test_collect_fetches_logs_into_the_run_directory(lab: Lab, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    lab.playbook("collect.yml", "-e", f"raft_node_collect_dir={run_dir}").assert_ok()
+    for h in lab.plan.hosts:
+        node = run_dir / "nodes" / h.name
+        events = (node / "events.jsonl").read_text().splitlines()
+        assert json.loads(events[0])["node"] == h.node_id
+        assert (node / "cluster.yml").is_file()
+        assert f"{h.node_id}/" in (node / "data-dir.txt").read_text()
+
+
+def test_teardown_then_down_leave_the_machine_as_it_was(lab: Lab) -> None:
+    lab.playbook("teardown.yml").assert_ok()
+    assert all(node_pids(h.netns) == () for h in lab.plan.hosts)
+    assert lab.bed.down() is True
+    assert leftovers(lab) == []
+    assert lab.bed.down() is False  # a second down has nothing to do

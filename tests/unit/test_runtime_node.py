@@ -1,0 +1,105 @@
+"""RaftNode in-process (a single-node cluster on loopback, real DiskStorage): writes, reads,
+at-most-once sessions, and the storage-failure path (no write acknowledged after the disk
+refused it, `storage_error` logged, further writes refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from raft.machines.codec import decode_result, encode_command
+from raft.runtime.config import ClusterConfig, NodeAddresses
+from raft.runtime.node import NodeUnavailableError, RaftNode
+from raft.runtime.transport import Address
+from raft.storage.errors import StorageIOError
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(tmp_path: Path) -> ClusterConfig:
+    a = NodeAddresses(
+        Address("127.0.0.1", _port()), Address("127.0.0.1", _port()), Address("127.0.0.1", _port())
+    )
+    return ClusterConfig(
+        cluster="unit",
+        nodes={"n1": a},
+        data_dir=str(tmp_path / "data"),
+        log_dir=str(tmp_path / "log"),
+        tick_ms=10,
+    )
+
+
+async def _leader(node: RaftNode) -> None:
+    for _ in range(500):
+        if node.is_leader():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("single node did not become leader")
+
+
+def test_write_read_and_session(tmp_path: Path) -> None:
+    async def main() -> None:
+        node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
+        await node.start()
+        try:
+            await _leader(node)
+            put = encode_command("put", "k", "v")
+            r1 = await asyncio.wait_for(node.propose("c", 1, put), 5)
+            assert decode_result(r1).status.value == "ok"
+            cas = encode_command("cas", "k", "w", "v")
+            first = await asyncio.wait_for(node.propose("c", 2, cas), 5)
+            again = await asyncio.wait_for(node.propose("c", 2, cas), 5)  # a retry
+            assert first == again and decode_result(first).status.value == "ok"
+            await asyncio.wait_for(node.read_barrier(), 5)
+            got = decode_result(node.machine.query(encode_command("get", "k")))
+            assert got.value == "w"
+            assert node.status()["applied"] >= 3 and node.status()["role"] == "leader"
+        finally:
+            await node.stop("test")
+
+    asyncio.run(main())
+
+
+def test_storage_failure_stops_writes_and_is_logged(tmp_path: Path) -> None:
+    async def main() -> None:
+        node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
+        await node.start()
+        try:
+            await _leader(node)
+            await asyncio.wait_for(node.propose("c", 1, encode_command("put", "k", 1)), 5)
+
+            def broken_sync() -> None:
+                raise StorageIOError("sync", str(tmp_path / "data"), OSError(errno.EIO, "EIO"))
+
+            node.storage.sync = broken_sync  # type: ignore[method-assign]
+            with pytest.raises(NodeUnavailableError) as info:
+                await asyncio.wait_for(node.propose("c", 2, encode_command("put", "k", 2)), 5)
+            assert info.value.definite is False  # its entry may have reached peers
+            assert node.status()["storage_failed"].startswith("StorageIOError")
+            assert not node.is_leader()
+            with pytest.raises(NodeUnavailableError) as refused:
+                await node.propose("c", 3, encode_command("put", "k", 3))
+            assert refused.value.definite is True
+            with pytest.raises(NodeUnavailableError):
+                await node.read_barrier()
+        finally:
+            await node.stop("test")
+        lines = [
+            json.loads(x) for x in (tmp_path / "log" / "events.jsonl").read_text().splitlines()
+        ]
+        errors = [e for e in lines if e["ev"] == "storage_error"]
+        assert len(errors) == 1 and "EIO" in errors[0]["what"]
+        # Nothing after the failure was reported applied.
+        applied = [row[0] for e in lines if e["ev"] == "apply" for row in e["entries"]]
+        assert applied == sorted(applied) and lines[-1]["ev"] == "stop"
+
+    asyncio.run(main())
