@@ -154,11 +154,12 @@ def render(runs: list[Run], total_s: float) -> str:
         "",
         "An info write that never took effect stays available for the rest of the history, "
         "and with few distinct values it can explain many later reads: the configurations "
-        "to rule out grow exponentially with the number of such pending writes (the same "
-        "limit as Knossos). The checker's reductions (drop info ops nobody observes after "
-        "their invocation, interchangeable info ops in invocation order, dominance in the "
-        "memo, no info op right before a blind write) push it back but do not remove it. "
-        "`unknown` = the budget ran out (exit 2 from `raftlab check`).",
+        "to rule out grow exponentially with the number of such pending writes in the worst "
+        "case (the same limit as Knossos). The checker's reductions (drop info ops nobody "
+        "observes after their invocation, interchangeable info ops in invocation order, "
+        "dominance in the memo, no info op right before a blind write, rounds with a "
+        "growing budget of info ops) push it back but do not remove it. `unknown` = the "
+        "budget ran out (exit 2 from `raftlab check`).",
         "",
         *_table(runs, "refute-info", "cas-register"),
     ]

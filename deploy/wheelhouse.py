@@ -48,16 +48,21 @@ class WheelhouseResult:
     bundle: str
 
 
-def source_digest(project: Path) -> str:
-    """A hash of every file the project wheel is built from (caches and bytecode excluded)."""
-    h = hashlib.sha256()
+def source_files(project: Path) -> list[Path]:
+    """Every file the project wheel is built from (caches and bytecode left out), sorted."""
     files: set[Path] = set()
     for pattern in SOURCE_PATTERNS:
         files.update(p for p in project.glob(pattern) if p.is_file())
-    for p in sorted(files):
+    return sorted(
+        p for p in files if "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
+
+
+def source_digest(project: Path) -> str:
+    """A hash of the sources (names and contents): equal digests build equal wheels."""
+    h = hashlib.sha256()
+    for p in source_files(project):
         rel = p.relative_to(project).as_posix()
-        if "__pycache__" in rel or rel.endswith((".pyc", ".pyo")):
-            continue
         h.update(rel.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -136,8 +141,15 @@ def build(project: Path, dest: Path, download_args: Sequence[str] = ()) -> Wheel
         target = wheels[-1]
     else:
         with tempfile.TemporaryDirectory(prefix="raftlab-wheel-") as tmp:
-            _pip(["wheel", "--no-deps", "--wheel-dir", tmp, str(project)])
-            built = next(Path(tmp).glob("*.whl"))
+            # Build from a clean copy of the sources: no stale build/ of an earlier build can
+            # slip deleted modules into the wheel, and the source tree stays untouched.
+            src = Path(tmp) / "src"
+            for f in source_files(project):
+                (src / f.parent.relative_to(project)).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, src / f.relative_to(project))
+            out = Path(tmp) / "out"
+            _pip(["wheel", "--no-deps", "--wheel-dir", str(out), str(src)])
+            built = next(out.glob("*.whl"))
             target = dest / built.name
             if not target.exists() or _record(target) != _record(built):
                 for old in dest.glob(f"{built.name.split('-', 1)[0]}-*.whl"):

@@ -82,10 +82,11 @@ if raftlab analyze --help >/dev/null 2>&1; then
   step "analyze"
   rc=0
   raftlab analyze "$run_dir" || rc=$?
-  if raftlab report --help >/dev/null 2>&1; then
+  # analyze renders the report too; render it apart only when it did not.
+  if [ ! -f "$run_dir/report.html" ] && raftlab report --help >/dev/null 2>&1; then
     raftlab report "$run_dir" || true
   fi
-  [ -f "$run_dir/report.html" ] && echo "report: $run_dir/report.html"
+  [ -f "$run_dir/report.html" ] && echo "lab report: $run_dir/report.html"
   echo "analysis exit status: $rc (0 valid, 1 invalid, 2 unknown)"
   exit "$rc"
 fi

@@ -90,7 +90,7 @@ class _LeaderKiller:
                 return
             except TimeoutError:
                 pass
-            leader = await asyncio.to_thread(self.lc.leader)
+            leader = await self._find_leader(stop)
             if leader is None:
                 continue
             await asyncio.to_thread(self.lc.stop_node, leader, signal.SIGKILL)
@@ -100,6 +100,15 @@ class _LeaderKiller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.down_s)
             await asyncio.to_thread(self._restart, leader)
+
+    async def _find_leader(self, stop: asyncio.Event, tries: int = 20) -> str | None:
+        """The current leader, polling a little while an election is under way."""
+        for _ in range(tries):
+            leader = await asyncio.to_thread(self.lc.leader)
+            if leader is not None or stop.is_set():
+                return leader
+            await asyncio.sleep(0.1)
+        return None
 
     def _restart(self, node: str) -> None:
         if node in self.down:

@@ -22,7 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deploy.errors import LabError
-from deploy.testbed.inventory import InventoryFiles, public_key_text, write_inventory
+from deploy.testbed.inventory import (
+    CONTROL_PATH,
+    InventoryFiles,
+    public_key_text,
+    write_inventory,
+)
 from deploy.testbed.plan import (
     HostPlan,
     TestbedPlan,
@@ -214,9 +219,11 @@ class Testbed:
                 )
         routes = parse_routes(json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"])))
         own = [plan.bridge, *(h.veth for h in plan.hosts)]
-        check_subnet_free(plan.subnet, routes, own)
         if plan.inner_subnet is not None:
+            # Our own "unreachable" route for the hosts' private network (see _make_gateway).
+            routes = [r for r in routes if not (r.dev == "" and r.network == plan.inner_subnet)]
             check_subnet_free(plan.inner_subnet, routes, own)
+        check_subnet_free(plan.subnet, routes, own)
         st = self.load()
         if st is not None and not st.same_parameters(wanted):
             raise TestbedConflictError(
@@ -348,6 +355,9 @@ class Testbed:
         if cidr not in _run([*ipg, "-4", "-o", "addr", "show", "dev", gw.inner_bridge]):
             _run([*ipg, "addr", "add", cidr, "dev", gw.inner_bridge])
         _run([*ipg, "link", "set", gw.inner_bridge, "up"])
+        # As in a GEE slice, the hosts' private addresses are unreachable from the controller;
+        # this route also keeps anything sent there from leaving by the default route.
+        _run(["ip", "route", "replace", "unreachable", str(plan.inner_subnet)])
         nsx = ["ip", "netns", "exec", gw.netns]
         _run([*nsx, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
         ch = gw.nat_chain
@@ -519,6 +529,7 @@ class Testbed:
             return False
         require_root_and_tools()
         plan = st.plan()
+        self._close_shared_ssh(plan)
         self._stop_hosts(list(st.processes.values()))
         for ns in plan.namespaces:
             self._kill_netns_processes(ns)
@@ -529,6 +540,10 @@ class Testbed:
         ):
             if _ok(["ip", "link", "show", "dev", link]):
                 _run(["ip", "link", "del", link])
+        if plan.inner_subnet is not None:
+            inner = str(plan.inner_subnet)
+            if "unreachable" in _run(["ip", "route", "show", inner], check=False):
+                _run(["ip", "route", "del", "unreachable", inner])
         ch = plan.forward_chain
         for _ in range(16):  # every jump we may have inserted, bounded
             if not _ok(["iptables", "-w", "-D", "FORWARD", "-j", ch]):
@@ -566,6 +581,34 @@ class Testbed:
             if stat.rsplit(")", 1)[1].split()[0] == "Z":
                 return False
         return True
+
+    @staticmethod
+    def _close_shared_ssh(plan: TestbedPlan) -> None:
+        """Ask ssh's shared-connection masters (ControlPersist) for our hosts to exit: once
+        the hosts are gone they would hang, and a new testbed at the same addresses would
+        inherit them."""
+        targets = [(str(h.ssh_host), h.ssh_port) for h in plan.hosts]
+        if plan.gateway is not None:
+            targets.append((str(plan.gateway.outer_address), 22))
+        for host, port in targets:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                subprocess.run(
+                    [
+                        "ssh",
+                        "-O",
+                        "exit",
+                        "-o",
+                        f"ControlPath={CONTROL_PATH}",
+                        "-p",
+                        str(port),
+                        "-l",
+                        "root",
+                        host,
+                    ],
+                    capture_output=True,
+                    timeout=5,
+                    check=False,
+                )
 
     def _stop_hosts(self, procs: list[HostProcess]) -> None:
         """SIGTERM every host's PID 1 at once (each stops its processes, bounded), then wait;

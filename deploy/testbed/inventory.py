@@ -17,6 +17,8 @@ import yaml
 from deploy.testbed.plan import HostPlan, TestbedPlan, TestbedStyle
 
 GROUP = "raft_nodes"
+#: Where ssh keeps the shared connections to testbed hosts (``down`` closes them).
+CONTROL_PATH = "/tmp/.raftlab-ssh-%C"
 GATEWAY_GROUP = "gateways"
 KEY_NAME = "id_ed25519"
 
@@ -110,7 +112,7 @@ def render_group_vars(plan: TestbedPlan, files: InventoryFiles) -> str:
             "-o IdentitiesOnly=yes -o ConnectTimeout=10 "
             # Shared connections: testinfra (which has no ControlPath of its own) runs many
             # short commands per host; Ansible's own ControlPath comes first and wins.
-            "-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=/tmp/.raftlab-ssh-%C"
+            f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={CONTROL_PATH}"
         ),
         "raft_testbed_style": plan.style.value,
         "raft_testbed_prefix": plan.prefix,

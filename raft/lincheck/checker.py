@@ -1,33 +1,34 @@
 """Linearizability checking: the Wing-Gong / Lowe search with Porcupine's memoisation.
 
 The algorithm (Wing & Gong 1993, with Lowe's 2017 memoisation, as implemented in Porcupine):
-the invocations ("calls") and completions ("returns") of all operations are put in one doubly
-linked list ordered by time. A depth-first search walks the list from its head; at a call it
-tries to linearize that operation now (the model must accept it and the pair
-``(linearized set, state)`` must be new), and if so removes the call and its return from the
-list (dancing links) and restarts from the head. Reaching a return means the operation it
-belongs to had to take effect already: the search backtracks by undoing the most recent
-linearization and trying the next candidate. An empty list means every operation was
-linearized.
+the invocations ("calls") and completions ("returns") of the completed operations are put in
+one doubly linked list ordered by time. A depth-first search walks the list from its head; at
+a call it tries to linearize that operation now (the model must accept it and the
+configuration (linearized set, state) must be new), and if so removes the call and its return
+from the list (dancing links) and restarts from the head. Reaching a return means the
+operation it belongs to had to take effect already: the search then tries the ``info``
+operations invoked by that time, and after them backtracks by undoing the most recent
+linearization and trying the next candidate. An empty list means every completed operation
+was linearized; the ``info`` operations left over never took effect.
 
 Guarantees and conventions:
 
 - Operations are ordered by real time only: A precedes B iff A's completion time is strictly
   before B's invocation time. Equal times count as concurrent (calls sort before returns).
-- ``fail`` operations did not happen and are dropped. ``info`` operations may take effect at
-  any time after their invocation, or never: their return is at +inf, and reaching the first
-  such return means every completed operation was linearized, so the history is linearizable
-  with the remaining ``info`` operations omitted.
+- ``fail`` operations did not happen and are dropped. ``info`` operations (and invocations
+  that never completed) may take effect once at any time after their invocation, or never.
 - The linearized set is two ``int`` bitsets: completed operations, stored relative to the
   oldest one not yet linearized (all older ones are), so memo keys stay as small as the
   concurrency window instead of growing with the history; and ``info`` operations.
 - Memoisation with dominance: a configuration is skipped when one with the same completed
   set and state, and a subset of its ``info`` operations linearized, was already explored
   (info operations are optional, so the explored one could do everything this one can).
-  Without this, each pending ``info`` operation doubles the configurations to refute.
+- Info operations with the same ``f`` and value are tried in invocation order only
+  (interchangeable), and never right before a blind operation (a write: the info op's effect
+  would be lost, so leaving it out is equivalent).
 - Independent parts (keys of ``kv``) are checked one by one (P-compositionality).
 - The search stops at ``timeout_s`` (checked every few thousand steps and at the start) with
-  ``Verdict.UNKNOWN``.
+  ``Verdict.UNKNOWN``; it never answers wrongly for lack of time.
 - A counterexample is the deepest point the search reached: the longest linearizable prefix,
   the state after it, the operations that could have come next (none leads to a complete
   linearization), and the operation whose completion closes that window.
@@ -110,6 +111,16 @@ class _PartitionOutcome:
     verdict: Verdict
     states: int
     counterexample: dict[str, Any] | None = field(default=None)
+    budget_cut: bool = False
+    """Some info op was not tried because the round's budget of info ops was spent."""
+
+
+class _StepLimit(Exception):
+    """The first, unbounded pass took too many steps; ``states`` were explored by then."""
+
+    def __init__(self, states: int) -> None:
+        super().__init__(states)
+        self.states = states
 
 
 class _Timeout(Exception):
@@ -161,7 +172,7 @@ def check_operations(
         dropped += len(part_ops) - len(kept)
         searched += len(kept)
         try:
-            outcome = _check_partition(m, key, kept, deadline, clock)
+            outcome = _search_partition(m, key, kept, deadline, clock)
         except _Timeout as timeout:
             return CheckResult(
                 Verdict.UNKNOWN,
@@ -199,14 +210,66 @@ def check_operations(
     )
 
 
+_FIRST_PASS_STEPS_PER_OP = 200
+_FIRST_PASS_STEPS_MIN = 1_000_000
+
+
+def _search_partition(
+    model: Model,
+    key: Hashable,
+    ops: Sequence[Operation],
+    deadline: float,
+    clock: Callable[[], float],
+) -> _PartitionOutcome:
+    """Decide one partition: a plain search first, then, if info ops make it long, rounds
+    with a growing budget of info ops.
+
+    Why rounds: the depth-first search may first reach a configuration having spent more
+    info ops than another path needs; dominance cannot prune those, and with many pending
+    info ops they multiply. Round ``b`` allows at most ``b`` info ops and keeps its memo for
+    the next rounds, where a configuration is pruned if an explored one with a subset of its
+    info ops failed with at least as many info ops left to spend. So each round mostly
+    re-explores configurations that use the fewest info ops. A round that finds a
+    linearization, or that never had to refuse an info op for budget, is the answer.
+    """
+    has_info = any(op.complete_time is None for op in ops)
+    if not has_info:
+        return _check_partition(model, key, ops, deadline, clock)
+    limit = _FIRST_PASS_STEPS_PER_OP * len(ops) + _FIRST_PASS_STEPS_MIN
+    try:
+        return _check_partition(model, key, ops, deadline, clock, max_steps=limit)
+    except _StepLimit as first:
+        states = first.states
+    cache: dict[tuple[int, Hashable], Any] = {}
+    budget = 0
+    while True:
+        try:
+            out = _check_partition(model, key, ops, deadline, clock, budget=budget, cache=cache)
+        except _Timeout as timeout:
+            raise _Timeout(states + timeout.states) from None
+        states += out.states
+        if out.verdict is Verdict.LINEARIZABLE or not out.budget_cut:
+            return _PartitionOutcome(out.verdict, states, out.counterexample)
+        budget += 1
+
+
 def _check_partition(
     model: Model,
     key: Hashable,
     part_ops: Sequence[Operation],
     deadline: float,
     clock: Callable[[], float],
+    *,
+    budget: int | None = None,
+    cache: dict[tuple[int, Hashable], Any] | None = None,
+    max_steps: int | None = None,
 ) -> _PartitionOutcome:
-    """WGL search over one independent sub-history; raises _Timeout past ``deadline``.
+    """WGL search over one independent sub-history; raises _Timeout past ``deadline`` and
+    _StepLimit past ``max_steps``.
+
+    With ``budget``, at most that many info ops are linearized, and ``cache`` (shared by the
+    rounds of :func:`_search_partition`) holds ``(info bitset, allowance)`` pairs: the
+    configuration was explored and failed using at most ``allowance`` more info ops.
 
     Ops are numbered ``i`` in invocation order. Completed ops live in the main list: call
     node ``i``, return node ``n + i``, head ``2n``. Info ops have no return and live in a
@@ -277,11 +340,14 @@ def _check_partition(
     base = 0  # every completed op with slot < base is linearized
     rel = 0  # bit j set <=> the completed op with slot base + j is linearized
     info = 0  # bit j set <=> the info op with slot j is linearized
-    # Memo: (base, rel, state, last op was info) -> info bitsets already explored with it. A
-    # configuration is
-    # pruned when an explored one has the same completed set and state and a subset of its
-    # info ops linearized: that one could do everything this one can (info ops are optional).
-    cache: dict[tuple[int, Hashable], int | list[int]] = {}
+    # Memo: ((rel, base, last op was info) packed in an int, state) -> the info bitset(s)
+    # already explored with it. A configuration is pruned when an explored one has the same
+    # key and a subset of its info ops linearized: that one could do everything this one can
+    # (info ops are optional). "Last op was info" is part of the key because it forbids a
+    # blind op next. Slots fit in 32 bits (partitions of < 2**32 completed ops).
+    if cache is None:
+        cache = {}
+    budget_cut = False
     explored = 0
     # The linearization so far, as an immutable cons list so the deepest one can be kept
     # without copying: (op, state before, base, rel, info before, first return when an info
@@ -297,6 +363,8 @@ def _check_partition(
     while True:
         if not steps & (_CLOCK_EVERY_STEPS - 1) and clock() >= deadline:
             raise _Timeout(explored)
+        if max_steps is not None and steps > max_steps:
+            raise _StepLimit(explored)
         steps += 1
         if scanning_main:
             if entry == -1:  # every completed op is linearized; the rest are info: omit them
@@ -343,6 +411,10 @@ def _check_partition(
             if rank[entry] != class_done[klass[entry]]:
                 entry = inxt[entry]
                 continue
+            if budget is not None and info.bit_count() >= budget:
+                budget_cut = True
+                entry = inxt[entry]
+                continue
             candidate = entry
         after_info = stack is not None and is_info[stack[0]]
         if after_info and blind[candidate]:
@@ -365,7 +437,18 @@ def _check_partition(
             memo_key = (packed, new_state)
             seen = cache.get(memo_key)
             fresh = True
-            if seen is None:
+            if budget is not None:
+                allowance = budget - new_info.bit_count()
+                if seen is None:
+                    cache[memo_key] = [(new_info, allowance)]
+                else:
+                    for m, r in seen:
+                        if r >= allowance and m | new_info == new_info:
+                            fresh = False
+                            break
+                    if fresh:
+                        seen.append((new_info, allowance))
+            elif seen is None:
                 cache[memo_key] = new_info  # one info bitset, or a list of them
             elif isinstance(seen, int):
                 if seen | new_info == new_info:
@@ -406,7 +489,10 @@ def _check_partition(
         entry = nxt[entry] if scanning_main else inxt[entry]
     assert best is not None
     return _PartitionOutcome(
-        Verdict.NOT_LINEARIZABLE, explored, _counterexample(model, key, ops, best)
+        Verdict.NOT_LINEARIZABLE,
+        explored,
+        _counterexample(model, key, ops, best),
+        budget_cut=budget_cut,
     )
 
 

@@ -230,6 +230,10 @@ _CHAR_NAMES = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "form
 _CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}"}
 
 
+class _BadTokenError(ValueError):
+    """A token that is not valid EDN; the reader adds the line."""
+
+
 class _Lines:
     """Maps text offsets to 1-based line numbers."""
 
@@ -303,12 +307,15 @@ def _read_forms(text: str) -> list[tuple[int, Any, list[int] | None]]:
             children: list[int] | None = frame.starts
         else:
             children = None
-            if kind == "str":
-                value = _unescape(tok[1:-1]) if "\\" in tok else tok[1:-1]
-            elif kind == "char":
-                value = _char(tok[1:])
-            else:
-                value = _atom(tok)
+            try:
+                if kind == "str":
+                    value = _unescape(tok[1:-1]) if "\\" in tok else tok[1:-1]
+                elif kind == "char":
+                    value = _char(tok[1:])
+                else:
+                    value = _atom(tok)
+            except _BadTokenError as exc:
+                raise HistoryParseError(lines.at(start), str(exc)) from None
         if stack:
             frame = stack[-1]
             if frame.discards:
@@ -319,7 +326,9 @@ def _read_forms(text: str) -> list[tuple[int, Any, list[int] | None]]:
         elif top_discards:
             top_discards -= 1
         else:
-            child_lines = None if children is None else [lines.at(p) for p in children]
+            child_lines = None
+            if children is not None and isinstance(value, list):  # a history vector
+                child_lines = [lines.at(p) for p in children]
             out.append((lines.at(start), value, child_lines))
     if stack:
         frame = stack[-1]
@@ -349,7 +358,7 @@ def _collection(frame: _Frame, lines: _Lines) -> Any:
     return frame.items
 
 
-def _char(name: str, line: int) -> str:
+def _char(name: str) -> str:
     if len(name) == 1:
         return name
     if name in _CHAR_NAMES:
@@ -359,10 +368,10 @@ def _char(name: str, line: int) -> str:
             return chr(int(name[1:], 16))
         except ValueError:
             pass
-    raise HistoryParseError(line, f"bad character literal \\{name}")
+    raise _BadTokenError(f"bad character literal \\{name}")
 
 
-def _unescape(body: str, line: int) -> str:
+def _unescape(body: str) -> str:
     if "\\" not in body:
         return body
     out = []
@@ -381,14 +390,14 @@ def _unescape(body: str, line: int) -> str:
             try:
                 out.append(chr(int(body[i + 2 : i + 6], 16)))
             except ValueError:
-                raise HistoryParseError(line, "bad \\u escape in string") from None
+                raise _BadTokenError("bad \\u escape in string") from None
             i += 6
         else:
-            raise HistoryParseError(line, f"bad escape \\{e} in string")
+            raise _BadTokenError(f"bad escape \\{e} in string")
     return "".join(out)
 
 
-def _atom(tok: str, line: int) -> Any:
+def _atom(tok: str) -> Any:
     if tok == "nil":
         return None
     if tok == "true":
@@ -398,14 +407,14 @@ def _atom(tok: str, line: int) -> Any:
     c = tok[0]
     if c == ":":
         if len(tok) == 1:
-            raise HistoryParseError(line, "empty keyword")
+            raise _BadTokenError("empty keyword")
         return Keyword(tok[1:])
     if c.isdigit() or (len(tok) > 1 and c in "+-" and tok[1].isdigit()):
         if _INT.fullmatch(tok):
             return int(tok.rstrip("N"))
         if _FLOAT.fullmatch(tok):
             return float(tok.rstrip("M"))
-        raise HistoryParseError(line, f"unsupported number {tok!r}")
+        raise _BadTokenError(f"unsupported number {tok!r}")
     return Symbol(tok)
 
 

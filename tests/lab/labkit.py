@@ -153,6 +153,10 @@ def leftovers(lab: Lab) -> list[str]:
             continue
         if state_dir in cmdline and int(pid) != os.getpid():
             found.append(f"process {pid}: {cmdline[:120]}")
+    if lab.plan.inner_subnet is not None:
+        inner = str(lab.plan.inner_subnet)
+        routes = subprocess.run(["ip", "route", "show", inner], capture_output=True, text=True)
+        found += [f"route {ln}" for ln in routes.stdout.splitlines() if ln.strip()]
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {ln}" for ln in mounts.splitlines() if state_dir in ln or f"/{prefix}-" in ln]
     found += [f"state dir {state_dir}"] if lab.bed.state_dir.exists() else []

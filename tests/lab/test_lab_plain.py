@@ -65,6 +65,24 @@ def test_up_is_idempotent_and_hosts_are_separate_machines(lab: Lab) -> None:
     assert out[1].startswith("python")  # hostinit is PID 1: its own process table
     assert "10.79.0.12/24" in out[2]
     assert out[3] == "/opt"  # a private /opt
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, deploy.cli; sys.exit(deploy.cli.main())",
+            "testbed",
+            "--state-dir",
+            str(lab.bed.state_dir),
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "rlt-h3" in cli.stdout and "DOWN" not in cli.stdout
 
 
 def test_site_deploys_a_cluster_and_a_second_run_changes_nothing(lab: Lab) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lincheck_brute import Op, brute_force_linearizable, history
 
-from raft.lincheck import Verdict, check_history
+from raft.lincheck import Verdict, check_history, checker
 
 VALUES = st.sampled_from([None, 0, 1, 2])
 WRITE_VALUES = st.sampled_from([0, 1, 2])
@@ -99,3 +100,25 @@ def test_kv_agrees_with_brute_force(ops: list[Op]) -> None:
 def test_info_heavy_cas_register_agrees_with_brute_force(ops: list[Op]) -> None:
     # Many crashed clients: exercises the info-op reductions (symmetry, dominance, blind).
     _agree(ops, "cas-register")
+
+
+@COMMON
+@given(histories("cas-register", info_weight=4))
+def test_budget_rounds_agree_with_brute_force(ops: list[Op]) -> None:
+    # Skip the plain first pass so the rounds with a growing info budget (used on long
+    # histories with many info ops) decide every history here.
+    with (
+        mock.patch.object(checker, "_FIRST_PASS_STEPS_PER_OP", 0),
+        mock.patch.object(checker, "_FIRST_PASS_STEPS_MIN", 0),
+    ):
+        _agree(ops, "cas-register")
+
+
+@COMMON
+@given(histories("kv", info_weight=3))
+def test_budget_rounds_agree_with_brute_force_on_kv(ops: list[Op]) -> None:
+    with (
+        mock.patch.object(checker, "_FIRST_PASS_STEPS_PER_OP", 0),
+        mock.patch.object(checker, "_FIRST_PASS_STEPS_MIN", 0),
+    ):
+        _agree(ops, "kv")
