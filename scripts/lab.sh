@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `make lab`: bring up the local testbed (5 hosts, reused when already up), deploy the
-# cluster with Ansible, write and read a few keys through it, show its status, collect the
-# node logs into runs/lab/<timestamp>/ and, when the analysis commands exist, analyse them
-# and render the report. Needs root (network namespaces). Re-running is safe.
+# `make lab`: the main job. Bring up the local testbed (5 hosts, reused when already up),
+# deploy the cluster with Ansible, write and read a few keys, run an experiment (concurrent
+# clients for LAB_SECONDS while the leader is killed every LAB_KILL_EVERY seconds), collect
+# the node logs into runs/lab/<timestamp>/, then check the Raft invariants and the history's
+# linearizability and render report.html. Needs root (network namespaces). Re-running is safe.
 #
-# Environment: LAB_HOSTS (default 5), LAB_STYLE (plain|gee, default plain),
-# LAB_SUBNET (default: the testbed's), KEEP=1 is implied (the testbed stays up; remove it
-# with `raftlab testbed down`).
+# Environment: LAB_HOSTS (default 5), LAB_STYLE (plain|gee, default plain), LAB_SUBNET
+# (default: the testbed's), LAB_SECONDS (30), LAB_CLIENTS (8), LAB_KILL_EVERY (8),
+# LAB_DOWN_FOR (3). The testbed stays up afterwards; remove it with `raftlab testbed down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${LAB_HOSTS:-5}
@@ -67,12 +68,24 @@ for i in 1 2 3; do
   echo "lab-$i = $got"
 done
 
+run_dir="runs/lab/$stamp"
+mkdir -p "$run_dir"
+# The experiment: concurrent clients for LAB_SECONDS while the leader is killed (SIGKILL,
+# over SSH) every LAB_KILL_EVERY seconds and restarted LAB_DOWN_FOR seconds later. The
+# history and the fault log land in the run directory. In the GEE style the controller can
+# reach only the gateway, so the workload step is left out there.
+if [ "$STYLE" != gee ]; then
+  step "experiment: ${LAB_SECONDS:-30} s of clients, leader killed every ${LAB_KILL_EVERY:-8} s"
+  raftlab workload --inventory "$INV" --model kv --clients "${LAB_CLIENTS:-8}" \
+    --ops 100000 --duration "${LAB_SECONDS:-30}" \
+    --kill-leader-every "${LAB_KILL_EVERY:-8}" --down-for "${LAB_DOWN_FOR:-3}" \
+    --out "$run_dir/history.jsonl"
+fi
+
 step "status"
 raft_cmd status --cluster "$cluster"
 
 step "collect: node logs"
-run_dir="runs/lab/$stamp"
-mkdir -p "$run_dir"
 cp -r "$INV/hosts.yml" "$run_dir/inventory.yml"
 ansible-playbook -i "$INV" playbooks/collect.yml -e "raft_node_collect_dir=$PWD/$run_dir"
 ln -sfn "lab/$stamp" runs/latest
