@@ -146,6 +146,58 @@ def test_stop_and_start_playbooks_stop_and_start_the_nodes(lab: Lab) -> None:
     assert got.returncode == 0 and got.stdout.strip() == "v1", got.stderr
 
 
+def test_experiment_with_leader_kills_over_ssh_is_valid(lab: Lab, tmp_path: Path) -> None:
+    """The main job's experiment on deployed hosts: clients run while the nemesis kills the
+    leader over SSH and restarts it; the collected logs and the history then check valid."""
+    run_dir = tmp_path / "run"
+    raftlab = [sys.executable, "-c", "import sys, deploy.cli; sys.exit(deploy.cli.main())"]
+    workload = subprocess.run(
+        [
+            *raftlab,
+            "workload",
+            "--inventory",
+            str(lab.inventory),
+            "--clients",
+            "4",
+            "--ops",
+            "50000",
+            "--duration",
+            "10",
+            "--kill-leader-every",
+            "3",
+            "--down-for",
+            "1.5",
+            "--out",
+            str(run_dir / "history.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
+    assert workload.returncode == 0, workload.stdout + workload.stderr
+    assert json.loads(workload.stdout)["leader_kills"] >= 1
+    faults = [json.loads(x) for x in (run_dir / "nemesis.jsonl").read_text().splitlines()]
+    assert {f["action"] for f in faults} == {"start", "stop"}
+    # Every killed node was restarted: one node process per host again.
+    assert all(len(node_pids(h.netns)) == 1 for h in lab.plan.hosts)
+    lab.playbook("collect.yml", "-e", f"raft_node_collect_dir={run_dir}").assert_ok()
+    analyze = subprocess.run(
+        [*raftlab, "analyze", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO,
+    )
+    assert analyze.returncode == 0, analyze.stdout + analyze.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["verdicts"]["overall"] == "valid"
+    assert results["linearizability"]["operations"] > 0
+    assert (run_dir / "report.html").is_file()
+
+
 def test_collect_fetches_logs_into_the_run_directory(lab: Lab, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     lab.playbook("collect.yml", "-e", f"raft_node_collect_dir={run_dir}").assert_ok()
