@@ -264,18 +264,46 @@ def _load_any_history(path: Path, problems: list[LineProblem], root: Path) -> li
     ]
 
 
-def _align_by_client_events(history: list[HistoryOp], timeline: MergedTimeline) -> float | None:
+ALIGN_BIN_S = 0.05
+"""Bin width of the completion-rate histograms compared to find the coarse shift."""
+
+
+def _coarse_shift(server: list[float], done: list[float], hint: float) -> float:
+    """The shift (server time minus history time) at which the rate of ``client`` events
+    the nodes logged best matches the rate of completions the clients recorded: the peak of
+    the cross-correlation of the two histograms. Dense histories have a node event near
+    almost any shift, so matching single events alone can lock onto the wrong one (for
+    example requests another client made before the workload); the rate's shape (dips at
+    faults, start and end) cannot. Ties go to the shift nearest ``hint``."""
+    import numpy as np
+
+    def hist(ts: list[float]) -> Any:
+        idx = ((np.asarray(ts) - ts[0]) / ALIGN_BIN_S).astype(np.int64)
+        return np.bincount(idx).astype(np.float64)
+
+    s, h = hist(server), hist(done)
+    corr = np.correlate(s, h, mode="full")  # index k: server bin j matches history bin j-k+len(h)-1
+    shifts = server[0] - done[0] + (np.arange(len(corr)) - (len(h) - 1)) * ALIGN_BIN_S
+    best = np.flatnonzero(corr >= corr.max() - 1e-9)
+    return float(shifts[best[np.argmin(np.abs(shifts[best] - hint))]])
+
+
+def _align_by_client_events(
+    history: list[HistoryOp], timeline: MergedTimeline, hint: float | None = None
+) -> float | None:
     """Wall second of history time 0 from the nodes' ``client`` events: each answered
     request is logged by the node that answered it, moments before the client records the
-    completion. Start from aligning the first completions, then take the median offset to
-    the nearest node event (twice). None when either side is empty."""
+    completion. Find the coarse shift from the two event rates (:func:`_coarse_shift`,
+    ties broken toward ``hint``, a start the controller recorded, else toward aligning the
+    first completions), then take the median offset to the nearest node event (twice).
+    None when either side is empty."""
     server = sorted(
         m.cts for m in timeline.events if m.event.ev == "client" and m.event.get("outcome") == "ok"
     )
     done = sorted(o.end_ns / 1e9 for o in history if o.outcome == "ok" and o.end_ns is not None)
     if not server or not done:
         return None
-    shift = server[0] - done[0]
+    shift = _coarse_shift(server, done, server[0] - done[0] if hint is None else hint)
     for _ in range(2):
         diffs = []
         for h in done:
@@ -295,19 +323,25 @@ def _run_start(
 ) -> tuple[float, str]:
     """Wall second of history time 0 on the merged (reference node's) clock, and how it was
     found. In order: aligning the history with the nodes' ``client`` events (on the merged
-    clock itself); nemesis lines, which carry both the run's time and the controller's wall
-    clock (right when the controller's clock agrees with the reference node's); a
-    ``start_ts`` in results.json (the same caveat); the first merged event."""
-    aligned = _align_by_client_events(history, timeline)
-    if aligned is not None:
-        return aligned, "client events"
+    clock itself, ties broken toward a recorded start); nemesis lines, which carry both the
+    run's time and the controller's wall clock (right when the controller's clock agrees
+    with the reference node's); a ``start_ts`` in results.json (written by ``raftlab
+    workload``; the same caveat); the first merged event."""
+    recorded: tuple[float, str] | None = None
     pairs = [n.ts - n.time_ns / 1e9 for n in nemesis if n.ts is not None and n.time_ns is not None]
     if pairs:
-        return statistics.median(pairs), "nemesis.jsonl ts"
-    for key in ("start_ts", "started_ts", "run_start_ts"):
-        v = results.get(key)
-        if isinstance(v, int | float):
-            return float(v), f"results.json {key}"
+        recorded = statistics.median(pairs), "nemesis.jsonl ts"
+    else:
+        for key in ("start_ts", "started_ts", "run_start_ts"):
+            v = results.get(key)
+            if isinstance(v, int | float):
+                recorded = float(v), f"results.json {key}"
+                break
+    aligned = _align_by_client_events(history, timeline, recorded[0] if recorded else None)
+    if aligned is not None:
+        return aligned, "client events"
+    if recorded is not None:
+        return recorded
     return (timeline.events[0].cts if timeline.events else 0.0), "first node event"
 
 

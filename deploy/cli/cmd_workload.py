@@ -86,6 +86,7 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
         raise LabError(str(exc)) from None
     stop = asyncio.Event()
     t0_ns = time.monotonic_ns()
+    start_ts = time.time()
     killer = None
     tasks = []
     if args.kill_leader_every > 0 and nemesis_log is not None:
@@ -113,7 +114,29 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
     if killer is not None:
         result["leader_kills"] = killer.kills
     print(json.dumps(result))
+    _record_run(os.path.dirname(os.path.abspath(out.name)), start_ts, result)
     return 0
+
+
+def _record_run(run_dir: str, start_ts: float, summary: dict[str, Any]) -> None:
+    """Note in ``results.json`` when history time 0 was on the controller's wall clock (so
+    the analysis can place the history on the nodes' timeline) and what the workload did;
+    keys already in the file are kept."""
+    path = os.path.join(run_dir, "results.json")
+    results: dict[str, Any] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = json.load(f)
+        if isinstance(loaded, dict):
+            results = loaded
+    except (OSError, ValueError):
+        pass
+    results["start_ts"] = start_ts
+    results["workload"] = summary
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace) -> int:
