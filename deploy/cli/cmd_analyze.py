@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deploy.cli._output import out as _out
+
 MAX_SHOWN = 20
 
 
@@ -125,16 +127,3 @@ def summary_text(a: Any) -> str:
         if len(a.problems) > MAX_SHOWN:
             lines.append(f"  ... and {len(a.problems) - MAX_SHOWN} more (results.json)")
     return "\n".join(lines)
-
-
-def _out(text: str, end: str = "\n") -> None:
-    """Print to stdout; a reader that went away (``| head``) is not an error."""
-    import os
-    import sys
-
-    try:
-        sys.stdout.write(text + end)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deploy.cli._output import out as _out
+
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -86,16 +88,3 @@ def _run_vs_run(args: argparse.Namespace) -> int:
     else:
         _out(render_run_diff(d), end="")
     return 0
-
-
-def _out(text: str, end: str = "\n") -> None:
-    """Print to stdout; a reader that went away (``| head``) is not an error."""
-    import os
-    import sys
-
-    try:
-        sys.stdout.write(text + end)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
