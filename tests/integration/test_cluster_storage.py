@@ -4,14 +4,12 @@ disk is a real 2 MiB tmpfs (needs root; CI runs as root)."""
 
 from __future__ import annotations
 
-import errno
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from raft_cluster_fixture import BOUND_S, client_addrs, events, pick_base_port, run, wait_for
+from small_disk import fill, small_tmpfs
 
 from raft.runtime.client import RaftClient
 from raft.runtime.localcluster import LocalCluster
@@ -24,25 +22,8 @@ VALUE_BYTES = 64 * 1024
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
-    try:
+    with small_tmpfs(tmp_path) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
-
-
-def _fill(path: Path) -> None:
-    with open(path, "wb", buffering=0) as f:
-        for _ in range(4096):
-            try:
-                f.write(b"\0" * 4096)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                return
 
 
 def test_full_disk_node_steps_aside_cluster_stays_writable(tmp_path: Path, small_fs: Path) -> None:
@@ -65,7 +46,7 @@ def test_full_disk_node_steps_aside_cluster_stays_writable(tmp_path: Path, small
 
         run(write_some("before", 3))
         assert len(acked) == 3
-        _fill(small_fs / "filler")
+        fill(small_fs / "filler")
         # Enough data to overflow n1's disk whatever the WAL had preallocated.
         run(write_some("during", 40))
         wait_for(

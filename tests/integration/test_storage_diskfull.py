@@ -6,12 +6,11 @@ CI runs as root."""
 from __future__ import annotations
 
 import errno
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from small_disk import fill, small_tmpfs
 
 from raft.core.types import ConfState, Entry, HardState
 from raft.storage import DiskFullError, DiskStorage, FsyncPolicy
@@ -24,31 +23,12 @@ MAX_BATCHES = 1000
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
-    try:
+    with small_tmpfs(tmp_path) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def batch(lo: int, n: int, term: int = 1) -> list[Entry]:
     return [Entry(i, term, bytes([i % 256]) * ENTRY_BYTES) for i in range(lo, lo + n)]
-
-
-def fill(path: Path) -> None:
-    """Write zeros to ``path`` until the file system is full."""
-    with open(path, "wb", buffering=0) as f:
-        for _ in range(4096):
-            try:
-                f.write(b"\0" * 4096)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                return
-    raise AssertionError("the file system never filled up")
 
 
 def test_append_until_full_then_recover_and_continue(small_fs: Path) -> None:
