@@ -1,5 +1,6 @@
 # raftlab: `make lab` sets up this machine and runs the main experiment on the local testbed;
-# `make test` runs the linters, the type checker and every test (lab tests need root).
+# `make test` runs the linters (ruff, yamllint, ansible-lint), the type checker and every test
+# (lab tests need root).
 PYTHON ?= python3
 PYTEST_ARGS ?=
 SEEDS ?= 2000
@@ -12,6 +13,8 @@ setup:
 lint: setup
 	$(PYTHON) -m ruff check raft deploy tests bench
 	$(PYTHON) -m ruff format --check raft deploy tests bench
+	yamllint -s .
+	ansible-lint --offline -q playbooks/
 
 typecheck: setup
 	$(PYTHON) -m mypy
