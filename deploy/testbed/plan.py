@@ -151,57 +151,38 @@ def plan_testbed(
     _need_room(net, HOST_OFFSET + hosts, "--subnet")
     bridge_address = net[1]
     upper = prefix.upper()
-    if style is TestbedStyle.PLAIN:
-        host_plans = tuple(
-            HostPlan(
-                index=i,
-                name=f"h{i}",
-                node_id=f"n{i}",
-                netns=f"{prefix}-h{i}",
-                address=net[HOST_OFFSET + i],
-                veth=f"{prefix}-v{i}",
-                ssh_host=net[HOST_OFFSET + i],
-                ssh_port=22,
-            )
-            for i in range(1, hosts + 1)
+    gateway: GatewayPlan | None = None
+    inner: IPv4Network | None = None
+    if style is not TestbedStyle.PLAIN:
+        inner = parse_subnet(inner_subnet, "--inner-subnet")
+        if inner.overlaps(net):
+            raise PlanError(f"--inner-subnet {inner} overlaps --subnet {net}; pick disjoint ranges")
+        _need_room(inner, HOST_OFFSET + hosts, "--inner-subnet")
+        gateway = GatewayPlan(
+            name="gw",
+            netns=f"{prefix}-gw",
+            outer_address=net[2],
+            inner_address=inner[1],
+            veth=f"{prefix}-vgw",
+            inner_bridge=f"{prefix}-ibr0",
+            nat_chain=f"{upper}-DNAT",
         )
-        return TestbedPlan(
-            prefix=prefix,
-            style=style,
-            subnet=net,
-            inner_subnet=None,
-            bridge=f"{prefix}-br0",
-            bridge_address=bridge_address,
-            forward_chain=f"{upper}-FWD",
-            hosts=host_plans,
-            gateway=None,
-        )
-    inner = parse_subnet(inner_subnet, "--inner-subnet")
-    if inner.overlaps(net):
-        raise PlanError(f"--inner-subnet {inner} overlaps --subnet {net}; pick disjoint ranges")
-    _need_room(inner, HOST_OFFSET + hosts, "--inner-subnet")
-    gateway = GatewayPlan(
-        name="gw",
-        netns=f"{prefix}-gw",
-        outer_address=net[2],
-        inner_address=inner[1],
-        veth=f"{prefix}-vgw",
-        inner_bridge=f"{prefix}-ibr0",
-        nat_chain=f"{upper}-DNAT",
-    )
-    host_plans = tuple(
-        HostPlan(
+
+    def host(i: int) -> HostPlan:
+        # Plain: each host on the lab bridge, SSH straight to it. GEE: hosts on the gateway's
+        # inner bridge, SSH to the gateway's forwarded port for that host.
+        address = net[HOST_OFFSET + i] if inner is None else inner[HOST_OFFSET + i]
+        return HostPlan(
             index=i,
             name=f"h{i}",
             node_id=f"n{i}",
             netns=f"{prefix}-h{i}",
-            address=inner[HOST_OFFSET + i],
+            address=address,
             veth=f"{prefix}-v{i}",
-            ssh_host=gateway.outer_address,
-            ssh_port=GEE_PORT_BASE + i,
+            ssh_host=address if gateway is None else gateway.outer_address,
+            ssh_port=22 if gateway is None else GEE_PORT_BASE + i,
         )
-        for i in range(1, hosts + 1)
-    )
+
     return TestbedPlan(
         prefix=prefix,
         style=style,
@@ -210,7 +191,7 @@ def plan_testbed(
         bridge=f"{prefix}-br0",
         bridge_address=bridge_address,
         forward_chain=f"{upper}-FWD",
-        hosts=host_plans,
+        hosts=tuple(host(i) for i in range(1, hosts + 1)),
         gateway=gateway,
     )
 

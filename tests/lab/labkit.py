@@ -176,3 +176,26 @@ def raft_cli(*args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess
         check=False,
         cwd=REPO,
     )
+
+
+def run_testinfra(lab: Lab) -> subprocess.CompletedProcess[str]:
+    """The testinfra host checks (tests/infra) through the lab's own inventory, as a user
+    runs them: ``pytest --hosts=ansible://raft_nodes --ansible-inventory=...``."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "tests" / "infra"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--hosts=ansible://raft_nodes",
+            f"--ansible-inventory={lab.inventory / 'hosts.yml'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-from labkit import REPO, Lab, bring_up, lab_tmpdir, leftovers
+from labkit import Lab, bring_up, lab_tmpdir, leftovers, run_testinfra
 
 from deploy.remote import Remote
 from deploy.testbed import Testbed, TestbedState
@@ -57,24 +55,7 @@ def test_site_deploys_through_the_gateway(lab: Lab) -> None:
 
 
 def test_testinfra_host_checks_pass_through_the_gateway(lab: Lab) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(REPO / "tests" / "infra"),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--hosts=ansible://raft_nodes",
-            f"--ansible-inventory={lab.inventory / 'hosts.yml'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_testinfra(lab)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
 
 

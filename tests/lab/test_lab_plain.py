@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import REPO, Lab, bring_up, lab_tmpdir, leftovers, raft_cli
+from labkit import REPO, Lab, bring_up, lab_tmpdir, leftovers, raft_cli, run_testinfra
 
 from deploy.testbed import Testbed, TestbedState
 from deploy.testbed.bed import node_pids
@@ -111,24 +111,7 @@ def test_writes_and_reads_go_through_the_deployed_cluster(lab: Lab) -> None:
 
 
 def test_testinfra_host_checks_pass(lab: Lab) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(REPO / "tests" / "infra"),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--hosts=ansible://raft_nodes",
-            f"--ansible-inventory={lab.inventory / 'hosts.yml'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_testinfra(lab)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
 
