@@ -64,7 +64,8 @@ class LocalCluster:
     ) -> ClusterConfig:
         if not 1 <= nodes <= 200:
             raise ClusterStateError(f"--nodes {nodes}: must be between 1 and 200")
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # data, logs and the secret are the user's alone
         d = os.path.abspath(self.dir)
         secret_path = os.path.join(d, "secret")
         if not os.path.exists(secret_path):
@@ -94,7 +95,8 @@ class LocalCluster:
             election_timeout_ticks=election_timeout_ticks,
             snapshot_entries=snapshot_entries,
         )
-        with open(self.config_path, "w", encoding="utf-8") as f:
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(render_config(cfg))
         return load_config(self.config_path)
 
@@ -137,8 +139,12 @@ class LocalCluster:
         if old and self._is_ours(int(old), node_id):
             raise ClusterStateError(f"{node_id} is already running (pid {old})")
         log_dir = cfg.node_log_dir(node_id)
-        os.makedirs(log_dir, exist_ok=True)
-        out = open(os.path.join(log_dir, "stderr.log"), "ab")  # noqa: SIM115
+        os.makedirs(os.path.dirname(log_dir), mode=0o700, exist_ok=True)
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        fd = os.open(
+            os.path.join(log_dir, "stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        out = os.fdopen(fd, "ab")
         cmd = [
             sys.executable,
             "-m",
