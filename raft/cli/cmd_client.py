@@ -28,6 +28,11 @@ def register(subparsers: Any) -> None:
         help="how to read VALUE arguments (default: str)",
     )
     p.add_argument("--json", action="store_true", help="print the full response as JSON")
+    p.add_argument(
+        "--token-file",
+        help="client token for a cluster with client_auth on (default $RAFT_CLIENT_TOKEN_FILE; "
+        "the role's deployment uses the cluster secret)",
+    )
     sub = p.add_subparsers(dest="op", metavar="OP", required=True)
     s = sub.add_parser("put", help="set KEY to VALUE")
     s.add_argument("key")
@@ -72,8 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
     from raft.cli import CliError
     from raft.cli._cluster_addrs import resolve
+    from raft.runtime.client import load_token
 
     addrs = resolve(args.cluster, args.dir)
+    try:
+        token = load_token(args.token_file)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--token-file: {exc}") from None
     try:
         import uvloop
 
@@ -88,19 +98,19 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.reads <= 100:
             raise CliError("--reads must be a percentage between 0 and 100")
         spec = BenchSpec(args.ops, args.concurrency, args.size, args.reads / 100.0, args.keys)
-        result = asyncio.run(run_bench(addrs, spec))
+        result = asyncio.run(run_bench(addrs, spec, token))
         print(result.render())
         return 0 if result.completed else 2
-    return asyncio.run(_one(args, addrs))
+    return asyncio.run(_one(args, addrs, token))
 
 
-async def _one(args: argparse.Namespace, addrs: list[Any]) -> int:
+async def _one(args: argparse.Namespace, addrs: list[Any], token: bytes | None) -> int:
     import json
 
     from raft.runtime.client import RaftClient
     from raft.runtime.protocol import Status
 
-    async with RaftClient(addrs, op_timeout_s=args.timeout) as client:
+    async with RaftClient(addrs, op_timeout_s=args.timeout, token=token) as client:
         if args.op == "put":
             resp = await client.put(args.key, _value(args.value, args.type))
         elif args.op == "get":

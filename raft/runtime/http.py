@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Callable
 
 REQUEST_BYTES_MAX = 8192
@@ -24,7 +25,9 @@ class HttpServer:
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port, limit=REQUEST_BYTES_MAX)
+        self._server = await asyncio.start_server(
+            self._handle, host, port, limit=REQUEST_BYTES_MAX, backlog=socket.SOMAXCONN
+        )
 
     async def stop(self) -> None:
         if self._server is not None:

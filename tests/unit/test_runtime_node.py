@@ -143,3 +143,21 @@ def test_ticks_catch_up_with_elapsed_time_after_a_pause(tmp_path: Path) -> None:
             await node.stop("test")
 
     asyncio.run(main())
+
+
+def test_a_node_without_its_durable_storage_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 "Also": when raft.storage failed to import, the node ran on MemoryStorage and
+    forgot every acknowledged write and vote at its next restart."""
+    import sys
+
+    from raft.runtime.backend import StorageUnavailableError
+
+    monkeypatch.setitem(sys.modules, "raft.storage", None)  # the import now fails
+
+    async def main() -> None:
+        with pytest.raises(StorageUnavailableError, match=r"importing raft\.storage failed"):
+            RaftNode(_config(tmp_path), "n1", b"s" * 32)
+
+    asyncio.run(main())
