@@ -46,22 +46,29 @@ def _refuse_ext(code: int, data: bytes) -> object:
     raise CodecError(f"msgpack extension type {code} is not allowed")
 
 
+def _unpackb(data: bytes, **limits: Any) -> Any:
+    """msgpack decode without ext types or non-string keys; CodecError for malformed input
+    (the element-limit signals of :func:`unpack_bounded` pass through)."""
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True, ext_hook=_refuse_ext, **limits
+        )
+    except (CodecError, _TooManyElementsError, msgpack.StackError):
+        raise
+    except Exception as exc:  # msgpack raises many exception types on garbage
+        if isinstance(exc, ValueError) and "exceeds max_" in str(exc):
+            raise CodecError(f"a container holds more elements than allowed: {exc}") from None
+        raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
+
+
 def unpack(data: bytes, max_bytes: int = MESSAGE_BYTES_MAX) -> Any:
     """Safe msgpack decode (no ext types, str map keys) raising only CodecError."""
     if len(data) > max_bytes:
         raise CodecError(f"{len(data)} bytes exceeds the limit of {max_bytes}")
     try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            ext_hook=_refuse_ext,
-        )
-    except CodecError:
-        raise
-    except Exception as exc:  # msgpack raises many exception types on garbage
-        raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
+        return _unpackb(data)
+    except msgpack.StackError:
+        raise CodecError("nested too deeply") from None
 
 
 class _TooManyElementsError(Exception):
@@ -79,27 +86,17 @@ def unpack_bounded(data: bytes, max_bytes: int, max_elements: int) -> Any:
         raise CodecError(f"{len(data)} bytes exceeds the limit of {max_bytes}")
     budget = [max_elements]
 
-    def _count_list(items: list[Any]) -> list[Any]:
-        budget[0] -= len(items) + 1
-        if budget[0] < 0:
-            raise _TooManyElementsError
-        return items
-
-    def _count_map(items: dict[str, Any]) -> dict[str, Any]:
+    def _count(items: Any) -> Any:
         budget[0] -= len(items) + 1
         if budget[0] < 0:
             raise _TooManyElementsError
         return items
 
     try:
-        return msgpack.unpackb(
+        return _unpackb(
             data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            ext_hook=_refuse_ext,
-            list_hook=_count_list,
-            object_hook=_count_map,
+            list_hook=_count,
+            object_hook=_count,
             max_array_len=max_elements,
             max_map_len=max_elements,
         )
@@ -107,14 +104,6 @@ def unpack_bounded(data: bytes, max_bytes: int, max_elements: int) -> Any:
         raise CodecError(f"more than {max_elements} elements (arrays, maps and items)") from None
     except msgpack.StackError:
         raise CodecError("nested too deeply") from None
-    except CodecError:
-        raise
-    except ValueError as exc:
-        if "exceeds max_" in str(exc):
-            raise CodecError(f"a container holds more than {max_elements} elements") from None
-        raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
-    except Exception as exc:  # msgpack raises many exception types on garbage
-        raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
 
 
 def pack(obj: object) -> bytes:

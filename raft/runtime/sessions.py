@@ -82,24 +82,14 @@ def decode_batch_results(result: bytes) -> list[bytes]:
     return out
 
 
-def _is_legacy_item(v: object) -> bool:
+def _is_item(v: object, width: int = 4) -> bool:
+    """``[client_id, seq, command, key_hash]`` (``width`` 3: a legacy item without the key)."""
     return (
         isinstance(v, list)
-        and len(v) == 3
+        and len(v) == width
         and isinstance(v[0], str)
         and isinstance(v[1], int)
-        and isinstance(v[2], bytes)
-    )
-
-
-def _is_item(v: object) -> bool:
-    return (
-        isinstance(v, list)
-        and len(v) == 4
-        and isinstance(v[0], str)
-        and isinstance(v[1], int)
-        and isinstance(v[2], bytes)
-        and isinstance(v[3], bytes)
+        and all(isinstance(x, bytes) for x in v[2:])
     )
 
 
@@ -142,7 +132,7 @@ class Applier:
                     [self._apply_item(index, pos, *item) for pos, item in enumerate(env[1])]
                 )
             if isinstance(env, list) and len(env) == 4 and env[0] == _LEGACY_ENVELOPE:
-                if not _is_legacy_item(env[1:]):
+                if not _is_item(env[1:], 3):
                     raise CommandError("malformed runtime entry envelope")
                 return self._apply_legacy(index, env[1], env[2], env[3])
             if (
@@ -150,7 +140,7 @@ class Applier:
                 and len(env) == 2
                 and env[0] == _LEGACY_BATCH
                 and isinstance(env[1], list)
-                and all(_is_legacy_item(i) for i in env[1])
+                and all(_is_item(i, 3) for i in env[1])
             ):
                 return codec.packb([self._apply_legacy(index, c, s, cmd) for c, s, cmd in env[1]])
             raise CommandError("not a runtime entry envelope")
