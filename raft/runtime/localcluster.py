@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -225,6 +226,17 @@ class LocalCluster:
 
     def up(self, **config_args: Any) -> ClusterConfig:
         cfg = self.write_config(**config_args)
+        busy = [
+            f"{nid}.{port} {addr}"
+            for nid, addrs in cfg.nodes.items()
+            if nid not in self.running()
+            for port, addr in (("peer", addrs.peer), ("client", addrs.client), ("http", addrs.http))
+            if not _bindable(addr)
+        ]
+        if busy:  # else `up` would report another cluster's leader as its own
+            raise ClusterStateError(
+                f"address(es) already in use: {', '.join(busy)} (choose another --base-port)"
+            )
         for nid in cfg.nodes:
             self.start_node(nid)
         return cfg
@@ -284,3 +296,13 @@ class LocalCluster:
         except OSError:
             lines = []
         return lines[-1] if lines else f"no message (see {path})"
+
+
+def _bindable(addr: Address) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((addr.host, addr.port))
+        except OSError:
+            return False
+    return True

@@ -51,7 +51,8 @@ WRITE_BUFFER_BYTES_HIGH = 1 << 20
 """Above this many unsent reply bytes a connection stops reading requests until the client
 reads its answers (backpressure per connection, not for the node)."""
 FDS_RESERVED_MIN = 64
-"""File descriptors kept out of the client connection cap, for storage, peers, logs, HTTP."""
+"""File descriptors kept out of the client connection cap (plus a quarter of the limit), for
+the storage, peer connections (capped by the transport), HTTP (capped at 16), logs."""
 
 
 def connections_cap(configured: int) -> int:
@@ -65,7 +66,7 @@ def connections_cap(configured: int) -> int:
             want = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
             soft = want
-    reserve = max(FDS_RESERVED_MIN, soft // 4)
+    reserve = FDS_RESERVED_MIN + soft // 4
     return max(1, min(configured, soft - reserve))
 
 
