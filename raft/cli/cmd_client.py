@@ -54,6 +54,25 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _token(args: argparse.Namespace) -> bytes | None:
+    """--token-file, else $RAFT_CLIENT_TOKEN_FILE, else (when the addresses come from a
+    'raft cluster up' directory) that cluster's token if it has client_auth on."""
+    import os
+
+    from raft.cli import CliError
+    from raft.runtime.client import load_token
+
+    try:
+        token = load_token(args.token_file)
+        if token is None and not args.cluster and not os.environ.get("RAFT_CLUSTER"):
+            from raft.runtime.localcluster import LocalCluster
+
+            token = LocalCluster(args.dir or ".raftlab-cluster").client_token()
+    except (OSError, ValueError) as exc:
+        raise CliError(f"client token: {exc}") from None
+    return token
+
+
 def _value(text: str, kind: str) -> Any:
     import json
 
@@ -77,13 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
     from raft.cli import CliError
     from raft.cli._cluster_addrs import resolve
-    from raft.runtime.client import load_token
 
     addrs = resolve(args.cluster, args.dir)
-    try:
-        token = load_token(args.token_file)
-    except (OSError, ValueError) as exc:
-        raise CliError(f"--token-file: {exc}") from None
+    token = _token(args)
     try:
         import uvloop
 

@@ -62,6 +62,7 @@ class LocalCluster:
         read_mode: str = "read_index",
         host_prefix: str = "127.0.0.",
         snapshot_entries: int = 10000,
+        client_auth: bool = False,
     ) -> ClusterConfig:
         if not 1 <= nodes <= 200:
             raise ClusterStateError(f"--nodes {nodes}: must be between 1 and 200")
@@ -95,6 +96,7 @@ class LocalCluster:
             tick_ms=tick_ms,
             election_timeout_ticks=election_timeout_ticks,
             snapshot_entries=snapshot_entries,
+            client_auth=client_auth,
         )
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -125,6 +127,15 @@ class LocalCluster:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(state, f, indent=2)
         os.replace(tmp, self.state_path)
+
+    def client_token(self) -> bytes | None:
+        """The client token of this directory's cluster when it has ``client_auth`` on."""
+        cfg = self.config()
+        if not cfg.client_auth:
+            return None
+        from raft.runtime.auth import load_secret
+
+        return load_secret(cfg.client_token_file or cfg.secret_file)
 
     def client_addresses(self) -> str:
         return ",".join(str(a.client) for a in self.config().nodes.values())

@@ -32,8 +32,7 @@ def test_big_state_snapshot_installs_and_restarts(tmp_path: Path) -> None:
         lc.start_node(lagging)
         wait_for(
             lambda: any(
-                e["ev"] == "snapshot" and e.get("action") == "install"
-                for e in events(lc, lagging)
+                e["ev"] == "snapshot" and e.get("action") == "install" for e in events(lc, lagging)
             ),
             60.0,
             f"{lagging} installing the snapshot",
