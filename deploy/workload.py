@@ -91,7 +91,7 @@ def _completion(f: str, resp: Response) -> tuple[str, Any]:
     """Map a client response onto a history completion type and value."""
     if resp.status is Status.OK:
         return "ok", resp.value if f == "read" else None
-    if resp.status in (Status.FAIL, Status.ERROR, Status.BAD_REQUEST):
+    if resp.status in (Status.FAIL, Status.ERROR, Status.BAD_REQUEST, Status.UNAUTHORIZED):
         return "fail", None
     # TIMEOUT (or a final NOT_LEADER): a read had no effect; a write may have.
     return ("fail" if f == "read" else "info"), None
