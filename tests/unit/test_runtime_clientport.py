@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import resource
 import struct
 from pathlib import Path
 
+import pytest
 from test_runtime_node import _config, _leader
 
 from raft.runtime import framing
@@ -17,7 +19,7 @@ from raft.runtime.client import RaftClient
 from raft.runtime.config import ClusterConfig
 from raft.runtime.node import RaftNode
 from raft.runtime.protocol import Request, Status, decode_response, encode_request
-from raft.runtime.server import ClientServer, client_token
+from raft.runtime.server import ClientServer, client_token, connections_cap
 
 SECRET = b"s" * 32
 BOUND_S = 20.0
@@ -176,3 +178,12 @@ def test_request_deadline_answers_timeout(tmp_path: Path) -> None:
             await _stop(node, server)
 
     asyncio.run(main())
+
+
+def test_connection_cap_stays_below_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cap leaves 64 + limit/4 descriptors to the storage, peers, HTTP and logs."""
+    monkeypatch.setattr(resource, "getrlimit", lambda _r: (256, 256))
+    assert connections_cap(1024) == 256 - (64 + 64)
+    assert connections_cap(10) == 10
+    monkeypatch.setattr(resource, "getrlimit", lambda _r: (100, 100))
+    assert connections_cap(1024) == 11
