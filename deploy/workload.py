@@ -91,7 +91,7 @@ def _completion(f: str, resp: Response) -> tuple[str, Any]:
     """Map a client response onto a history completion type and value."""
     if resp.status is Status.OK:
         return "ok", resp.value if f == "read" else None
-    if resp.status in (Status.FAIL, Status.ERROR, Status.BAD_REQUEST):
+    if resp.status in (Status.FAIL, Status.ERROR, Status.BAD_REQUEST, Status.UNAUTHORIZED):
         return "fail", None
     # TIMEOUT (or a final NOT_LEADER): a read had no effect; a write may have.
     return ("fail" if f == "read" else "info"), None
@@ -105,8 +105,10 @@ class _Run:
         sink: Callable[[HistoryEvent], None],
         stop: asyncio.Event,
         start_ns: int,
+        token: bytes | None = None,
     ) -> None:
         self.addrs = list(addrs)
+        self.token = token
         self.spec = spec
         self.sink = sink
         self.stop = stop
@@ -145,6 +147,7 @@ class _Run:
             list(self.addrs),
             client_id=f"wl{self.spec.seed}-{index}",
             op_timeout_s=self.spec.op_timeout_s,
+            token=self.token,
         )
         try:
             while self.budget > 0 and time.monotonic() < self.deadline:
@@ -191,13 +194,15 @@ async def run_workload(
     sink: Callable[[HistoryEvent], None],
     stop: asyncio.Event | None = None,
     start_ns: int | None = None,
+    token: bytes | None = None,
 ) -> WorkloadSummary:
     """Run ``spec.clients`` workers against ``addrs`` until the operation budget, the
     duration, or ``stop`` ends them; every event goes to ``sink`` as it happens. History
     times count from ``start_ns`` (``time.monotonic_ns()``; default: now), so a nemesis can
-    share the time base."""
+    share the time base. ``token``: the client token when the cluster has ``client_auth``
+    on (None: ``$RAFT_CLIENT_TOKEN_FILE`` if set)."""
     t0_ns = time.monotonic_ns() if start_ns is None else start_ns
-    run = _Run(addrs, spec, sink, stop or asyncio.Event(), t0_ns)
+    run = _Run(addrs, spec, sink, stop or asyncio.Event(), t0_ns, token)
     t0 = time.monotonic()
     await asyncio.gather(*(run.worker(i) for i in range(spec.clients)))
     run.summary.elapsed_s = time.monotonic() - t0

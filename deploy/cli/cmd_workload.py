@@ -103,7 +103,9 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
         file=sys.stderr,
     )
     try:
-        summary = await run_workload(addrs, spec, HistoryWriter(out), stop, t0_ns)
+        summary = await run_workload(
+            addrs, spec, HistoryWriter(out), stop, t0_ns, _client_token(args.inventory)
+        )
     finally:
         stop.set()
         for t in tasks:
@@ -116,6 +118,18 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
     print(json.dumps(result))
     _record_run(os.path.dirname(os.path.abspath(out.name)), start_ts, result)
     return 0
+
+
+def _client_token(inventory: str | None) -> bytes | None:
+    """The client token of a role-deployed cluster (client_auth on): the cluster secret the
+    role keeps next to the inventory; else ``$RAFT_CLIENT_TOKEN_FILE`` (None: no auth)."""
+    from raft.runtime.client import load_token
+
+    secret = Path(inventory) / "secret" if inventory else None
+    try:
+        return load_token(str(secret) if secret is not None and secret.exists() else None)
+    except (OSError, ValueError) as exc:
+        raise LabError(f"client token: {exc}") from None
 
 
 def _record_run(run_dir: str, start_ts: float, summary: dict[str, Any]) -> None:
