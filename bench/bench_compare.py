@@ -333,11 +333,30 @@ class System:
         raise NotImplementedError
 
 
+@contextlib.contextmanager
+def _pythonpath(tree: str | None) -> Any:
+    """Node processes started inside import raftlab from ``tree`` (the baseline)."""
+    old = os.environ.get("PYTHONPATH")
+    if tree is not None:
+        os.environ["PYTHONPATH"] = tree
+    try:
+        yield
+    finally:
+        if tree is not None:
+            if old is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = old
+
+
 class Raftlab(System):
-    def __init__(self, root: str, nodes: int, fsync: str) -> None:
-        self.name = f"raftlab {nodes}n fsync {'on' if fsync == 'always' else 'off'}"
-        self.lc = LocalCluster(os.path.join(root, f"raftlab-{nodes}-{fsync}"))
-        self.lc.up(nodes=nodes, base_port=_free_base(nodes), fsync=fsync)
+    def __init__(self, root: str, nodes: int, fsync: str, tree: str | None = None) -> None:
+        self.tree = tree
+        tag = " (baseline)" if tree else ""
+        self.name = f"raftlab{tag} {nodes}n fsync {'on' if fsync == 'always' else 'off'}"
+        self.lc = LocalCluster(os.path.join(root, f"raftlab-{nodes}-{fsync}{'-base' * bool(tree)}"))
+        with _pythonpath(tree):
+            self.lc.up(nodes=nodes, base_port=_free_base(nodes), fsync=fsync)
         self.lc.wait_leader(30.0, started=True)
         self.addrs = [a.client for a in self.lc.config().nodes.values()]
         self._leader_addr = self.addrs[0]
@@ -360,7 +379,8 @@ class Raftlab(System):
         self.lc.stop_node(node, signal.SIGKILL)
 
     def restart(self, node: str) -> None:
-        self.lc.start_node(node)
+        with _pythonpath(self.tree):
+            self.lc.start_node(node)
 
     def data_dirs(self) -> list[str]:
         return [self.lc.config().node_data_dir(n) for n in self.lc.config().nodes]
@@ -666,26 +686,42 @@ def run(plan: Plan) -> dict[str, Any]:
             systems.append(theirs)
             theirs.refresh_leader()
         pair: list[System] = [s for s in (ours, theirs) if s is not None]
+        baseline_tree = os.environ.get("BENCH_BASELINE")
+        before: Raftlab | None = None
+        if baseline_tree:
+            before = Raftlab(tmp, 3, "always", tree=baseline_tree)
+            systems.append(before)
+        trio: list[System] = pair + ([before] if before is not None else [])
 
         def writes(n: int, size: int) -> Callable[[System], Awaitable[LoadResult]]:
             return lambda s: closed_loop(s.client, n, plan.seconds, size)
 
         # CPU per write at one client (all node processes, user + system).
-        cpu0 = {s.name: sum(_cpu_s(p) for p in s.pids().values()) for s in pair}
-        res1 = interleaved(pair, plan.rounds, writes(1, 200))
+        cpu0 = {s.name: sum(_cpu_s(p) for p in s.pids().values()) for s in trio}
+        res1 = interleaved(trio, plan.rounds, writes(1, 200))
         cpu_per_write = {
             s.name: (sum(_cpu_s(p) for p in s.pids().values()) - cpu0[s.name])
             / max(1, res1[s.name].ok * plan.rounds)
             * 1e3
-            for s in pair
+            for s in trio
         }
         table = []
         maxrate: dict[str, float] = {}
         for n in plan.clients:
-            r = res1 if n == 1 else interleaved(pair, plan.rounds, writes(n, 200))
+            r = res1 if n == 1 else interleaved(trio, plan.rounds, writes(n, 200))
             table.append(_row(f"writes 200 B, {n} clients", r[ours.name], r.get(_n(theirs))))
+            if before is not None:
+                b = r[before.name]
+                table[-1] |= {
+                    "before_rate": round(b.rate, 1),
+                    "before_p50_ms": round(b.p(0.5), 2),
+                    "before_p99_ms": round(b.p(0.99), 2),
+                    "gain": round(r[ours.name].rate / b.rate, 2) if b.rate else None,
+                }
             for k, v in r.items():
                 maxrate[k] = max(maxrate.get(k, 0.0), v.rate)
+        if before is not None:
+            before.down()
             print(table[-1], flush=True)
         for size in plan.sizes:
             if size == 200:
@@ -821,6 +857,21 @@ def render(out: dict[str, Any]) -> str:
     ]
     for r in out["tables"].get("closed_loop", []):
         lines.append(_md_row(r))
+    with_before = [r for r in out["tables"].get("closed_loop", []) if "before_rate" in r]
+    if with_before:
+        lines += [
+            "",
+            "Before/after (the baseline tree in BENCH_BASELINE, same run, interleaved):",
+            "",
+            "| case | after/s | p50 ms | p99 ms | before/s | p50 ms | p99 ms | after/before |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in with_before:
+            lines.append(
+                f"| {r['case']} | {r['ours_rate']:,} | {r['ours_p50_ms']} | {r['ours_p99_ms']} | "
+                f"{r['before_rate']:,} | {r['before_p50_ms']} | {r['before_p99_ms']} | "
+                f"{r['gain']} |"
+            )
     lines += ["", "Fixed rate (32 clients, 200 B), latency from the scheduled start:", ""]
     lines += ["| load | system | writes/s | p50 ms | p99 ms |", "|---|---|---:|---:|---:|"]
     for row in out["tables"].get("fixed_rate", []):
