@@ -59,6 +59,8 @@ class Request:
     value: Any = None
     expect: Any = None
     timeout_ms: int = TIMEOUT_MS_DEFAULT
+    forwarded: bool = False
+    """Relayed by a follower (``fwd`` on the wire): never forwarded again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ class Response:
     node: str = ""
 
 
-_REQUEST_FIELDS = {"id", "op", "client_id", "seq", "key", "value", "expect", "timeout_ms"}
+_REQUEST_FIELDS = {"id", "op", "client_id", "seq", "key", "value", "expect", "timeout_ms", "fwd"}
 
 
 def encode_request(req: Request) -> bytes:
@@ -87,6 +89,8 @@ def encode_request(req: Request) -> bytes:
         out["expect"] = req.expect
     if req.timeout_ms != TIMEOUT_MS_DEFAULT:
         out["timeout_ms"] = req.timeout_ms
+    if req.forwarded:
+        out["fwd"] = True
     return pack(out)
 
 
@@ -129,6 +133,9 @@ def decode_request(body: bytes) -> Request:
     timeout_ms = obj.get("timeout_ms", TIMEOUT_MS_DEFAULT)
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
         raise _bad(rid, "'timeout_ms' must be a positive integer")
+    fwd = obj.get("fwd", False)
+    if not isinstance(fwd, bool):
+        raise _bad(rid, "'fwd' must be a boolean")
     try:
         check_plain(obj.get("value"))
         check_plain(obj.get("expect"))
@@ -143,6 +150,7 @@ def decode_request(body: bytes) -> Request:
         value=obj.get("value"),
         expect=obj.get("expect"),
         timeout_ms=min(timeout_ms, TIMEOUT_MS_MAX),
+        forwarded=fwd,
     )
 
 

@@ -3,8 +3,9 @@ HTTP listeners, run until a signal.
 
 Client requests (see :mod:`raft.runtime.protocol`): reads (the machine's ``read_ops``) wait
 for the read barrier of the node's read mode and are served from the local state machine;
-writes are proposed on the leader only (others answer ``not_leader`` with the leader's client
-address) and answered with the machine's result once applied.
+writes are proposed on the leader only (a follower relays them to the leader once, see
+:mod:`raft.runtime.forward`; ``not_leader`` with the leader's client address when it cannot)
+and answered with the machine's result once applied.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from raft.machines import codec as machine_codec
 from raft.machines.codec import CommandError
 from raft.runtime import framing
+from raft.runtime.forward import Forwarder
 from raft.runtime.http import HttpServer, json_route
 from raft.runtime.node import NodeUnavailableError, RaftNode
 from raft.runtime.protocol import (
@@ -41,6 +43,7 @@ class ClientServer:
         self.node = node
         self._server: asyncio.Server | None = None
         self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.forwarder = Forwarder()  # perf: writes sent to a follower go to the leader
 
     async def start(self) -> None:
         a = self.node.addrs.client
@@ -55,6 +58,7 @@ class ClientServer:
             w.close()
         if self._conns:
             await asyncio.wait(list(self._conns), timeout=2.0)
+        await self.forwarder.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -148,7 +152,7 @@ class ClientServer:
                     return Response(req.id, Status.ERROR, error=error)
             else:
                 if not node.is_leader():
-                    return self._not_leader(req, node.state.leader)
+                    return await self._forward(req, timeout_s)  # perf: write forwarding
                 result = await asyncio.wait_for(
                     node.propose(req.client_id, req.seq, command), timeout_s
                 )
@@ -165,6 +169,15 @@ class ClientServer:
             return Response(req.id, Status.OK, value=result)
         status = {"ok": Status.OK, "fail": Status.FAIL, "error": Status.ERROR}[res.status.value]
         return Response(req.id, status, value=res.value, error=res.error)
+
+    async def _forward(self, req: Request, timeout_s: float) -> Response:
+        """A write on a follower goes to the leader (raft/runtime/forward.py), once."""
+        node = self.node
+        addrs = node.cfg.nodes.get(node.state.leader)
+        here = node.state.leader == node.id or bool(node.state.storage_failed)
+        if req.forwarded or addrs is None or here:
+            return self._not_leader(req, node.state.leader)
+        return await self.forwarder.forward(req, addrs.client, timeout_s)
 
     def _not_leader(self, req: Request, leader: str) -> Response:
         addrs = self.node.cfg.nodes.get(leader)

@@ -67,3 +67,11 @@ def test_random_input_only_raises_bad_request(data: object) -> None:
     raw = data if isinstance(data, bytes) else msgpack.packb(data)
     with contextlib.suppress(BadRequestError):
         decode_request(raw)
+
+
+def test_forwarded_flag_round_trips_and_is_checked() -> None:
+    req = Request(id=1, op="put", key="k", value=1, forwarded=True)
+    assert decode_request(encode_request(req)).forwarded is True
+    assert decode_request(encode_request(Request(id=2, op="get", key="k"))).forwarded is False
+    with pytest.raises(BadRequestError, match="'fwd' must be a boolean"):
+        decode_request(msgpack.packb({"id": 3, "op": "put", "fwd": "yes"}))

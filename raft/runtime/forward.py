@@ -1,0 +1,114 @@
+"""Write forwarding: a follower relays a client's write to the leader's client port and
+relays the answer back, so a client may talk to any node (docs/runtime.md).
+
+A relayed request carries ``fwd``: the node receiving it never forwards it again (it answers
+``not_leader`` with its hint instead), so two nodes with stale views of the leader cannot
+bounce a request between them. The client's ``(client_id, seq)`` travels unchanged, so the
+leader deduplicates a retry that arrives both directly and through a follower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+
+from raft.runtime import framing
+from raft.runtime.protocol import (
+    CLIENT_FRAME_BYTES_MAX,
+    Request,
+    Response,
+    Status,
+    decode_response,
+    encode_request,
+)
+from raft.runtime.transport import Address
+
+CONNECT_TIMEOUT_S = 1.0
+
+
+class _Link:
+    """One connection to a leader's client port, many requests in flight (by id)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, asyncio.Future[Response]] = {}
+        self.task = asyncio.create_task(self._read_loop(), name="forward-link")
+
+    async def _read_loop(self) -> None:
+        err: Exception = ConnectionError("forwarding connection closed")
+        try:
+            while True:
+                resp = decode_response(
+                    await framing.read_frame(self.reader, CLIENT_FRAME_BYTES_MAX)
+                )
+                fut = self.pending.pop(resp.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(resp)
+        except (framing.FrameError, ValueError, OSError, asyncio.IncompleteReadError) as exc:
+            err = ConnectionError(f"forwarding connection lost: {exc}")
+        except asyncio.CancelledError:
+            pass
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self.pending.clear()
+
+    def alive(self) -> bool:
+        return not self.task.done() and not self.writer.is_closing()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        self.writer.close()
+
+
+class Forwarder:
+    """Relays requests to a leader's client address; one connection per address."""
+
+    def __init__(self) -> None:
+        self._links: dict[Address, _Link] = {}
+        self._ids = itertools.count(1)
+        self.forwarded_total = 0
+
+    async def _link(self, addr: Address) -> _Link:
+        link = self._links.get(addr)
+        if link is not None and link.alive():
+            return link
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(addr.host, addr.port), CONNECT_TIMEOUT_S
+        )
+        link = _Link(reader, writer)
+        self._links[addr] = link
+        return link
+
+    async def forward(self, req: Request, addr: Address, timeout_s: float) -> Response:
+        """The leader's answer to ``req`` (with the client's request id), ``timeout`` when
+        none came in time or the connection broke after sending (outcome unknown), or
+        ``not_leader`` with ``addr`` as the hint when the leader could not be reached."""
+        try:
+            link = await self._link(addr)
+        except (OSError, TimeoutError):
+            return Response(req.id, Status.NOT_LEADER, error="leader unreachable", leader=str(addr))
+        rid = next(self._ids)
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        link.pending[rid] = fut
+        relayed = dataclasses.replace(req, id=rid, forwarded=True)
+        link.writer.write(framing.encode_frame(encode_request(relayed), CLIENT_FRAME_BYTES_MAX))
+        self.forwarded_total += 1
+        try:
+            resp = await asyncio.wait_for(fut, timeout_s)
+        except (TimeoutError, ConnectionError) as exc:
+            return Response(req.id, Status.TIMEOUT, error=f"forwarded to the leader: {exc}")
+        finally:
+            link.pending.pop(rid, None)
+        # Name the leader in the answer, so a client that can reach it goes there next.
+        return dataclasses.replace(resp, id=req.id, leader=resp.leader or str(addr))
+
+    async def close(self) -> None:
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
