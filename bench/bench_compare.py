@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.bench_runtime import _free_base
 from raft.runtime.bench import percentile
 from raft.runtime.client import RaftClient
 from raft.runtime.localcluster import LocalCluster
@@ -259,20 +260,6 @@ def _free_ports(host: str, n: int) -> int:
             for p in range(base, base + n):
                 with socket.socket() as s:
                     s.bind((host, p))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
-
-
-def _free_base(nodes: int) -> int:
-    for _ in range(50):
-        base = _free_ports("127.0.0.1", 3)
-        try:
-            for i in range(2, nodes + 1):
-                for port in (base, base + 1, base + 2):
-                    with socket.socket() as s:
-                        s.bind((f"127.0.0.{i}", port))
             return base
         except OSError:
             continue

@@ -10,60 +10,21 @@ leader deduplicates a retry that arrives both directly and through a follower.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 
 from raft.runtime import framing
+from raft.runtime.client import _Conn as _Link  # one connection, requests in flight by id
 from raft.runtime.protocol import (
     CLIENT_FRAME_BYTES_MAX,
     Request,
     Response,
     Status,
-    decode_response,
     encode_request,
 )
 from raft.runtime.transport import Address
 
 CONNECT_TIMEOUT_S = 1.0
-
-
-class _Link:
-    """One connection to a leader's client port, many requests in flight (by id)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.pending: dict[int, asyncio.Future[Response]] = {}
-        self.task = asyncio.create_task(self._read_loop(), name="forward-link")
-
-    async def _read_loop(self) -> None:
-        err: Exception = ConnectionError("forwarding connection closed")
-        try:
-            while True:
-                resp = decode_response(
-                    await framing.read_frame(self.reader, CLIENT_FRAME_BYTES_MAX)
-                )
-                fut = self.pending.pop(resp.id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(resp)
-        except (framing.FrameError, ValueError, OSError, asyncio.IncompleteReadError) as exc:
-            err = ConnectionError(f"forwarding connection lost: {exc}")
-        except asyncio.CancelledError:
-            pass
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_exception(err)
-        self.pending.clear()
-
-    def alive(self) -> bool:
-        return not self.task.done() and not self.writer.is_closing()
-
-    async def close(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self.task
-        self.writer.close()
 
 
 class Forwarder:
