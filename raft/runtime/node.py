@@ -349,7 +349,7 @@ class RaftNode:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(EVENTLOG_FLUSH_S)
-            self.events.flush()
+            self.events.flush_background()
 
     # -- client entry points (called from client tasks) ------------------------------------
 
