@@ -31,6 +31,7 @@ from deploy.analysis.events import (
     Source,
     display_name,
     find_event_files,
+    gc_paused,
     load_event_logs,
     load_history,
     load_nemesis,
@@ -357,13 +358,15 @@ def analyze(
     """Load, merge (clock offsets relative to ``reference``, default the first node by
     name), check invariants and, with a history, linearizability."""
     inputs = locate(path, history)
-    logs = load_event_logs(inputs.event_files, inputs.root)
+    with gc_paused():
+        logs = load_event_logs(inputs.event_files, inputs.root)
     problems = list(logs.problems)
     if reference is not None and reference not in logs.events_by_node:
         raise EventLogNotFoundError(
             f"reference node {reference!r} has no events; the logs have {', '.join(logs.nodes)}"
         )
-    timeline = merge(logs, reference)
+    with gc_paused():
+        timeline = merge(logs, reference)
     problems.extend(timeline.problems)
     report = check_invariants([m.event for m in timeline.events])
     hist: list[HistoryOp] = []

@@ -246,7 +246,9 @@ class RaftClient:
                 continue
             self.last_node = resp.node
             if resp.status in DEFINITE:
-                self._leader = addr if write else self._leader
+                if write:
+                    # A follower that forwarded the write names the leader: go there next.
+                    self._leader = self._hint(resp.leader) or addr
                 return resp
             last = resp
             if resp.status is Status.NOT_LEADER and resp.leader:
@@ -262,6 +264,17 @@ class RaftClient:
             self._rotate()
             await asyncio.sleep(RETRY_PAUSE_S)
         return Response(last.id, Status.TIMEOUT, error=last.error or "timed out")
+
+    def _hint(self, leader: str) -> Address | None:
+        if not leader:
+            return None
+        try:
+            hinted = parse_address(leader, "leader hint")
+        except ValueError:
+            return None
+        if hinted not in self.addrs:
+            self.addrs.append(hinted)
+        return hinted
 
     async def put(self, key: str | None, value: Any) -> Response:
         return await self.request("put", key, value)

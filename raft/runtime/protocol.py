@@ -82,6 +82,8 @@ class Request:
     expect: Any = None
     timeout_ms: int = TIMEOUT_MS_DEFAULT
     session_key: bytes = b""
+    forwarded: bool = False
+    """Relayed by a follower (``fwd`` on the wire): never forwarded again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ _REQUEST_FIELDS = {
     "value",
     "expect",
     "timeout_ms",
+    "fwd",
 }
 
 
@@ -122,6 +125,8 @@ def encode_request(req: Request) -> bytes:
         out["expect"] = req.expect
     if req.timeout_ms != TIMEOUT_MS_DEFAULT:
         out["timeout_ms"] = req.timeout_ms
+    if req.forwarded:
+        out["fwd"] = True
     return pack(out)
 
 
@@ -180,6 +185,9 @@ def decode_request(body: bytes) -> Request:
     timeout_ms = obj.get("timeout_ms", TIMEOUT_MS_DEFAULT)
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
         raise _bad(rid, "'timeout_ms' must be a positive integer")
+    fwd = obj.get("fwd", False)
+    if not isinstance(fwd, bool):
+        raise _bad(rid, "'fwd' must be a boolean")
     try:
         check_plain(obj.get("value"))
         check_plain(obj.get("expect"))
@@ -199,6 +207,7 @@ def decode_request(body: bytes) -> Request:
         expect=obj.get("expect"),
         timeout_ms=min(timeout_ms, TIMEOUT_MS_MAX),
         session_key=session_key,
+        forwarded=fwd,
     )
 
 

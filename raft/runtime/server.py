@@ -3,8 +3,9 @@ HTTP listeners, run until a signal.
 
 Client requests (see :mod:`raft.runtime.protocol`): reads (the machine's ``read_ops``) wait
 for the read barrier of the node's read mode and are served from the local state machine;
-writes are proposed on the leader only (others answer ``not_leader`` with the leader's client
-address) and answered with the machine's result once applied.
+writes are proposed on the leader only (a follower relays them to the leader once, see
+:mod:`raft.runtime.forward`; ``not_leader`` with the leader's client address when it cannot)
+and answered with the machine's result once applied.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from raft.machines import codec as machine_codec
 from raft.machines.codec import CommandError
 from raft.runtime import auth, framing
+from raft.runtime.forward import Forwarder
 from raft.runtime.http import HttpServer, json_route
 from raft.runtime.node import NodeUnavailableError, RaftNode
 from raft.runtime.protocol import (
@@ -102,6 +104,7 @@ class ClientServer:
         self.idle_timeout_s = float(node.cfg.client_idle_timeout_s)
         self.refused_connections = 0
         self.idle_closed = 0
+        self.forwarder = Forwarder(token)  # perf: writes sent to a follower go to the leader
 
     async def start(self) -> None:
         a = self.node.addrs.client
@@ -121,6 +124,7 @@ class ClientServer:
             c.writer.close()
         if self._conns:
             await asyncio.wait(list(self._conns), timeout=2.0)
+        await self.forwarder.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -327,7 +331,7 @@ class ClientServer:
                     return Response(req.id, Status.ERROR, error=error)
             else:
                 if not node.is_leader():
-                    return self._not_leader(req, node.state.leader)
+                    return await self._forward(req, req.timeout_ms / 1000.0)
                 khash = key_hash(req.session_key) if req.session_key else b""
                 result = await node.propose(req.client_id, req.seq, command, khash)
         except NodeUnavailableError as exc:
@@ -341,6 +345,15 @@ class ClientServer:
             return Response(req.id, Status.OK, value=result)
         status = {"ok": Status.OK, "fail": Status.FAIL, "error": Status.ERROR}[res.status.value]
         return Response(req.id, status, value=res.value, error=res.error)
+
+    async def _forward(self, req: Request, timeout_s: float) -> Response:
+        """A write on a follower goes to the leader (raft/runtime/forward.py), once."""
+        node = self.node
+        addrs = node.cfg.nodes.get(node.state.leader)
+        here = node.state.leader == node.id or bool(node.state.storage_failed)
+        if req.forwarded or addrs is None or here:
+            return self._not_leader(req, node.state.leader)
+        return await self.forwarder.forward(req, addrs.client, timeout_s)
 
     def _not_leader(self, req: Request, leader: str) -> Response:
         addrs = self.node.cfg.nodes.get(leader)

@@ -34,6 +34,8 @@ SEND_QUEUE_MSGS_MAX = 4096
 BATCH_BYTES_MAX = 4 << 20
 HANDSHAKE_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 1.0
+QUEUE_WHILE_DOWN_MAX = 8
+"""Messages kept for a peer whose last connection attempt failed (the newest ones)."""
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 1.0
 
@@ -64,6 +66,8 @@ class _Outbound:
         self.task: asyncio.Task[None] | None = None
         self.dropped = 0
         self.connected = False
+        self.down = False
+        """The last attempt to connect (or the connection) failed: queue only a few."""
 
 
 class PeerTransport:
@@ -140,7 +144,14 @@ class PeerTransport:
         out = self._out.get(msg.to)
         if out is None:
             return False
-        if len(out.queue) == out.queue.maxlen:
+        if len(out.queue) == out.queue.maxlen or (
+            out.down and len(out.queue) >= QUEUE_WHILE_DOWN_MAX
+        ):
+            # Full, or the peer is down: drop the oldest. A leader probes a dead follower
+            # with a full AppendEntries every heartbeat; queued, those stale copies (up to
+            # max_msg_bytes each) were all sent on reconnect, delaying the catch-up by
+            # seconds. Raft resends whatever is lost.
+            out.queue.popleft()
             out.dropped += 1
         out.queue.append((msg_id, msg))
         out.wake.set()
@@ -166,6 +177,7 @@ class PeerTransport:
                     self._dial_handshake(out.peer, reader, w), HANDSHAKE_TIMEOUT_S
                 )
                 out.connected = True
+                out.down = False
                 failures = 0
                 await self._pump(out, reader, w, sealer)
             except asyncio.CancelledError:
@@ -183,6 +195,10 @@ class PeerTransport:
                 if out.connected:
                     out.queue.clear()  # stale after a lost connection; Raft resends
                 out.connected = False
+                out.down = True
+                while len(out.queue) > QUEUE_WHILE_DOWN_MAX:
+                    out.queue.popleft()
+                    out.dropped += 1
             failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(failures, 6))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))

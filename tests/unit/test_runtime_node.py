@@ -74,7 +74,9 @@ def test_write_read_and_session(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_storage_failure_stops_writes_and_is_logged(tmp_path: Path) -> None:
+def test_storage_failure_stops_writes_and_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def main() -> None:
         node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
         await node.start()
@@ -85,7 +87,13 @@ def test_storage_failure_stops_writes_and_is_logged(tmp_path: Path) -> None:
             def broken_sync() -> None:
                 raise StorageIOError("sync", str(tmp_path / "data"), OSError(errno.EIO, "EIO"))
 
+            def broken_fdatasync(fd: int) -> None:
+                raise OSError(errno.EIO, "EIO")
+
+            # The in-place path syncs through storage.sync, the asynchronous writer thread
+            # through fdatasync on the WAL: both fail.
             node.storage.sync = broken_sync  # type: ignore[method-assign]
+            monkeypatch.setattr("os.fdatasync", broken_fdatasync)
             with pytest.raises(NodeUnavailableError) as info:
                 await asyncio.wait_for(node.propose("c", 2, encode_command("put", "k", 2)), 5)
             assert info.value.definite is False  # its entry may have reached peers

@@ -114,3 +114,11 @@ def test_element_bombs_are_refused_while_decoding() -> None:
     deep = b"\x83\xa2id\x01\xa2op\xa3put\xa5value" + b"\x91" * 100_000 + b"\x90"
     with pytest.raises(BadRequestError, match="nested"):
         decode_request(deep)
+
+
+def test_forwarded_flag_round_trips_and_is_checked() -> None:
+    req = Request(id=1, op="put", key="k", value=1, forwarded=True)
+    assert decode_request(encode_request(req)).forwarded is True
+    assert decode_request(encode_request(Request(id=2, op="get", key="k"))).forwarded is False
+    with pytest.raises(BadRequestError, match="'fwd' must be a boolean"):
+        decode_request(msgpack.packb({"id": 3, "op": "put", "fwd": "yes"}))
