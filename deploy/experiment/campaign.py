@@ -157,9 +157,10 @@ def run_campaign(
     cluster_dir: str | None = None,
     reset: bool = True,
     jobs: int = 1,
-    out: IO[str] = sys.stdout,
+    out: IO[str] | None = None,
 ) -> tuple[list[dict[str, Any]], Path]:
     """Run every seed; returns the rows and the HTML table's path."""
+    out = out or sys.stdout
     from deploy.experiment.simrun import outcome_json, run_sim_seeds
 
     camp_dir = runs_root / spec.name / f"campaign-{run_stamp()}"
