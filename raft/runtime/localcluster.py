@@ -128,7 +128,11 @@ class LocalCluster:
 
     # -- processes -------------------------------------------------------------------------
 
-    def start_node(self, node_id: str, extra_args: tuple[str, ...] = ()) -> int:
+    def start_node(
+        self, node_id: str, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> int:
+        """Start one node; ``env`` adds environment variables (the nemesis's clock fault
+        starts a node under libfaketime this way)."""
         cfg = self.config()
         if node_id not in cfg.nodes:
             raise ClusterStateError(f"unknown node {node_id!r} (have {', '.join(cfg.nodes)})")
@@ -158,6 +162,7 @@ class LocalCluster:
             stderr=out,
             start_new_session=True,
             close_fds=True,
+            env={**os.environ, **env} if env else None,
         )
         out.close()
         state["pids"][node_id] = proc.pid
