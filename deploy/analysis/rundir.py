@@ -13,6 +13,7 @@ the checker cannot read makes the linearizability verdict ``unknown``.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -448,8 +449,10 @@ def _cut_to_window(logs: LoadedLogs, window: tuple[float, float]) -> int:
     lo, hi = window
     dropped = 0
     for node, evs in list(logs.events_by_node.items()):
-        kept = [e for e in evs if lo <= e.ts <= hi]
-        dropped += len(evs) - len(kept)
+        inside = [e for e in evs if lo <= e.ts <= hi]
+        dropped += len(evs) - len(inside)
+        # ``seq`` is the position in the node's list (the merger indexes by it).
+        kept = [e if e.seq == i else dataclasses.replace(e, seq=i) for i, e in enumerate(inside)]
         if kept:
             logs.events_by_node[node] = kept
         else:
