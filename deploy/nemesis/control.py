@@ -88,6 +88,10 @@ class ClusterControl(Protocol):
 
     def data_dir(self, node: str) -> str: ...
 
+    def log_dir(self, node: str) -> str:
+        """Where the node writes events.jsonl."""
+        ...
+
     def state_dir(self, node: str) -> str:
         """Where the nemesis keeps its files on the node's host."""
         ...
@@ -182,6 +186,9 @@ class LocalControl:
     def data_dir(self, node: str) -> str:
         return self.lc.config().node_data_dir(node)
 
+    def log_dir(self, node: str) -> str:
+        return self.lc.config().node_log_dir(node)
+
     def state_dir(self, node: str) -> str:
         return os.path.join(self.cluster_dir, "nemesis", node)
 
@@ -202,6 +209,7 @@ ROLE_DEFAULTS: dict[str, Any] = {
     "raft_node_install_dir": "/opt/raftlab",
     "raft_node_config_dir": "/etc/raftlab",
     "raft_node_data_dir": "/var/lib/raftlab",
+    "raft_node_log_dir": "/var/log/raftlab",
     "raft_node_service_name": "raftlab-node",
     "raft_node_pidfile": "/run/raftlab/raftlab-node.pid",
     "raft_node_service_manager": "auto",
@@ -428,6 +436,11 @@ class InventoryControl:
 
     def data_dir(self, node: str) -> str:
         return f"{self._v(node, 'raft_node_data_dir')}/{self._v(node, 'raft_node_id')}"
+
+    def log_dir(self, node: str) -> str:
+        return str(self._v(node, "raft_node_log_dir")).replace(
+            "{id}", str(self._v(node, "raft_node_id"))
+        )
 
     def state_dir(self, node: str) -> str:
         return HOST_STATE_DIR
