@@ -18,8 +18,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -241,7 +243,12 @@ async def _run(
     log: Callable[[str], None],
     stream: IO[str],
 ) -> dict[str, Any]:
-    """Health check, workload + nemesis, heal, recovery. Returns what results.json gets."""
+    """Health check, workload + nemesis, heal, recovery. Returns what results.json gets.
+    SIGTERM ends it like Ctrl-C: the main task is cancelled, the finally clauses heal."""
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if main is not None and threading.current_thread() is threading.main_thread():
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)
     nem_api = _nemesis_api()
     control = make_control(target)
     addrs = client_addresses(target)
@@ -359,7 +366,16 @@ def run_experiment(
         shutil.copy(spec.source, run_dir / "spec.yml")
     (run_dir / "spec.json").write_text(json.dumps(spec.to_json(), indent=2), encoding="utf-8")
     log(f"{spec.name} (seed {spec.seed}) -> {run_dir}")
-    fields = asyncio.run(_run(spec, target, run_dir, log, stream))
+    try:
+        fields = asyncio.run(_run(spec, target, run_dir, log, stream))
+    except (KeyboardInterrupt, asyncio.CancelledError, Exception) as exc:
+        # The faults are healed by now (finally clauses); say in the run what happened.
+        why = "interrupted" if not isinstance(exc, Exception) else type(exc).__name__
+        record_run(run_dir, {"mode": "lab", "experiment": spec.name, "aborted": f"{why}: {exc}"})
+        log(f"aborted ({why}); faults healed; partial run in {run_dir}")
+        if isinstance(exc, asyncio.CancelledError):
+            raise KeyboardInterrupt from None  # SIGTERM: reported like Ctrl-C
+        raise
     record_run(run_dir, fields)
     collect(target, run_dir, log)
     extra: dict[str, str] = {}
