@@ -232,8 +232,18 @@ def collect(target: Target, run_dir: Path, log: Callable[[str], None]) -> None:
         raise LabError(f"collect: ansible-playbook exited {proc.returncode}:\n{tail}")
 
 
-def _delay_mechanisms(lines: list[dict[str, Any]]) -> list[str]:
-    return sorted({str(x["mechanism"]) for x in lines if x.get("mechanism")})
+PACKET_FAULTS = frozenset({"loss", "duplicate", "delay", "reorder", "rate"})
+
+
+def _mechanisms(lines: list[dict[str, Any]], kinds: frozenset[str] | None = None) -> list[str]:
+    """How the faults (of ``kinds``, default all) were made, from the nemesis lines."""
+    return sorted(
+        {
+            str(x["mechanism"])
+            for x in lines
+            if x.get("mechanism") and (kinds is None or x.get("fault") in kinds)
+        }
+    )
 
 
 async def _run(
@@ -340,7 +350,8 @@ async def _run(
             "cluster": target.describe(),
             "git_revision": git_revision(),
             "versions": versions(),
-            "delay_mechanism": _delay_mechanisms(lines) or None,
+            "delay_mechanism": _mechanisms(lines, PACKET_FAULTS) or None,
+            "mechanisms": _mechanisms(lines),
         },
     }
 

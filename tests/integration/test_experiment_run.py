@@ -18,15 +18,20 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_spec_end_to_end_on_a_local_cluster(tmp_path: Path) -> None:
+    """`raftlab run` on a local cluster, then a two-seed campaign on it (reset between)."""
     cdir = tmp_path / "cluster"
     runs = tmp_path / "runs"
+    spec = str(PROJECT / "experiments" / "quick.yml")
     with running_cluster(str(cdir), nodes=3) as lc:
-        spec = str(PROJECT / "experiments" / "quick.yml")
         assert raftlab(["run", spec, "--cluster", str(cdir), "--runs", str(runs)]) == 0
         # Healed: every node runs again.
         assert set(lc.running()) == {"n1", "n2", "n3"}
-    (run,) = (runs / "quick").iterdir()
-    assert (runs / "latest").resolve() == run.resolve()
+        (run,) = (runs / "quick").iterdir()
+        code = raftlab(
+            ["campaign", spec, "--seeds", "3..4", "--cluster", str(cdir), "--runs", str(runs)]
+        )
+        assert code == 0
+        assert set(lc.running()) == {"n1", "n2", "n3"}
     results = json.loads((run / "results.json").read_text())
     assert results["verdicts"]["overall"] == "valid"
     assert results["faults_requested"] == 1 and results["faults_fired"] == 1
@@ -35,15 +40,21 @@ def test_spec_end_to_end_on_a_local_cluster(tmp_path: Path) -> None:
     assert params["seed"] == 1 and params["clients"] == 3
     assert params["schedule"][0]["kind"] == "kill"
     assert params["spec"]["name"] == "quick" and params["git_revision"]
-    assert params["versions"]["python"]
+    assert params["versions"]["python"] and params["mechanisms"] == ["SIGKILL"]
     assert params["key_prefix"] == results["run_id"] + "."
     w = results["run_window"]
     assert w["start_ts"] < w["end_ts"]
     assert sorted(p.name for p in (run / "nodes").iterdir()) == ["n1", "n2", "n3"]
     assert (run / "spec.yml").is_file() and (run / "report.html").is_file()
-    starts = [json.loads(x) for x in (run / "nemesis.jsonl").read_text().splitlines()]
-    assert [x["action"] for x in starts] == ["start", "stop"]
+    lines = [json.loads(x) for x in (run / "nemesis.jsonl").read_text().splitlines()]
+    assert [x["action"] for x in lines] == ["start", "stop"]
     assert raftlab(["analyze", "--no-report", str(run)]) == 0
+    # The campaign: two more runs (other seeds), a table, runs/latest at the newest.
+    (camp,) = (runs / "quick").glob("campaign-*")
+    rows = json.loads((camp / "campaign.json").read_text())["runs"]
+    assert [(r["seed"], r["verdicts"]["overall"]) for r in rows] == [(3, "valid"), (4, "valid")]
+    assert (runs / "latest").resolve() == Path(rows[-1]["run_dir"]).resolve()
+    assert "report.html" in (camp / "campaign.html").read_text()
 
 
 def test_second_run_on_the_same_cluster_is_judged_correctly(tmp_path: Path) -> None:
