@@ -197,6 +197,10 @@ def _run_spec(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
     if jobs < 1:
         raise LabError(f"--jobs must be >= 1, got {jobs}")
-    rows = run_sim_seeds(spec, seeds, Path(args.runs), nodes=args.nodes, jobs=min(jobs, len(seeds)))
+    try:
+        nodes = int(str(args.nodes))
+    except ValueError:
+        raise LabError(f"--nodes: one cluster size with SPEC, got {args.nodes!r}") from None
+    rows = run_sim_seeds(spec, seeds, Path(args.runs), nodes=nodes, jobs=min(jobs, len(seeds)))
     print_table(rows, sys.stdout)
     return worst_exit(rows)
