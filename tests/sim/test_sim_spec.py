@@ -48,7 +48,8 @@ def test_spec_in_the_simulator_is_a_lab_run_directory(
         kinds = {e["ev"] for e in lines}
         assert {"persist", "commit", "apply", "send", "recv", "role"} <= kinds
     faults = [json.loads(x) for x in (run / "nemesis.jsonl").read_text().splitlines()]
-    assert {"kill", "partition"} <= {f["fault"] for f in faults if f["action"] == "start"}
+    started = {f["fault"] for f in faults if f["action"] == "start"}
+    assert started and started <= {"kill", "partition", "loss"}, started
     results = json.loads((run / "results.json").read_text())
     assert results["mode"] == "sim" and results["seed"] == 3
     assert results["faults_fired"] > 0 and results["workload"]["ok"] > 0
