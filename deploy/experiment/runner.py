@@ -98,6 +98,20 @@ def make_control(target: Target) -> Any:
     return nem.LocalControl(str(target.cluster_dir))
 
 
+def check_supported(spec: ExperimentSpec, target: Target) -> None:
+    """Refuse, before anything runs, faults the target cannot have."""
+    nem_api = _nemesis_api()
+    control = make_control(target)
+    if not getattr(control, "own_network", True):
+        net = sorted({f.kind for f in spec.nemesis} & set(nem_api.NETWORK_KINDS))
+        if net:
+            raise LabError(
+                f"{spec.source or spec.name}: {', '.join(net)} need hosts with a network of "
+                "their own (the testbed: -i inventories/local, or real hosts); the nodes of a "
+                "`raft cluster up` cluster share this machine's"
+            )
+
+
 def client_addresses(target: Target) -> list[Address]:
     from raft.cli._cluster_addrs import resolve
 
@@ -283,6 +297,7 @@ async def _run(
     summary = WorkloadSummary()
     stop = asyncio.Event()
     heal_error: str | None = None
+    nemesis_failure: str | None = None
     with (
         (run_dir / "history.jsonl").open("w", encoding="utf-8") as hist,
         (run_dir / "nemesis.jsonl").open("w", encoding="utf-8") as nlog,
@@ -299,8 +314,11 @@ async def _run(
         finally:
             stop.set()
             for t in tasks:
-                with contextlib.suppress(Exception, asyncio.CancelledError):
+                try:
                     await asyncio.wait_for(t, 120)
+                except Exception as exc:  # the nemesis failed: say so, the run goes on to heal
+                    nemesis_failure = f"{type(exc).__name__}: {exc}"
+                    log(f"WARNING: nemesis failed: {nemesis_failure}")
             try:
                 nemesis.heal()  # idempotent; run() healed already unless it was cancelled
             except LabError as exc:
@@ -335,7 +353,8 @@ async def _run(
         "faults_requested": asked,
         "faults_fired": fired,
         "faults_by_kind": dict(nemesis.started),
-        "nemesis_errors": list(nemesis.errors) + ([heal_error] if heal_error else []),
+        "nemesis_errors": list(nemesis.errors)
+        + [e for e in (nemesis_failure, heal_error) if e is not None],
         "workload": summary.to_json(),
         "health": health,
         "recovery": recovered,
@@ -371,6 +390,7 @@ def run_experiment(
         stream.write(f"run: {msg}\n")
         stream.flush()
 
+    check_supported(spec, target)
     run_dir = runs_root / spec.name / run_stamp()
     run_dir.mkdir(parents=True, exist_ok=False)
     if spec.source and Path(spec.source).is_file():

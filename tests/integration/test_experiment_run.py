@@ -32,6 +32,11 @@ def test_spec_end_to_end_on_a_local_cluster(tmp_path: Path) -> None:
         )
         assert code == 0
         assert set(lc.running()) == {"n1", "n2", "n3"}
+        # A fault this cluster cannot have is refused before anything runs.
+        net = tmp_path / "net.yml"
+        net.write_text("name: net\nworkload: {duration_s: 3}\nnemesis: [{kind: loss}]\n")
+        assert raftlab(["run", str(net), "--cluster", str(cdir), "--runs", str(runs)]) == 2
+        assert not (runs / "net").exists()
     results = json.loads((run / "results.json").read_text())
     assert results["verdicts"]["overall"] == "valid"
     assert results["faults_requested"] == 1 and results["faults_fired"] == 1
