@@ -68,6 +68,16 @@ def _raftlab(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[
     )
 
 
+def _violations(runs: Path) -> str:
+    """What made a run fail, for the assertion message (the run dir is in a temp dir)."""
+    out = []
+    for res in runs.glob("*/*/results.json"):
+        r = json.loads(res.read_text())
+        out.append(f"\n{res}: {r.get('verdicts')} warnings {r.get('warnings')}")
+        out += [f"\n  {v}" for v in (r.get("invariants") or {}).get("violations", [])[:10]]
+    return "".join(out)
+
+
 def test_spec_on_the_testbed_and_in_the_simulator_both_pass_analyze(
     lab: Lab, tmp_path: Path
 ) -> None:
@@ -75,7 +85,7 @@ def test_spec_on_the_testbed_and_in_the_simulator_both_pass_analyze(
     spec.write_text(SPEC)
     runs = tmp_path / "runs"
     run = _raftlab("run", str(spec), "-i", str(lab.inventory), "--runs", str(runs))
-    assert run.returncode == 0, run.stdout + run.stderr[-6000:]
+    assert run.returncode == 0, run.stdout + run.stderr[-6000:] + _violations(runs)
     assert "verdict: VALID" in run.stdout and "report: " in run.stdout
     assert "ok/s" in run.stderr  # live progress
     (lab_run,) = (runs / "labtest").iterdir()
