@@ -25,8 +25,10 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
+from deploy.errors import LabError
 from raft.lincheck import HistoryEvent
 from raft.lincheck.formats import render_jsonl
 from raft.runtime.client import RaftClient
@@ -105,6 +107,18 @@ class WorkloadSummary:
         }
 
 
+def client_token(inventory: str | Path | None) -> bytes | None:
+    """The client token of a role-deployed cluster (client_auth on): the cluster secret the
+    role keeps next to the inventory; else ``$RAFT_CLIENT_TOKEN_FILE`` (None: no auth)."""
+    from raft.runtime.client import load_token
+
+    secret = Path(inventory) / "secret" if inventory else None
+    try:
+        return load_token(str(secret) if secret is not None and secret.exists() else None)
+    except (OSError, ValueError) as exc:
+        raise LabError(f"client token: {exc}") from None
+
+
 class HistoryWriter:
     """Appends history events to a JSON Lines file as they happen, so an interrupted run
     keeps everything recorded up to the interruption."""
@@ -120,7 +134,7 @@ def _completion(f: str, resp: Response) -> tuple[str, Any]:
     """Map a client response onto a history completion type and value."""
     if resp.status is Status.OK:
         return "ok", resp.value if f == "read" else None
-    if resp.status in (Status.FAIL, Status.ERROR, Status.BAD_REQUEST):
+    if resp.status in (Status.FAIL, Status.ERROR, Status.BAD_REQUEST, Status.UNAUTHORIZED):
         return "fail", None
     # TIMEOUT (or a final NOT_LEADER): a read had no effect; a write may have.
     return ("fail" if f == "read" else "info"), None
@@ -134,8 +148,10 @@ class _Run:
         sink: Callable[[HistoryEvent], None],
         stop: asyncio.Event,
         start_ns: int,
+        token: bytes | None = None,
     ) -> None:
         self.addrs = list(addrs)
+        self.token = token
         self.spec = spec
         self.sink = sink
         self.stop = stop
@@ -187,6 +203,7 @@ class _Run:
             list(self.addrs),
             client_id=self.spec.client_id(index),
             op_timeout_s=self.spec.op_timeout_s,
+            token=self.token,
         )
         next_at = time.monotonic() + rng.random() * self.interval_s
         try:
@@ -243,13 +260,16 @@ async def run_workload(
     stop: asyncio.Event | None = None,
     start_ns: int | None = None,
     summary: WorkloadSummary | None = None,
+    token: bytes | None = None,
 ) -> WorkloadSummary:
     """Run ``spec.clients`` workers against ``addrs`` until the duration, the operation
     budget (if any), or ``stop`` ends them; every event goes to ``sink`` as it happens.
     History times count from ``start_ns`` (``time.monotonic_ns()``; default: now), so a
-    nemesis can share the time base. ``summary``, when given, is updated live (progress)."""
+    nemesis can share the time base. ``summary``, when given, is updated live (progress).
+    ``token``: the client token when the cluster has ``client_auth`` on (None:
+    ``$RAFT_CLIENT_TOKEN_FILE`` if set)."""
     t0_ns = time.monotonic_ns() if start_ns is None else start_ns
-    run = _Run(addrs, spec, sink, stop or asyncio.Event(), t0_ns)
+    run = _Run(addrs, spec, sink, stop or asyncio.Event(), t0_ns, token)
     if summary is not None:
         run.summary = summary
     t0 = time.monotonic()

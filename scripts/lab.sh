@@ -54,9 +54,15 @@ PY
 )
 cluster=$(IFS=,; echo "${addrs[*]}")
 
+# The role turns client authentication on: clients prove they hold the cluster secret the
+# role keeps next to the inventory (on the hosts: /etc/raftlab/secret).
+export RAFT_CLIENT_TOKEN_FILE="$PWD/$INV/secret"
 # In the GEE style only the gateway is reachable: run the client inside the slice.
 if [ "$STYLE" = gee ]; then
-  raft_cmd() { ssh -F "$INV/ssh_config" h1 /opt/raftlab/venv/bin/raft "$@"; }
+  raft_cmd() {
+    ssh -F "$INV/ssh_config" h1 RAFT_CLIENT_TOKEN_FILE=/etc/raftlab/secret \
+      /opt/raftlab/venv/bin/raft "$@"
+  }
 else
   raft_cmd() { raft "$@"; }
 fi

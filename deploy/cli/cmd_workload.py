@@ -79,7 +79,7 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
         NodeControl,
         inventory_client_addresses,
     )
-    from deploy.workload import HistoryWriter, WorkloadSpec, run_workload
+    from deploy.workload import HistoryWriter, WorkloadSpec, client_token, run_workload
     from raft.cli._cluster_addrs import resolve
 
     cluster = args.cluster
@@ -119,7 +119,9 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
         file=sys.stderr,
     )
     try:
-        summary = await run_workload(addrs, spec, HistoryWriter(out), stop, t0_ns)
+        summary = await run_workload(
+            addrs, spec, HistoryWriter(out), stop, t0_ns, token=client_token(args.inventory)
+        )
     finally:
         stop.set()
         for t in tasks:

@@ -38,7 +38,13 @@ from deploy.experiment.record import (
     versions,
 )
 from deploy.experiment.spec import ExperimentSpec
-from deploy.workload import HistoryWriter, WorkloadSpec, WorkloadSummary, run_workload
+from deploy.workload import (
+    HistoryWriter,
+    WorkloadSpec,
+    WorkloadSummary,
+    client_token,
+    run_workload,
+)
 from raft.runtime.transport import Address
 
 HEALTH_TIMEOUT_S = 30.0
@@ -122,7 +128,11 @@ def client_addresses(target: Target) -> list[Address]:
 
 
 async def health_check(
-    control: Any, addrs: list[Address], run_id: str, timeout_s: float = HEALTH_TIMEOUT_S
+    control: Any,
+    addrs: list[Address],
+    run_id: str,
+    timeout_s: float = HEALTH_TIMEOUT_S,
+    token: bytes | None = None,
 ) -> dict[str, Any]:
     """A leader, then a write and a read of a fresh key through the client port; raises
     LabError naming what failed."""
@@ -139,7 +149,7 @@ async def health_check(
         await asyncio.sleep(0.3)
     if leader is None:
         raise LabError(f"health check: no leader within {timeout_s:g} s")
-    client = RaftClient(addrs, client_id=f"health-{run_id}", op_timeout_s=5.0)
+    client = RaftClient(addrs, client_id=f"health-{run_id}", op_timeout_s=5.0, token=token)
     key = f"{run_id}.health"
     try:
         last = ""
@@ -289,8 +299,9 @@ async def _run(
         op_timeout_s=w.op_timeout_s,
         rate=w.rate,
     )
+    token = client_token(target.inventory)
     log(f"health check ({len(addrs)} nodes)")
-    health = await health_check(control, addrs, wspec.run_id)
+    health = await health_check(control, addrs, wspec.run_id, token=token)
     log(f"healthy: leader {health['leader']} ({health['seconds']} s)")
     t0_ns = time.monotonic_ns()
     start_ts = time.time()
@@ -310,7 +321,7 @@ async def _run(
             asyncio.create_task(progress.loop(stop)),
         ]
         try:
-            await run_workload(addrs, wspec, HistoryWriter(hist), stop, t0_ns, summary)
+            await run_workload(addrs, wspec, HistoryWriter(hist), stop, t0_ns, summary, token)
         finally:
             stop.set()
             for t in tasks:
@@ -330,7 +341,11 @@ async def _run(
         await asyncio.sleep(spec.recovery_s)
         try:
             recovered: dict[str, Any] = await health_check(
-                control, addrs, wspec.run_id + "-r", timeout_s=max(10.0, spec.recovery_s)
+                control,
+                addrs,
+                wspec.run_id + "-r",
+                timeout_s=max(10.0, spec.recovery_s),
+                token=token,
             )
             recovered["ok"] = True
         except LabError as exc:

@@ -16,6 +16,8 @@ from deploy.nemesis import net
 from deploy.nemesis.control import ClusterControl
 
 DELAYER_MARK = "raftlab-nemesis-delayer"
+#: A grep pattern matching the mark but not itself (so the shell running it is not found).
+_MARK_RE = "[r]aftlab-nemesis-delayer"
 
 
 def fill_path(control: ClusterControl, node: str) -> str:
@@ -36,7 +38,7 @@ def kill_delayers_script(state_dir: str, fault_id: int | None = None) -> str:
     return (
         f'for f in {sd}/{pattern}; do [ -f "$f" ] || continue; p=$(cat "$f"); '
         f'case "$p" in ""|*[!0-9]*) rm -f "$f"; continue ;; esac; '
-        f'if tr "\\000" " " < /proc/$p/cmdline 2>/dev/null | grep -q {DELAYER_MARK}; then '
+        f'if tr "\\000" " " < /proc/$p/cmdline 2>/dev/null | grep -q "{_MARK_RE}"; then '
         "kill $p; for i in 1 2 3 4 5 6 7 8 9 10; do "
         "kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
         f'kill -9 $p 2>/dev/null; fi; rm -f "$f"; done; true'
@@ -46,7 +48,7 @@ def kill_delayers_script(state_dir: str, fault_id: int | None = None) -> str:
 def delayers_left_script(state_dir: str) -> str:
     return (
         "for p in $(ls /proc | grep -E '^[0-9]+$'); do "
-        f'tr "\\000" " " < /proc/$p/cmdline 2>/dev/null | grep -q {DELAYER_MARK} && echo $p; '
+        f'tr "\\000" " " < /proc/$p/cmdline 2>/dev/null | grep -q "{_MARK_RE}" && echo $p; '
         "done; true"
     )
 

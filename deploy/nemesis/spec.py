@@ -210,7 +210,7 @@ def _param(kind: str, name: str, typ: Any, raw: Any) -> Any:
         return raw
     if typ is int:
         return int(_number(raw, where, integer=True))
-    value = _number(raw, where)
+    value = _number(raw, where, minimum=-math.inf if name == "offset_s" else 0.0)
     if name == "probability" and not 0.0 < value <= 1.0:
         raise FaultSpecError(f"{where}: {raw!r} must be in (0, 1]")
     if name == "period_s" and value <= 0:

@@ -67,6 +67,18 @@ HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
 
 
+def ticks_due(now: float, next_tick: float, tick_s: float, ticks_max: int) -> tuple[int, float]:
+    """(ticks to run now, the next tick's time) when ``now >= next_tick``: one tick per
+    elapsed period, so after a pause (SIGSTOP, a long GC, a slow disk) the core's timers
+    advance by the time that really passed, as leases need. Bounded by ``ticks_max`` (an
+    election timeout): more ticks change nothing but would burst; the schedule then restarts
+    from ``now``."""
+    due = int((now - next_tick) / tick_s) + 1
+    if due > ticks_max:
+        return ticks_max, now + tick_s
+    return due, next_tick + due * tick_s
+
+
 class NodeUnavailableError(Exception):
     """The node cannot serve the request (not the leader, storage failed, shutting down).
     ``leader`` is the node id believed to lead, or ``""``. ``definite`` is True when a write
@@ -90,6 +102,8 @@ class _Proposal:
     command: bytes
     future: asyncio.Future[bytes]
     started: float
+    key_hash: bytes = b""
+    """SHA-256 of the client's session key (raft/runtime/sessions.py); empty: anonymous."""
 
 
 @dataclass(slots=True)
@@ -324,11 +338,14 @@ class RaftNode:
     def is_leader(self) -> bool:
         return self.state.role == Role.LEADER.value and not self.state.storage_failed
 
-    async def propose(self, client_id: str, seq: int, command: bytes) -> bytes:
+    async def propose(
+        self, client_id: str, seq: int, command: bytes, key_hash: bytes = b""
+    ) -> bytes:
         """Replicate ``command`` (deduplicated by ``(client_id, seq)`` when client_id is
-        set); the state machine's result once it was applied here. Commands queued together
-        share one log entry. Raises NodeUnavailableError (not leader / storage failed /
-        lost)."""
+        set, for the holder of the session key whose hash is ``key_hash``; an empty
+        client_id and command with a ``key_hash`` opens a session); the state machine's result
+        once it was applied here. Commands queued together share one log entry. Raises
+        NodeUnavailableError (not leader / storage failed / lost)."""
         if self.state.storage_failed or self._stopping:
             raise NodeUnavailableError("node cannot accept writes", self._leader_hint())
         if not self.is_leader():
@@ -336,7 +353,7 @@ class RaftNode:
         if len(self._props) >= PROPOSALS_QUEUED_MAX:
             raise NodeUnavailableError("proposal queue full", self.state.leader)
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._props.append(_Proposal(client_id, seq, command, fut, time.monotonic()))
+        self._props.append(_Proposal(client_id, seq, command, fut, time.monotonic(), key_hash))
         self._wake.set()
         return await fut
 
@@ -391,12 +408,15 @@ class RaftNode:
                 if self._stopping:
                     break
                 now = loop.time()
+                # -- begin: ticks by elapsed time (hardening; issue 10 "Also") --
                 if now >= next_tick:
-                    self.core.tick()
+                    due, next_tick = ticks_due(
+                        now, next_tick, self._tick_s, self.cfg.election_timeout_ticks
+                    )
+                    for _ in range(due):
+                        self.core.tick()
                     await self._flush_if_due()
-                    next_tick += self._tick_s
-                    if now - next_tick > 10 * self._tick_s:
-                        next_tick = now + self._tick_s  # we fell far behind; do not burst
+                # -- end: ticks by elapsed time --
                 self._step_inbox()
                 self._take_proposals()
                 self._take_reads()
@@ -458,9 +478,9 @@ class RaftNode:
                 continue
             if len(batch) == 1:
                 p = batch[0]
-                data = encode_entry(p.client_id, p.seq, p.command)
+                data = encode_entry(p.client_id, p.seq, p.command, p.key_hash)
             else:
-                data = encode_batch([(p.client_id, p.seq, p.command) for p in batch])
+                data = encode_batch([(p.client_id, p.seq, p.command, p.key_hash) for p in batch])
             try:
                 index, term = self.core.propose(data)
             except (NotLeaderError, ProposalDroppedError) as exc:

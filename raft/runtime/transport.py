@@ -19,6 +19,7 @@ import collections
 import contextlib
 import logging
 import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -91,6 +92,13 @@ class PeerTransport:
         self._known = set(peers)
         self._server: asyncio.Server | None = None
         self._inbound: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        # -- begin: bounded inbound connections (hardening; issue 10 §4) --
+        self._inbound_max = 4 * len(self._known) + 16
+        """Open inbound connections, handshaking or not; beyond it new ones are closed."""
+        self._inbound_by_peer: dict[str, asyncio.StreamWriter] = {}
+        """The one authenticated inbound connection per peer: a newer handshake from the
+        same peer (a reconnect, or a replayed hello) closes the older one."""
+        # -- end: bounded inbound connections --
         self._closing = False
         self._local_addr: tuple[str, int] | None = None
         self.frames_refused = 0
@@ -100,7 +108,9 @@ class PeerTransport:
     async def start(self, listen: Address) -> None:
         # Dial from our own peer address, so peers (and firewall rules) see who we are.
         self._local_addr = (listen.host, 0) if listen.host not in ("0.0.0.0", "::") else None
-        self._server = await asyncio.start_server(self._accept, listen.host, listen.port)
+        self._server = await asyncio.start_server(
+            self._accept, listen.host, listen.port, backlog=socket.SOMAXCONN
+        )
         for out in self._out.values():
             out.task = asyncio.create_task(self._dial_loop(out), name=f"dial-{out.peer}")
 
@@ -234,6 +244,9 @@ class PeerTransport:
     # -- receiving -------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._inbound) >= self._inbound_max:
+            writer.close()  # flooded (e.g. replayed hellos): refuse before reading anything
+            return
         task = asyncio.current_task()
         if task is not None:
             self._inbound[task] = writer
@@ -263,6 +276,10 @@ class PeerTransport:
             writer.write(framing.encode_frame(auth.encode_ack(self._secret, hello.nonce, mine)))
             await writer.drain()
             opener = auth.FrameOpener(auth.session_key(self._secret, hello, mine))
+            older = self._inbound_by_peer.get(peer)
+            if older is not None and older is not writer:
+                older.close()
+            self._inbound_by_peer[peer] = writer
             await self._receive(peer, reader, opener)
         except HandshakeRefusedError as exc:
             self.frames_refused += 1
@@ -276,6 +293,8 @@ class PeerTransport:
             pass
         finally:
             writer.close()
+            if self._inbound_by_peer.get(peer) is writer:
+                del self._inbound_by_peer[peer]
             if task is not None:
                 self._inbound.pop(task, None)
 

@@ -7,6 +7,7 @@ Needs root; CI runs it as root."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -106,13 +107,14 @@ def test_spec_on_the_testbed_and_in_the_simulator_both_pass_analyze(
         assert "verdict: VALID" in analyze.stdout
 
 
-def _client(addrs: str, *args: str) -> str:
+def _client(addrs: str, token: Path, *args: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "raft.cli", "client", "--cluster", addrs, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=dict(os.environ, RAFT_CLIENT_TOKEN_FILE=str(token)),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout.strip()
@@ -123,10 +125,11 @@ def test_campaign_reset_leaves_a_fresh_serving_cluster(lab: Lab) -> None:
     from deploy.nemesis import InventoryControl
 
     addrs = lab.client_addresses()
-    _client(addrs, "put", "before-reset", "old")
-    assert _client(addrs, "get", "before-reset") == "old"
+    secret = lab.inventory / "secret"
+    _client(addrs, secret, "put", "before-reset", "old")
+    assert _client(addrs, secret, "get", "before-reset") == "old"
     reset_cluster(InventoryControl(lab.inventory))
     # Wiped and serving again: the old key is gone, new writes go through.
-    _client(addrs, "put", "after-reset", "new")
-    assert _client(addrs, "get", "after-reset") == "new"
-    assert _client(addrs, "get", "before-reset") != "old"
+    _client(addrs, secret, "put", "after-reset", "new")
+    assert _client(addrs, secret, "get", "after-reset") == "new"
+    assert _client(addrs, secret, "get", "before-reset") != "old"

@@ -4,6 +4,7 @@ wrong secret and of garbage, and that a refused connection leaves the acceptor s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 
@@ -152,6 +153,39 @@ def test_unreachable_reported_and_queue_bounded() -> None:
             assert len(a.t._out["n2"].queue) <= 10
             await _wait(lambda: "n2" in a.unreachable)
         finally:
+            await a.t.stop()
+
+    asyncio.run(main())
+
+
+def test_replayed_hellos_are_not_held_open() -> None:
+    """Issue 10 §4: a recorded hello passes the MAC check, so replaying it on many
+    connections kept every one of them open for good. Only the newest authenticated
+    connection per peer stays open, and a flood beyond the inbound cap is closed at once."""
+    from raft.runtime import auth, framing
+
+    async def main() -> None:
+        peers = _peers()
+        a = Endpoint("n1", peers)
+        await a.t.start(peers["n1"])
+        hello = framing.encode_frame(
+            auth.encode_hello(SECRET, auth.Hello("lab", "n2", auth.new_nonce(), to="n1"))
+        )
+        conns = []
+        try:
+            for _ in range(40):
+                r, w = await asyncio.open_connection(peers["n1"].host, peers["n1"].port)
+                w.write(hello)  # the same recorded hello every time
+                conns.append((r, w))
+            closed = 0
+            for r, _w in conns[:-1]:  # the newest may stay: it could be the real n2
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    await asyncio.wait_for(r.read(), 5.0)  # the ack, then EOF once closed
+                    closed += r.at_eof()
+            assert closed == len(conns) - 1
+        finally:
+            for _r, w in conns:
+                w.close()
             await a.t.stop()
 
     asyncio.run(main())
