@@ -23,7 +23,7 @@ class _InstantClient:
 
     ids: list[str] = []
 
-    def __init__(self, addrs: Any, client_id: str = "", op_timeout_s: float = 1.0) -> None:
+    def __init__(self, addrs: Any, client_id: str = "", **kw: Any) -> None:
         _InstantClient.ids.append(client_id)
         self.values: dict[Any, Any] = {}
 
