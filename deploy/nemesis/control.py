@@ -390,7 +390,12 @@ class InventoryControl:
                 f"systemctl kill -s KILL {self._unit(node)}; systemctl stop {self._unit(node)}"
             )
         else:
-            script += "kill -s KILL $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done"
+            # Wait (bounded) until it is gone or a zombie its parent has yet to reap.
+            script += (
+                "kill -s KILL $pid; for i in $(seq 200); do "
+                "s=$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -c1); "
+                '[ -z "$s" ] || [ "$s" = Z ] && break; sleep 0.05; done'
+            )
         self.run(node, script, timeout_s=30)
 
     def stop(self, node: str) -> None:

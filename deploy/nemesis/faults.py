@@ -367,35 +367,35 @@ def _qdisc_fault(
     return Active(ctx.id, spec, targets, mechanism, {"qdisc": shown}, heal)
 
 
-@starter("loss")
-def _loss(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
+def _random_rule_fault(
+    ctx: FaultContext, spec: FaultSpec, targets: list[str], netem: str, rule: str, mech: str
+) -> Active:
+    """netem ``<netem> P%`` where available, else one iptables rule per peer with the
+    ``statistic`` match; ``rule`` is formatted with ``{a}`` (the peer's address) and ``{p}``."""
     p = float(spec.params["probability"])
     if _use_netem(ctx, spec, targets):
-        return _qdisc_fault(ctx, spec, targets, f"netem loss {p * 100:.3f}%", "netem")
+        return _qdisc_fault(ctx, spec, targets, f"netem {netem} {p * 100:.3f}%", "netem")
     c = ctx.control
-    rules = {
-        n: [
-            f"-s {a} -m statistic --mode random --probability {p:.6f} -j DROP" for a in _peers(c, n)
-        ]
-        for n in targets
-    }
-    return _rules_fault(ctx, spec, targets, rules, "iptables-statistic")
+    stat = f"-m statistic --mode random --probability {p:.6f}"
+    rules = {n: [rule.format(a=a, stat=stat) for a in _peers(c, n)] for n in targets}
+    table = "mangle" if "TEE" in rule else "filter"
+    return _rules_fault(ctx, spec, targets, rules, mech, table=table)
+
+
+@starter("loss")
+def _loss(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
+    """Packets from the peers are dropped on arrival at each target."""
+    return _random_rule_fault(
+        ctx, spec, targets, "loss", "-s {a} {stat} -j DROP", "iptables-statistic"
+    )
 
 
 @starter("duplicate")
 def _duplicate(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
-    p = float(spec.params["probability"])
-    if _use_netem(ctx, spec, targets):
-        return _qdisc_fault(ctx, spec, targets, f"netem duplicate {p * 100:.3f}%", "netem")
-    c = ctx.control
-    rules = {
-        n: [
-            f"-d {a} -m statistic --mode random --probability {p:.6f} -j TEE --gateway {a}"
-            for a in _peers(c, n)
-        ]
-        for n in targets
-    }
-    return _rules_fault(ctx, spec, targets, rules, "iptables-tee", table="mangle")
+    """Packets from each target to a peer are cloned (TEE) to that peer as well."""
+    return _random_rule_fault(
+        ctx, spec, targets, "duplicate", "-d {a} {stat} -j TEE --gateway {a}", "iptables-tee"
+    )
 
 
 DELAYER_NAME = "raftlab-nemesis-delayer.py"

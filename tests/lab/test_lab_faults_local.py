@@ -99,6 +99,10 @@ def test_network_faults_are_refused_on_loopback(cluster: LocalCluster) -> None:
         with pytest.raises(NotSupportedError, match="loopback"):
             nem.start_now(parse_fault({"kind": kind}))
     assert lines == [] and nem.active() == []
+    sched = [parse_fault({"kind": "kill"}), parse_fault({"kind": "partition", "start_s": 5})]
+    with pytest.raises(NotSupportedError, match=r"nemesis\[1\]: partition"):
+        asyncio.run(nem.run(sched, asyncio.Event()))
+    assert lines == []  # refused before anything was touched
 
 
 def test_clock_step_makes_the_node_read_a_skewed_clock(cluster: LocalCluster) -> None:
