@@ -323,13 +323,23 @@ class InventoryControl:
     def run(
         self, node: str, command: str, *, check: bool = True, timeout_s: float = 60.0
     ) -> CommandResult:
-        if _truthy(self._v(node, "ansible_become")):
+        if hasattr(self.remote, "wrap_become"):
+            # A Remote that applies the inventory's become itself (deploy.remote with become
+            # support): ask for root whatever the inventory's default is.
+            result: CommandResult = self.remote.run(
+                node, command, check=check, timeout_s=timeout_s, become=self._become(node)
+            )
+            return result
+        if self._become(node):
             command = f"sudo -n sh -c {shlex.quote(command)}"
-        result: CommandResult = self.remote.run(node, command, check=check, timeout_s=timeout_s)
+        result = self.remote.run(node, command, check=check, timeout_s=timeout_s)
         return result
 
+    def _become(self, node: str) -> bool:
+        return _truthy(self._v(node, "ansible_become"))
+
     def upload(self, node: str, local: Path, remote: str) -> None:
-        if _truthy(self._v(node, "ansible_become")):
+        if self._become(node):
             tmp = f"/tmp/.raftlab-nemesis-{os.getpid()}-{Path(remote).name}"
             self.remote.upload(node, local, tmp)
             self.run(node, f"install -m 0755 {shlex.quote(tmp)} {shlex.quote(remote)}; rm -f {tmp}")

@@ -154,8 +154,11 @@ def _allowed(values: Sequence[str]) -> str:
 
 
 def parse_target(raw: Any, where: str = "target") -> Target:
-    """``random|leader|minority|majority|all``, ``nodes:n1,n2`` or ``{"nodes": [...]}``."""
+    """``random|leader|minority|majority|all``, ``nodes:n1,n2``, ``{"nodes": [...]}`` or a
+    list of node names."""
     names = [k.value for k in TargetKind if k is not TargetKind.NODES]
+    if isinstance(raw, list):
+        raw = {"nodes": raw}
     if isinstance(raw, Mapping):
         if set(raw) != {"nodes"}:
             raise FaultSpecError(f"{where}: a mapping must be {{nodes: [names]}}, got {dict(raw)}")
