@@ -31,6 +31,10 @@ def faketime_file(control: ClusterControl, node: str) -> str:
     return os.path.join(control.state_dir(node), f"faketime-{node}")
 
 
+def shim_dir(control: ClusterControl, node: str) -> str:
+    return shlex.quote(f"{control.state_dir(node)}/fsync-shim")
+
+
 def kill_delayers_script(state_dir: str, fault_id: int | None = None) -> str:
     """Kill our delayer processes (by pidfile, after checking their command line)."""
     sd = shlex.quote(state_dir)
@@ -63,6 +67,10 @@ def _inspect_script(control: ClusterControl, node: str, pid: int | None) -> str:
             f"echo faked=$(tr '\\000' '\\n' < /proc/{pid}/environ 2>/dev/null "
             "| grep -c '^LD_PRELOAD=.*faketime')"
         )
+        parts.append(
+            f"echo shim=$(tr '\\000' '\\n' < /proc/{pid}/environ 2>/dev/null "
+            "| grep -c '^RAFTLAB_NEMESIS_FSYNC=')"
+        )
     if control.own_network:
         sd = control.state_dir(node)
         parts.append(f"echo rules=$({{ {net.rules_left_script()}; }} | wc -l)")
@@ -70,6 +78,8 @@ def _inspect_script(control: ClusterControl, node: str, pid: int | None) -> str:
         parts.append(f"echo delayers=$({{ {delayers_left_script(sd)}; }} | tr '\\n' ' ')")
     parts.append(f"test -e {shlex.quote(fill_path(control, node))} && echo fill=1")
     parts.append(f"test -e {shlex.quote(faketime_file(control, node))} && echo ftfile=1")
+    shim = shlex.quote(f"{control.state_dir(node)}/fsync-shim")
+    parts.append(f"test -e {shim} && echo shimdir=1")
     dropin = getattr(control, "_dropin", None)
     systemd = getattr(control, "systemd", None)
     if dropin is not None and systemd is not None and systemd(node):
@@ -93,6 +103,10 @@ def inspect_node(control: ClusterControl, node: str) -> list[str]:
         left.append(f"node pid {pid} stopped (paused)")
     if facts.get("faked", "0") not in ("", "0") or facts.get("dropin"):
         left.append("node runs under libfaketime")
+    if facts.get("shim", "0") not in ("", "0"):
+        left.append("node runs with the fsync shim")
+    if facts.get("shimdir"):
+        left.append("the fsync shim directory")
     if facts.get("rules", "0").strip() not in ("", "0"):
         left.append(f"iptables chain {net.CHAIN} or its jumps")
     if facts.get("qdiscs", "").strip(" ;"):
@@ -134,10 +148,13 @@ def heal_node(control: ClusterControl, node: str) -> list[str]:
     if "disk-fill file" in joined:
         control.run(node, f"rm -f {shlex.quote(fill_path(control, node))}")
         did.append("deleted the disk-fill file")
-    if "libfaketime" in joined:
+    if "libfaketime" in joined or "node runs with the fsync shim" in left:
         control.stop(node)
         control.start(node)
-        did.append("restarted without libfaketime")
+        did.append("restarted without libfaketime or the fsync shim")
+    if "fsync shim directory" in joined:
+        control.run(node, f"rm -rf {shim_dir(control, node)}")
+        did.append("deleted the fsync shim")
     if "faketime file" in joined:
         control.run(node, f"rm -f {shlex.quote(faketime_file(control, node))}")
         did.append("deleted the faketime file")

@@ -61,6 +61,11 @@ class ClockMode(StrEnum):
     STROBE = "strobe"  # the wall clock flips between 0 and offset_s every period_s
 
 
+class FsyncMode(StrEnum):
+    SLOW = "slow"  # each affected fsync/fdatasync sleeps delay_ms first
+    FAIL = "fail"  # each affected call raises EIO
+
+
 class CorruptMode(StrEnum):
     BITFLIP = "bitflip"
     TRUNCATE = "truncate"
@@ -106,6 +111,12 @@ _PARAMS: dict[str, _P] = {
         "monotonic": (bool, False),
     },
     "disk-fill": {"leave_bytes": (int, 0)},
+    "disk-fsync": {
+        "mode": (FsyncMode, FsyncMode.SLOW),
+        "delay_ms": (float, 200.0),
+        "probability": (float, 1.0),
+        "after_s": (float, 3.0),
+    },
     "disk-corrupt": {
         "file": (CorruptFile, CorruptFile.WAL),
         "mode": (CorruptMode, CorruptMode.BITFLIP),
