@@ -17,7 +17,7 @@ loss, duplicate,          drop, dup, reorder, delay (the whole network)
 reorder, delay
 clock                     skew (the node ticks faster or slower)
 rate, disk-fill,          skipped
-disk-corrupt
+disk-corrupt, disk-fsync
 ========================  ======================================================
 
 The simulator's nemesis draws its own targets and times from the seed; the spec's schedule

@@ -50,6 +50,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "clock",
     "disk-fill",
     "disk-corrupt",
+    "disk-fsync",
 )
 """Fault kinds a spec may name when the nemesis catalogue (``deploy.nemesis.FAULT_KINDS``)
 is not importable; when it is, it decides (and checks each kind's ``params``). The simulator
