@@ -23,7 +23,7 @@ from deploy.nemesis.control import (
     inventory_hosts,
 )
 from deploy.nemesis.legacy import LeaderKiller, NodeControl
-from deploy.nemesis.runner import Nemesis, heal_cluster
+from deploy.nemesis.runner import Nemesis, heal_cluster, leftovers
 from deploy.nemesis.spec import (
     FAULT_KINDS,
     NETWORK_KINDS,
@@ -54,6 +54,7 @@ __all__ = [
     "inventory_client_addresses",
     "inventory_host_vars",
     "inventory_hosts",
+    "leftovers",
     "parse_fault",
     "parse_schedule",
     "select_targets",

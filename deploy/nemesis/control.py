@@ -323,13 +323,23 @@ class InventoryControl:
     def run(
         self, node: str, command: str, *, check: bool = True, timeout_s: float = 60.0
     ) -> CommandResult:
-        if _truthy(self._v(node, "ansible_become")):
+        if hasattr(self.remote, "wrap_become"):
+            # A Remote that applies the inventory's become itself (deploy.remote with become
+            # support): ask for root whatever the inventory's default is.
+            result: CommandResult = self.remote.run(
+                node, command, check=check, timeout_s=timeout_s, become=self._become(node)
+            )
+            return result
+        if self._become(node):
             command = f"sudo -n sh -c {shlex.quote(command)}"
-        result: CommandResult = self.remote.run(node, command, check=check, timeout_s=timeout_s)
+        result = self.remote.run(node, command, check=check, timeout_s=timeout_s)
         return result
 
+    def _become(self, node: str) -> bool:
+        return _truthy(self._v(node, "ansible_become"))
+
     def upload(self, node: str, local: Path, remote: str) -> None:
-        if _truthy(self._v(node, "ansible_become")):
+        if self._become(node):
             tmp = f"/tmp/.raftlab-nemesis-{os.getpid()}-{Path(remote).name}"
             self.remote.upload(node, local, tmp)
             self.run(node, f"install -m 0755 {shlex.quote(tmp)} {shlex.quote(remote)}; rm -f {tmp}")
@@ -390,7 +400,12 @@ class InventoryControl:
                 f"systemctl kill -s KILL {self._unit(node)}; systemctl stop {self._unit(node)}"
             )
         else:
-            script += "kill -s KILL $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done"
+            # Wait (bounded) until it is gone or a zombie its parent has yet to reap.
+            script += (
+                "kill -s KILL $pid; for i in $(seq 200); do "
+                "s=$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -c1); "
+                '[ -z "$s" ] || [ "$s" = Z ] && break; sleep 0.05; done'
+            )
         self.run(node, script, timeout_s=30)
 
     def stop(self, node: str) -> None:

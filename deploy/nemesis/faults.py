@@ -367,35 +367,35 @@ def _qdisc_fault(
     return Active(ctx.id, spec, targets, mechanism, {"qdisc": shown}, heal)
 
 
-@starter("loss")
-def _loss(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
+def _random_rule_fault(
+    ctx: FaultContext, spec: FaultSpec, targets: list[str], netem: str, rule: str, mech: str
+) -> Active:
+    """netem ``<netem> P%`` where available, else one iptables rule per peer with the
+    ``statistic`` match; ``rule`` is formatted with ``{a}`` (the peer's address) and ``{p}``."""
     p = float(spec.params["probability"])
     if _use_netem(ctx, spec, targets):
-        return _qdisc_fault(ctx, spec, targets, f"netem loss {p * 100:.3f}%", "netem")
+        return _qdisc_fault(ctx, spec, targets, f"netem {netem} {p * 100:.3f}%", "netem")
     c = ctx.control
-    rules = {
-        n: [
-            f"-s {a} -m statistic --mode random --probability {p:.6f} -j DROP" for a in _peers(c, n)
-        ]
-        for n in targets
-    }
-    return _rules_fault(ctx, spec, targets, rules, "iptables-statistic")
+    stat = f"-m statistic --mode random --probability {p:.6f}"
+    rules = {n: [rule.format(a=a, stat=stat) for a in _peers(c, n)] for n in targets}
+    table = "mangle" if "TEE" in rule else "filter"
+    return _rules_fault(ctx, spec, targets, rules, mech, table=table)
+
+
+@starter("loss")
+def _loss(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
+    """Packets from the peers are dropped on arrival at each target."""
+    return _random_rule_fault(
+        ctx, spec, targets, "loss", "-s {a} {stat} -j DROP", "iptables-statistic"
+    )
 
 
 @starter("duplicate")
 def _duplicate(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
-    p = float(spec.params["probability"])
-    if _use_netem(ctx, spec, targets):
-        return _qdisc_fault(ctx, spec, targets, f"netem duplicate {p * 100:.3f}%", "netem")
-    c = ctx.control
-    rules = {
-        n: [
-            f"-d {a} -m statistic --mode random --probability {p:.6f} -j TEE --gateway {a}"
-            for a in _peers(c, n)
-        ]
-        for n in targets
-    }
-    return _rules_fault(ctx, spec, targets, rules, "iptables-tee", table="mangle")
+    """Packets from each target to a peer are cloned (TEE) to that peer as well."""
+    return _random_rule_fault(
+        ctx, spec, targets, "duplicate", "-d {a} {stat} -j TEE --gateway {a}", "iptables-tee"
+    )
 
 
 DELAYER_NAME = "raftlab-nemesis-delayer.py"
@@ -757,3 +757,92 @@ def _disk_corrupt(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Act
         heal,
         detail={"damaged": damaged},
     )
+
+
+FSYNC_ENV = "RAFTLAB_NEMESIS_FSYNC"
+#: Imported by the node's Python at start (``PYTHONPATH`` points at its directory): wraps
+#: ``os.fsync``/``os.fdatasync`` so that a share of the calls sleeps or fails with EIO, and
+#: counts the calls it affected (one byte each) in a file the nemesis reads.
+FSYNC_SHIM = '''"""raftlab nemesis: slow or failing fsync for this process (see docs/nemesis.md)."""
+import errno
+import os
+import random
+import time
+
+_mode, _ms, _p, _after, _count = os.environ.get(
+    "RAFTLAB_NEMESIS_FSYNC", "slow:0:0:0:"
+).split(":", 4)
+_t0 = time.monotonic()
+
+
+def _wrap(real):
+    def call(fd):
+        if time.monotonic() - _t0 >= float(_after) and random.random() < float(_p):
+            if _count:
+                with open(_count, "ab") as f:
+                    f.write(b"x")
+            if _mode == "fail":
+                raise OSError(errno.EIO, "fsync failed (raftlab nemesis disk-fsync)")
+            time.sleep(float(_ms) / 1000.0)
+        return real(fd)
+
+    return call
+
+
+os.fsync = _wrap(os.fsync)
+os.fdatasync = _wrap(os.fdatasync)
+'''
+
+
+def fsync_shim_dir(c: ClusterControl, node: str) -> str:
+    return f"{c.state_dir(node)}/fsync-shim"
+
+
+@starter("disk-fsync")
+def _disk_fsync(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
+    """Restart each target with a ``sitecustomize`` that slows (``delay_ms``) or fails (EIO)
+    a share of its fsync/fdatasync calls from ``after_s`` after its start (so that it first
+    opens its storage); heal restarts it without. It acts on the node's
+    own calls (the kernel's fsync is untouched), which is what the node can observe."""
+    import shlex
+    import tempfile
+    from pathlib import Path
+
+    c = ctx.control
+    mode, ms = spec.params["mode"], float(spec.params["delay_ms"])
+    p, after = float(spec.params["probability"]), float(spec.params["after_s"])
+    counts = {n: f"{fsync_shim_dir(c, n)}/affected" for n in targets}
+    restarted: list[str] = []
+
+    def affected(n: str) -> int:
+        out = c.run(n, f"stat -c %s {shlex.quote(counts[n])} 2>/dev/null || echo 0").stdout
+        return int(out.strip() or 0)
+
+    def heal() -> Observation:
+        seen = {n: affected(n) for n in restarted}
+        for n in restarted:
+            c.stop(n)
+            c.start(n)
+        for n in targets:
+            c.run(n, f"rm -rf {shlex.quote(fsync_shim_dir(c, n))}")
+        return {"calls_affected": seen}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "sitecustomize.py"
+        local.write_text(FSYNC_SHIM, encoding="utf-8")
+        try:
+            for n in targets:
+                d = fsync_shim_dir(c, n)
+                c.run(n, f"mkdir -p {shlex.quote(d)} && chmod 0755 {shlex.quote(d)}")
+                c.upload(n, local, f"{d}/sitecustomize.py")
+                c.run(n, f": > {shlex.quote(counts[n])}")
+                path = ":".join(x for x in (d, c.environ(n).get("PYTHONPATH")) if x)
+                c.stop(n)
+                restarted.append(n)
+                shim = f"{mode}:{ms:g}:{p:g}:{after:g}:{counts[n]}"
+                c.start(n, {"PYTHONPATH": path, FSYNC_ENV: shim})
+        except Exception:
+            heal()
+            raise
+    shimmed = {n: FSYNC_ENV in c.environ(n) for n in targets}
+    return Active(ctx.id, spec, targets, "python sitecustomize shim", {"shimmed": shimmed}, heal)

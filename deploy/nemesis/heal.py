@@ -31,6 +31,10 @@ def faketime_file(control: ClusterControl, node: str) -> str:
     return os.path.join(control.state_dir(node), f"faketime-{node}")
 
 
+def shim_dir(control: ClusterControl, node: str) -> str:
+    return shlex.quote(f"{control.state_dir(node)}/fsync-shim")
+
+
 def kill_delayers_script(state_dir: str, fault_id: int | None = None) -> str:
     """Kill our delayer processes (by pidfile, after checking their command line)."""
     sd = shlex.quote(state_dir)
@@ -53,50 +57,107 @@ def delayers_left_script(state_dir: str) -> str:
     )
 
 
-def heal_node(control: ClusterControl, node: str) -> list[str]:
-    """Undo everything of ours on ``node``'s host; returns what it did (empty: clean)."""
-    did: list[str] = []
-    pid = control.pid(node)
+def _inspect_script(control: ClusterControl, node: str, pid: int | None) -> str:
+    """One shell script printing ``key=value`` lines about everything a fault can leave
+    (one SSH round trip per node, however many faults there are)."""
+    parts = []
     if pid is not None:
-        st = control.run(node, f"cat /proc/{pid}/stat", check=False).stdout.rpartition(") ")[2]
-        if st[:1] == "T":
-            control.signal(node, "CONT")
-            did.append(f"resumed paused pid {pid}")
+        parts.append(f"echo state=$(sed 's/.*) //' /proc/{pid}/stat 2>/dev/null | cut -c1)")
+        parts.append(
+            f"echo faked=$(tr '\\000' '\\n' < /proc/{pid}/environ 2>/dev/null "
+            "| grep -c '^LD_PRELOAD=.*faketime')"
+        )
+        parts.append(
+            f"echo shim=$(tr '\\000' '\\n' < /proc/{pid}/environ 2>/dev/null "
+            "| grep -c '^RAFTLAB_NEMESIS_FSYNC=')"
+        )
     if control.own_network:
         sd = control.state_dir(node)
-        left = control.run(node, net.rules_left_script()).stdout.strip()
-        if left:
-            control.run(node, net.remove_all_script())
-            did.append(f"removed iptables chain {net.CHAIN} and its jumps")
-        q = control.run(node, net.qdiscs_left_script()).stdout.strip()
-        if q:
-            control.run(node, net.remove_all_qdiscs_script())
-            did.append(f"removed qdiscs {q.replace(chr(10), '; ')}")
-        d = control.run(node, delayers_left_script(sd)).stdout.split()
-        if d:
-            control.run(node, kill_delayers_script(sd))
-            left_d = control.run(node, delayers_left_script(sd)).stdout.split()
-            for p in left_d:  # a delayer whose pidfile was lost: still ours by its cmdline
-                control.run(node, f"kill -9 {int(p)}", check=False)
-            did.append(f"stopped packet delayer(s) {', '.join(d)}")
-    fill = shlex.quote(fill_path(control, node))
-    if control.run(node, f"test -e {fill}", check=False).ok:
-        control.run(node, f"rm -f {fill}")
-        did.append("deleted the disk-fill file")
-    env = control.environ(node)
-    faked = "faketime" in env.get("LD_PRELOAD", "")
+        parts.append(f"echo rules=$({{ {net.rules_left_script()}; }} | wc -l)")
+        parts.append(f"echo qdiscs=$({{ {net.qdiscs_left_script()}; }} | tr '\\n' ';')")
+        parts.append(f"echo delayers=$({{ {delayers_left_script(sd)}; }} | tr '\\n' ' ')")
+    parts.append(f"test -e {shlex.quote(fill_path(control, node))} && echo fill=1")
+    parts.append(f"test -e {shlex.quote(faketime_file(control, node))} && echo ftfile=1")
+    shim = shlex.quote(f"{control.state_dir(node)}/fsync-shim")
+    parts.append(f"test -e {shim} && echo shimdir=1")
     dropin = getattr(control, "_dropin", None)
     systemd = getattr(control, "systemd", None)
-    dropin_left = False
     if dropin is not None and systemd is not None and systemd(node):
-        dropin_left = control.run(node, f"test -e {shlex.quote(dropin(node))}", check=False).ok
-    if faked or dropin_left:
+        parts.append(f"test -e {shlex.quote(dropin(node))} && echo dropin=1")
+    return "; ".join(parts) + "; true"
+
+
+def inspect_node(control: ClusterControl, node: str) -> list[str]:
+    """What of the nemesis is left on ``node``'s host, in words (empty: nothing; the node
+    runs and is not stopped)."""
+    pid = control.pid(node)
+    facts = dict(
+        ln.partition("=")[::2]
+        for ln in control.run(node, _inspect_script(control, node, pid)).stdout.splitlines()
+        if "=" in ln
+    )
+    left = []
+    if pid is None:
+        left.append("node not running")
+    if facts.get("state") == "T":
+        left.append(f"node pid {pid} stopped (paused)")
+    if facts.get("faked", "0") not in ("", "0") or facts.get("dropin"):
+        left.append("node runs under libfaketime")
+    if facts.get("shim", "0") not in ("", "0"):
+        left.append("node runs with the fsync shim")
+    if facts.get("shimdir"):
+        left.append("the fsync shim directory")
+    if facts.get("rules", "0").strip() not in ("", "0"):
+        left.append(f"iptables chain {net.CHAIN} or its jumps")
+    if facts.get("qdiscs", "").strip(" ;"):
+        left.append(f"qdiscs {facts['qdiscs'].strip(' ;')}")
+    if facts.get("delayers", "").strip():
+        left.append(f"packet delayer(s) {facts['delayers'].strip()}")
+    if facts.get("fill"):
+        left.append("the disk-fill file")
+    if facts.get("ftfile"):
+        left.append("a faketime file")
+    return left
+
+
+def heal_node(control: ClusterControl, node: str) -> list[str]:
+    """Undo everything of ours on ``node``'s host; returns what it did (empty: clean)."""
+    left = inspect_node(control, node)
+    did: list[str] = []
+    if not left:
+        return did
+    joined = " | ".join(left)
+    if "stopped (paused)" in joined:
+        pid = control.signal(node, "CONT")
+        did.append(f"resumed paused pid {pid}")
+    sd = control.state_dir(node)
+    if f"iptables chain {net.CHAIN}" in joined:
+        control.run(node, net.remove_all_script())
+        did.append(f"removed iptables chain {net.CHAIN} and its jumps")
+    q = [x for x in left if x.startswith("qdiscs ")]
+    if q:
+        control.run(node, net.remove_all_qdiscs_script())
+        did.append(f"removed {q[0]}")
+    d = [x for x in left if x.startswith("packet delayer")]
+    if d:
+        control.run(node, kill_delayers_script(sd))
+        for p in control.run(node, delayers_left_script(sd)).stdout.split():
+            # A delayer whose pidfile was lost: still ours by its command line.
+            control.run(node, f"kill -9 {int(p)}", check=False)
+        did.append(f"stopped {d[0]}")
+    if "disk-fill file" in joined:
+        control.run(node, f"rm -f {shlex.quote(fill_path(control, node))}")
+        did.append("deleted the disk-fill file")
+    if "libfaketime" in joined or "node runs with the fsync shim" in left:
         control.stop(node)
         control.start(node)
-        did.append("restarted without libfaketime")
-    ft = shlex.quote(faketime_file(control, node))
-    if control.run(node, f"test -e {ft}", check=False).ok:
-        control.run(node, f"rm -f {ft}")
+        did.append("restarted without libfaketime or the fsync shim")
+    if "fsync shim directory" in joined:
+        control.run(node, f"rm -rf {shim_dir(control, node)}")
+        did.append("deleted the fsync shim")
+    if "faketime file" in joined:
+        control.run(node, f"rm -f {shlex.quote(faketime_file(control, node))}")
+        did.append("deleted the faketime file")
     if control.pid(node) is None:
         control.start(node)
         did.append("started the node")

@@ -24,7 +24,7 @@ from typing import Any
 from deploy.errors import LabError
 from deploy.nemesis.control import ClusterControl, NotSupportedError
 from deploy.nemesis.faults import Active, FaultContext, start_fault
-from deploy.nemesis.spec import FaultSpec, TargetKind, select_targets
+from deploy.nemesis.spec import NETWORK_KINDS, FaultSpec, TargetKind, select_targets
 
 Record = Callable[[dict[str, Any]], None]
 
@@ -139,9 +139,26 @@ class Nemesis:
 
     # -- the schedule ------------------------------------------------------------------------
 
+    def check(self, schedule: Sequence[FaultSpec]) -> None:
+        """Refuse (:class:`NotSupportedError`) a schedule with faults that make no sense on
+        this cluster, and (:class:`FaultSpecError`) one naming nodes it does not have, before
+        anything is touched. :meth:`run` calls it first."""
+        nodes = self.control.nodes()
+        for i, spec in enumerate(schedule):
+            if spec.kind in NETWORK_KINDS and not self.control.own_network:
+                raise NotSupportedError(
+                    f"nemesis[{i}]: {spec.kind}: every node of a `raft cluster up` cluster "
+                    "shares this machine's loopback network; network faults need the testbed "
+                    "or real hosts (an inventory)"
+                )
+            if spec.target.kind is TargetKind.NODES:
+                select_targets(spec.target, nodes, None, random.Random(0))
+
     async def run(self, schedule: Sequence[FaultSpec], stop: asyncio.Event) -> None:
         """Run every fault of ``schedule`` until ``stop`` is set (or each has run out of
-        occurrences); always heals before returning."""
+        occurrences); always heals before returning. An occurrence that fails to start is
+        recorded (``action: error``) and the schedule goes on."""
+        self.check(schedule)
         self._stop_flag.clear()
         tasks = [asyncio.create_task(self._one(spec, stop)) for spec in schedule]
         try:
@@ -171,8 +188,6 @@ class Nemesis:
             k += 1
             try:
                 a = await asyncio.to_thread(self.start_now, spec)
-            except NotSupportedError:
-                raise
             except Exception as exc:
                 self.errors.append(f"start {spec.kind}: {exc}")
                 self.record(
@@ -195,13 +210,30 @@ class Nemesis:
 def heal_cluster(
     control: ClusterControl, log: Callable[[str], None] = lambda _m: None
 ) -> list[str]:
-    """Undo whatever any fault can leave behind on every node, without knowing which faults
-    ran (for ``raftlab heal`` after a crashed controller). Idempotent. Returns what it did."""
+    """Undo whatever any fault can leave behind on every node (in parallel), without knowing
+    which faults ran (for ``raftlab heal`` after a crashed controller). Idempotent. Returns
+    what it did, ``node: action`` per line."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from deploy.nemesis.heal import heal_node
 
+    nodes = control.nodes()
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(nodes)))) as ex:
+        results = list(ex.map(lambda n: (n, heal_node(control, n)), nodes))
     done: list[str] = []
-    for node in control.nodes():
-        for what in heal_node(control, node):
+    for node, actions in results:
+        for what in actions:
             log(f"{node}: {what}")
             done.append(f"{node}: {what}")
     return done
+
+
+def leftovers(control: ClusterControl) -> dict[str, list[str]]:
+    """Per node, what of the nemesis is still there (empty lists: all healed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deploy.nemesis.heal import inspect_node
+
+    nodes = control.nodes()
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(nodes)))) as ex:
+        return dict(zip(nodes, ex.map(lambda n: inspect_node(control, n), nodes), strict=True))

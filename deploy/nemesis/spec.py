@@ -61,6 +61,11 @@ class ClockMode(StrEnum):
     STROBE = "strobe"  # the wall clock flips between 0 and offset_s every period_s
 
 
+class FsyncMode(StrEnum):
+    SLOW = "slow"  # each affected fsync/fdatasync sleeps delay_ms first
+    FAIL = "fail"  # each affected call raises EIO
+
+
 class CorruptMode(StrEnum):
     BITFLIP = "bitflip"
     TRUNCATE = "truncate"
@@ -106,6 +111,12 @@ _PARAMS: dict[str, _P] = {
         "monotonic": (bool, False),
     },
     "disk-fill": {"leave_bytes": (int, 0)},
+    "disk-fsync": {
+        "mode": (FsyncMode, FsyncMode.SLOW),
+        "delay_ms": (float, 200.0),
+        "probability": (float, 1.0),
+        "after_s": (float, 3.0),
+    },
     "disk-corrupt": {
         "file": (CorruptFile, CorruptFile.WAL),
         "mode": (CorruptMode, CorruptMode.BITFLIP),
@@ -154,8 +165,11 @@ def _allowed(values: Sequence[str]) -> str:
 
 
 def parse_target(raw: Any, where: str = "target") -> Target:
-    """``random|leader|minority|majority|all``, ``nodes:n1,n2`` or ``{"nodes": [...]}``."""
+    """``random|leader|minority|majority|all``, ``nodes:n1,n2``, ``{"nodes": [...]}`` or a
+    list of node names."""
     names = [k.value for k in TargetKind if k is not TargetKind.NODES]
+    if isinstance(raw, list):
+        raw = {"nodes": raw}
     if isinstance(raw, Mapping):
         if set(raw) != {"nodes"}:
             raise FaultSpecError(f"{where}: a mapping must be {{nodes: [names]}}, got {dict(raw)}")

@@ -22,8 +22,14 @@ from pathlib import Path
 import pytest
 from labkit import REPO, Lab, bring_up, lab_tmpdir
 
-from deploy.nemesis import InventoryControl, Nemesis, heal_cluster, net, parse_fault
-from deploy.nemesis.heal import delayers_left_script, fill_path
+from deploy.nemesis import (
+    InventoryControl,
+    Nemesis,
+    heal_cluster,
+    leftovers,
+    net,
+    parse_fault,
+)
 from deploy.testbed import Testbed, TestbedState
 from deploy.testbed.bed import node_pids
 
@@ -82,17 +88,9 @@ def proc_state(root_pid: int) -> str:
 
 
 def assert_clean(c: InventoryControl) -> None:
-    """Nothing of the nemesis left on any host, and every node running, not stopped."""
-    for n in c.nodes():
-        assert c.run(n, net.rules_left_script()).stdout.strip() == "", n
-        assert c.run(n, net.qdiscs_left_script()).stdout.strip() == "", n
-        assert c.run(n, delayers_left_script(c.state_dir(n))).stdout.split() == [], n
-        pid = c.pid(n)
-        assert pid is not None, f"{n}: node not running"
-        stat = c.run(n, f"cat /proc/{pid}/stat").stdout.rpartition(") ")[2]
-        assert stat[:1] != "T", f"{n}: node still stopped"
-        assert "faketime" not in c.environ(n).get("LD_PRELOAD", ""), n
-        assert not c.run(n, f"test -e {fill_path(c, n)}", check=False).ok, n
+    """Nothing of the nemesis left on any host (no rule, qdisc, delayer, paused process,
+    faketime or fill file), and every node running."""
+    assert leftovers(c) == {n: [] for n in c.nodes()}
 
 
 # -- traffic measured between namespaces -------------------------------------------------------
@@ -425,25 +423,28 @@ def test_interrupted_run_then_raftlab_heal_leaves_nothing(
         proc.send_signal(signal.SIGKILL)  # the controller dies: nothing heals
         proc.wait()
     assert control.run("h1", net.rules_left_script()).stdout.strip()  # faults left behind
-    raftlab = [sys.executable, "-c", "import sys, deploy.cli; sys.exit(deploy.cli.main())"]
-    heal = subprocess.run(
-        [*raftlab, "heal", "-i", str(lab.inventory)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        check=False,
-    )
+    heal = raftlab_heal(lab)
     assert heal.returncode == 0, heal.stderr
     for what in ("RAFTLAB-NEMESIS", "qdiscs", "delayer", "resumed", "libfaketime"):
         assert what in heal.stderr, heal.stderr
     assert_clean(control)
-    again = subprocess.run(
-        [*raftlab, "heal", "-i", str(lab.inventory)],
+    again = raftlab_heal(lab)
+    assert again.returncode == 0 and again.stdout.strip() == "nothing to heal", again.stderr
+
+
+def raftlab_heal(lab: Lab) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, deploy.cli; sys.exit(deploy.cli.main())",
+            "heal",
+            "-i",
+            str(lab.inventory),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=REPO,
         check=False,
     )
-    assert again.returncode == 0 and again.stdout.strip() == "nothing to heal", again.stderr

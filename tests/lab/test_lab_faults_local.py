@@ -99,6 +99,10 @@ def test_network_faults_are_refused_on_loopback(cluster: LocalCluster) -> None:
         with pytest.raises(NotSupportedError, match="loopback"):
             nem.start_now(parse_fault({"kind": kind}))
     assert lines == [] and nem.active() == []
+    sched = [parse_fault({"kind": "kill"}), parse_fault({"kind": "partition", "start_s": 5})]
+    with pytest.raises(NotSupportedError, match=r"nemesis\[1\]: partition"):
+        asyncio.run(nem.run(sched, asyncio.Event()))
+    assert lines == []  # refused before anything was touched
 
 
 def test_clock_step_makes_the_node_read_a_skewed_clock(cluster: LocalCluster) -> None:
@@ -114,6 +118,51 @@ def test_clock_step_makes_the_node_read_a_skewed_clock(cluster: LocalCluster) ->
     nem.heal()
     assert "LD_PRELOAD" not in LocalControl(cluster.dir).environ("n1")
     assert abs(_new_event_ts(cluster, "n1", n) - time.time()) < 60
+    assert heal_cluster(LocalControl(cluster.dir)) == []
+
+
+def _put(lc: LocalCluster, key: str) -> None:
+    put = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raft.cli",
+            "client",
+            "--cluster",
+            lc.client_addresses(),
+            "put",
+            key,
+            "v",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert put.returncode == 0, put.stderr
+
+
+def test_failing_fsync_fails_the_nodes_storage_until_healed(cluster: LocalCluster) -> None:
+    nem, lines = _nemesis(cluster)
+    n = len(_events(cluster, "n3"))
+    a = nem.start_now(
+        parse_fault({"kind": "disk-fsync", "target": "nodes:n3", "params": {"mode": "fail"}})
+    )
+    assert a is not None and a.observed["shimmed"] == {"n3": True}
+    cluster.wait_leader(30)
+    for i in range(5):
+        _put(cluster, f"f{i}")  # the two other nodes still make a quorum
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any('"storage_error"' in x for x in _events(cluster, "n3")[n:]):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("n3 reported no storage error")
+    nem.heal()
+    assert lines[-1]["observed"]["calls_affected"]["n3"] >= 1  # type: ignore[index]
+    assert "RAFTLAB_NEMESIS_FSYNC" not in LocalControl(cluster.dir).environ("n3")
+    _put(cluster, "after-fsync")
     assert heal_cluster(LocalControl(cluster.dir)) == []
 
 

@@ -27,6 +27,10 @@ def test_defaults_are_filled_in_and_enums_become_strings() -> None:
     f = parse_fault({"kind": "loss", "params": {"probability": 0.3}, "target": "nodes:n1,n2"})
     assert f.params == {"probability": 0.3, "mechanism": "auto"}
     assert f.target.nodes == ("n1", "n2")
+    assert parse_fault({"kind": "kill", "target": ["n3"]}).target == Target(
+        TargetKind.NODES, ("n3",)
+    )
+    assert parse_fault({"kind": "kill", "target": {"nodes": ["n3"]}}).target.nodes == ("n3",)
 
 
 def test_catalogue_lists_every_kind_and_each_parses_with_defaults() -> None:
