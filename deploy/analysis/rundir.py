@@ -207,9 +207,20 @@ def check_linearizability(
         from raft.lincheck import HistoryError, UnsupportedOperationError, check_history
     except ImportError as exc:
         return {"verdict": "unknown", "model": model, "reason": f"checker unavailable: {exc}"}
+    from raft.lincheck import formats
+
     try:
-        events = _parse_history(path)
-        res = check_history(events, model=model, timeout_s=timeout_s)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parsed = formats.read_history(text, None, path.name)
+        if parsed.skipped:
+            line, why = parsed.skipped[0]
+            return {
+                "verdict": "unknown",
+                "model": model,
+                "reason": f"{len(parsed.skipped)} history line(s) could not be read "
+                f"(line {line}: {why})",
+            }
+        res = check_history(parsed.events, model=model, timeout_s=timeout_s)
     except (HistoryError, UnsupportedOperationError, ValueError) as exc:
         return {"verdict": "unknown", "model": model, "reason": f"history not checkable: {exc}"}
     out: dict[str, Any] = res.to_json()

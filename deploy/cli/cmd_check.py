@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
         "--format",
         choices=_FORMATS,
         default=None,
-        help="history format (default: by extension, else by content)",
+        help="history format (default: from the content; the extension only when the "
+        "content says nothing)",
     )
     p.add_argument(
         "--timeout",
@@ -60,18 +61,34 @@ def run(args: argparse.Namespace) -> int:
         raise LabError(f"{path}: cannot read history: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise LabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    fmt = formats.Format(args.format) if args.format else formats.sniff(text, path.name)
     try:
-        events = formats.parse(text, fmt)
-        result = check_history(events, args.model, timeout_s=args.timeout)
+        parsed = formats.read_history(text, args.format, path.name)
     except formats.HistoryParseError as exc:
+        fmt = formats.Format(args.format) if args.format else formats.sniff(text, path.name)
         raise LabError(f"{path}:{exc.line}: {exc.message} (read as {fmt.value})") from None
+    except HistoryError as exc:
+        raise LabError(f"{path}: {exc}") from None
+    fmt = parsed.format
+    if parsed.skipped:
+        shown = "; ".join(f"line {n}: {why}" for n, why in parsed.skipped[:3])
+        raise LabError(
+            f"{path}: {len(parsed.skipped)} line(s) could not be read as operations (read as "
+            f"{fmt.value}), so no verdict: {shown}"
+        )
+    if not parsed.events:
+        raise LabError(
+            f"{path}: no operations found (read as {fmt.value}, {parsed.ignored} other "
+            "line(s) ignored); nothing to judge"
+        )
+    try:
+        result = check_history(parsed.events, args.model, timeout_s=args.timeout)
     except (HistoryError, UnsupportedOperationError) as exc:
         raise LabError(f"{path}: {exc}") from None
     if args.json:
         out = result.to_json()
         out["history"] = str(path)
         out["format"] = fmt.value
+        out["unpacked_keys"] = parsed.unpacked_keys
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return result.verdict.exit_code
@@ -80,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result.dropped} dropped, {result.partitions} partition(s), "
         f"{result.states_explored} states, {result.elapsed_s:.3f}s)"
     )
+    if parsed.unpacked_keys:
+        print(f"  read Jepsen [key value] tuples as {parsed.unpacked_keys} independent key(s)")
     if result.verdict is Verdict.UNKNOWN:
         print(f"  {result.reason}")
     if result.counterexample is not None:

@@ -125,14 +125,6 @@ class RegisterModel:
             )
 
     def partition(self, ops: Sequence[Operation]) -> list[tuple[Any, list[Operation]]]:
-        if not self.keyed:
-            keys = {op.key for op in ops}
-            if len(keys) > 1:
-                raise UnsupportedOperationError(
-                    f"model {self.name} checks one register but the history uses "
-                    f"{len(keys)} keys; use the kv model"
-                )
-            return [(next(iter(keys)) if keys else None, list(ops))]
         parts: dict[Any, list[Operation]] = {}
         for op in ops:
             parts.setdefault(op.key, []).append(op)

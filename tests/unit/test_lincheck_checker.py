@@ -286,14 +286,27 @@ def test_counterexample_for_kv_names_the_key() -> None:
 def test_unsupported_operation_for_model_is_an_error_naming_it() -> None:
     with pytest.raises(UnsupportedOperationError, match="register does not support cas"):
         check(Op(0, "cas", [None, 1], 0, 1), model="register")
-    with pytest.raises(UnsupportedOperationError, match="use the kv model"):
-        check(Op(0, "write", 1, 0, 1, key="a"), Op(0, "write", 1, 2, 3, key="b"), model="register")
     with pytest.raises(ValueError, match="unknown model"):
         check(Op(0, "write", 1, 0, 1), model="queue")
 
 
-def test_empty_history_is_linearizable() -> None:
-    assert check_history([], "kv").verdict is LIN
+def test_empty_history_is_not_judged_linearizable() -> None:
+    res = check_history([], "kv")
+    assert res.verdict is Verdict.UNKNOWN
+    assert res.reason == "no operations to check"
+
+
+def test_keyed_register_history_is_checked_per_key() -> None:
+    # Two registers: each is linearizable on its own, though a single register could not
+    # return 1 on "b" after "a" was last written 2.
+    ok = check(
+        Op(0, "write", 1, 0, 1, key="a"),
+        Op(0, "write", 1, 2, 3, key="b"),
+        Op(0, "write", 2, 4, 5, key="a"),
+        Op(1, "read", 1, 6, 7, key="b"),
+        model="register",
+    )
+    assert ok.verdict is LIN and ok.partitions == 2
 
 
 class StepClock:

@@ -100,3 +100,101 @@ def test_history_contract_violation_exits_2(
     code, _, err = run(capsys, str(path), "--model", "register")
     assert code == 2
     assert "line 1: process 0: ok read without a preceding invoke" in err
+
+
+# --- a checker that cannot say "linearizable" about nothing (issue 14) -------------------
+
+
+def test_space_separated_jepsen_log_is_read_not_skipped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = (DATA / "cas_info_flipflop_bad.log").read_text().replace("\t", "   ")
+    path = tmp_path / "etcd.log"
+    path.write_text(bad)
+    code, out, _ = run(capsys, str(path), "--model", "cas-register")
+    assert code == 1
+    assert "not_linearizable" in out
+
+
+def test_format_comes_from_content_not_extension(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "history.txt"
+    path.write_text((DATA / "cas_race_bad.edn").read_text())
+    code, out, _ = run(capsys, str(path), "--model", "cas-register", "--json")
+    assert code == 1
+    assert json.loads(out)["format"] == "jepsen-edn"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("history.jsonl", ""),
+        ("history.jsonl", "\n\n"),
+        ("etcd.log", "INFO  jepsen.core - Worker 0 starting\nsomething else\n"),
+        ("history.edn", "[]\n"),
+        ("history.edn", "{:type :info, :process :nemesis, :f :start, :value nil}\n"),
+    ],
+)
+def test_input_without_operations_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    code, out, err = run(capsys, str(path), "--model", "register")
+    assert code == 2
+    assert "no operations found" in err
+    assert "linearizable" not in out
+
+
+def test_skipped_operation_lines_exit_2_naming_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = (DATA / "cas_info_took_effect.log").read_text() + "INFO  jepsen.util - 3 :invoke\n"
+    path = tmp_path / "etcd.log"
+    path.write_text(text)
+    code, out, err = run(capsys, str(path), "--model", "cas-register")
+    assert code == 2
+    assert out == ""
+    n = text.count("\n")
+    assert "1 line(s) could not be read as operations" in err and f"line {n}:" in err
+
+
+_TUPLES_LOG = """\
+INFO  jepsen.util - 0\t:invoke\t:write\t[0 1]
+INFO  jepsen.util - 0\t:ok\t:write\t[0 1]
+INFO  jepsen.util - 1\t:invoke\t:write\t[1 2]
+INFO  jepsen.util - 1\t:ok\t:write\t[1 2]
+INFO  jepsen.util - 2\t:invoke\t:read\t[0 nil]
+INFO  jepsen.util - 2\t:ok\t:read\t[0 {read}]
+INFO  jepsen.util - 3\t:invoke\t:cas\t[1 [2 3]]
+INFO  jepsen.util - 3\t:info\t:cas\t:timed-out
+"""
+
+
+@pytest.mark.parametrize(("read", "code_wanted"), [("1", 0), ("2", 1)])
+def test_jepsen_independent_tuples_are_checked_per_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, read: str, code_wanted: int
+) -> None:
+    # As one register, reading 1 after 2 was written would be refuted; per key it is fine,
+    # while reading key 1's value 2 from key 0 is refuted.
+    path = tmp_path / "independent.log"
+    path.write_text(_TUPLES_LOG.format(read=read))
+    code, out, _ = run(capsys, str(path), "--model", "cas-register")
+    assert code == code_wanted
+    assert "2 independent key(s)" in out
+
+
+def test_jepsen_independent_tuple_tag_in_edn(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "history.edn"
+    path.write_text(
+        "{:type :invoke, :process 0, :f :write, :value #jepsen.independent/tuple [0 [5 6]]}\n"
+        "{:type :ok, :process 0, :f :write, :value #jepsen.independent/tuple [0 [5 6]]}\n"
+        "{:type :invoke, :process 1, :f :write, :value #jepsen.independent/tuple [1 7]}\n"
+        "{:type :ok, :process 1, :f :write, :value #jepsen.independent/tuple [1 7]}\n"
+    )
+    code, out, _ = run(capsys, str(path), "--model", "register", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["unpacked_keys"] == 2 and doc["partitions"] == 2
