@@ -18,6 +18,15 @@ What is checked, and from which events (docs/analysis.md):
   index never decreases.
 - **Applied prefix**: within one run, applied indexes are consecutive from the ``start``
   event's ``applied`` (or a snapshot's index): no gap, no repeat, no reordering.
+- **Applied within commit**: at every moment a node's applied index is at most its commit
+  index: an ``apply`` of index i comes after the node logged a commit index >= i (its
+  ``commit`` event, its ``start`` event's ``commit``, or an installed/loaded snapshot). The
+  runtime logs ``commit`` before the ``apply`` it allows (raft/runtime/node.py).
+- **Applied by quorum**: every applied entry (index, term, digest) was persisted by a
+  majority of the cluster (the nodes in the logs, or more if a ``start`` event lists more
+  voters). A node whose log predates our records at that index (its first ``start`` has
+  ``last_index`` >= i, or a snapshot covers i) counts as possibly holding it, so the check
+  only fires when even those cannot make a majority.
 
 Every violation names the invariant, nodes, term, index and the log lines involved.
 """
@@ -45,6 +54,8 @@ class Invariant(enum.Enum):
     LEADER_COMPLETENESS = "leader_completeness"
     COMMIT_MONOTONIC = "commit_monotonic"
     APPLIED_PREFIX = "applied_prefix"
+    APPLIED_WITHIN_COMMIT = "applied_within_commit"
+    APPLIED_BY_QUORUM = "applied_by_quorum"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +113,13 @@ class InvariantReport:
     """node -> highest snapshot index it logged (entries at or below it are compacted)."""
     last_index: dict[str, int] = field(default_factory=dict)
     """node -> last index of its log at the end of its events (when known)."""
+    persisted: dict[int, dict[tuple[int, str], set[str]]] = field(default_factory=dict)
+    """index -> (term, digest) -> nodes that persisted that entry at some point."""
+    predates: dict[str, int] = field(default_factory=dict)
+    """node -> highest index its log held before our first record of it (first ``start``'s
+    ``last_index``, or a snapshot's index): entries up to it may be there unseen."""
+    voters: int = 0
+    """The largest voter set any ``start`` event listed."""
 
     @property
     def valid(self) -> bool:
@@ -239,6 +257,7 @@ def check_invariants(events: Sequence[NodeEvent]) -> InvariantReport:
                     )
                 )
     rep.applied_entries = sum(len(v) for v in applied.values())
+    _check_applied_by_quorum(rep, len(by_node))
 
     # Leader Completeness needs the final picture of what was committed, so it is a second
     # replay of each node that became leader.
@@ -289,8 +308,16 @@ def _replay_node(
     leaders: dict[int, dict[str, Source]],
 ) -> None:
     log = _NodeLog()
+    first_start = True
     for e in evs:
         if e.ev == "start":
+            if first_start:
+                first_start = False
+                li = _int(e.get("last_index"), 0) or 0
+                rep.predates[node] = max(rep.predates.get(node, 0), li)
+            voters = e.get("voters")
+            if isinstance(voters, list):
+                rep.voters = max(rep.voters, len(voters))
             log.restart(_int(e.get("last_index"), None))
             log.commit = _int(e.get("commit"), 0) or 0
             log.commit_src = e.source
@@ -299,7 +326,9 @@ def _replay_node(
         elif e.ev == "role" and e.get("role") == "leader":
             leaders.setdefault(e.term, {}).setdefault(node, e.source)
         elif e.ev == "persist":
+            first_start = False
             for idx, term, digest in log.apply_persist(e):
+                rep.persisted.setdefault(idx, {}).setdefault((term, digest), set()).add(node)
                 c = committed.get(idx, {}).get(node)
                 if idx <= log.commit and c is not None and (c.term, c.digest) != (term, digest):
                     rep.add(
@@ -331,6 +360,7 @@ def _replay_node(
         elif e.ev == "snapshot":
             idx = _int(e.get("index"), 0) or 0
             log.compact(idx)
+            rep.predates[node] = max(rep.predates.get(node, 0), idx)
             if e.get("action") in ("install", "load"):
                 log.applied = idx if log.applied is None else max(log.applied, idx)
                 log.applied_src = e.source
@@ -414,6 +444,17 @@ def _on_apply(
     for ent in e.get("entries") or []:
         idx, term, digest = int(ent[0]), int(ent[1]), str(ent[2])
         result = str(ent[3]) if len(ent) > 3 else ""
+        if idx > log.commit:
+            rep.add(
+                Violation(
+                    Invariant.APPLIED_WITHIN_COMMIT,
+                    f"{node} applied index {idx} while its commit index was {log.commit}",
+                    (node,),
+                    term,
+                    idx,
+                    tuple(s for s in (log.commit_src, e.source) if s is not None),
+                )
+            )
         if log.applied is not None and idx != log.applied + 1:
             kind = "gap" if idx > log.applied + 1 else "repeat or reorder"
             rep.add(
@@ -513,3 +554,38 @@ def _check_leader_completeness(
                         (e.source, c.source),
                     )
                 )
+
+
+def _check_applied_by_quorum(rep: InvariantReport, nodes_seen: int) -> None:
+    """Every applied (index, term, digest) was persisted by a majority (module docstring)."""
+    size = max(nodes_seen, rep.voters)
+    quorum = size // 2 + 1
+    for index in sorted(rep.applied):
+        by_entry: dict[tuple[int, str], list[str]] = {}
+        for n, (term, digest, _, _) in rep.applied[index].items():
+            by_entry.setdefault((term, digest), []).append(n)
+        persisted = rep.persisted.get(index, {})
+        persisted_nodes = set().union(*persisted.values()) if persisted else set()
+        for (term, digest), appliers in sorted(by_entry.items()):
+            holders: set[str] = set()
+            for (pterm, pdigest), who in persisted.items():
+                if pterm == term and (not digest or not pdigest or pdigest == digest):
+                    holders |= who
+            maybe = {
+                n for n, upto in rep.predates.items() if upto >= index and n not in persisted_nodes
+            }
+            if len(holders | maybe) >= quorum:
+                continue
+            names = sorted(appliers)
+            held = ", ".join(sorted(holders)) or "no node"
+            rep.add(
+                Violation(
+                    Invariant.APPLIED_BY_QUORUM,
+                    f"{', '.join(names)} applied index {index} (term {term}, {digest or '?'}) "
+                    f"but only {held} persisted it; a quorum is {quorum} of {size}",
+                    tuple(names),
+                    term,
+                    index,
+                    tuple(rep.applied[index][n][3] for n in names),
+                )
+            )

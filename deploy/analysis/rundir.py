@@ -50,7 +50,10 @@ __all__ = [
     "write_outputs",
 ]
 
-VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
+VALID, INVALID, UNKNOWN, SKIPPED = "valid", "invalid", "unknown", "skipped"
+"""Verdicts. ``skipped`` means the check was not run (``--no-lin``, or no node logs for the
+invariants); it does not count towards ``overall``, which is ``unknown`` only when nothing at
+all was checked or a check that ran could not decide."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +86,20 @@ def locate(path: Path, history: Path | None = None) -> RunInputs:
         raise EventLogNotFoundError(f"{path}: no such file or directory")
     root = path if path.is_dir() else path.parent
     files = tuple(find_event_files(path))
-    if not files:
+    found_history = (
+        history or _find_named(root, "history.jsonl") or _find_named(root, "history.edn")
+    )
+    if not files and found_history is None:
         raise EventLogNotFoundError(
             f"{path}: no node event logs found (looked for events.jsonl and *.jsonl files "
-            "whose lines have ts, node and ev)"
+            "whose lines have ts, node and ev, and no history.jsonl or history.edn)"
         )
     if history is not None and not history.is_file():
         raise EventLogNotFoundError(f"{history}: history file not found")
     return RunInputs(
         root=root,
         event_files=files,
-        history=history or _find_named(root, "history.jsonl") or _find_named(root, "history.edn"),
+        history=found_history,
         nemesis=_find_named(root, "nemesis.jsonl"),
         results=(root / "results.json") if (root / "results.json").is_file() else None,
     )
@@ -116,7 +122,9 @@ class Analysis:
     @property
     def verdicts(self) -> dict[str, str]:
         v: dict[str, str] = {}
-        if self.logs.count() == 0:
+        if not self.inputs.event_files:
+            v["invariants"] = SKIPPED
+        elif self.logs.count() == 0:
             v["invariants"] = UNKNOWN
         else:
             v["invariants"] = VALID if self.invariants.valid else INVALID
@@ -124,9 +132,15 @@ class Analysis:
             v["linearizability"] = {
                 "linearizable": VALID,
                 "not_linearizable": INVALID,
+                "skipped": SKIPPED,
             }.get(str(self.linearizability.get("verdict")), UNKNOWN)
-        vals = set(v.values())
-        v["overall"] = INVALID if INVALID in vals else (UNKNOWN if UNKNOWN in vals else VALID)
+        vals = set(v.values()) - {SKIPPED}
+        if INVALID in vals:
+            v["overall"] = INVALID
+        elif UNKNOWN in vals or not vals:
+            v["overall"] = UNKNOWN
+        else:
+            v["overall"] = VALID
         return v
 
     def counts(self) -> dict[str, Any]:
@@ -384,7 +398,7 @@ def analyze(
         if check_linearizable:
             lin = check_linearizability(inputs.history, hist, model, lin_timeout_s)
         else:
-            lin = {"verdict": "unknown", "reason": "not checked (--no-lin)"}
+            lin = {"verdict": "skipped", "reason": "not checked (--no-lin)"}
     nem = load_nemesis(inputs.nemesis, problems, inputs.root) if inputs.nemesis else []
     prior: dict[str, Any] = {}
     if inputs.results is not None:

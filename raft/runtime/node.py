@@ -540,6 +540,11 @@ class RaftNode:
                 index=rd.snapshot.meta.index,
                 sterm=rd.snapshot.meta.term,
             )
+        # Core events (commit among them) are logged before the entries are applied, so the
+        # event log shows every apply after the commit that allowed it (docs/analysis.md,
+        # "Applied within commit").
+        for ev in rd.events:
+            self._record(ev)
         if rd.committed_entries:
             self._apply(rd)
         for rs in rd.read_states:
@@ -547,8 +552,6 @@ class RaftNode:
                 r.index = rs.index
                 self._ready_reads.append(r)
         self._serve_reads()
-        for ev in rd.events:
-            self._record(ev)
         self.core.advance(rd)
         st.last_index = self.storage.last_index()
         self._maybe_snapshot()

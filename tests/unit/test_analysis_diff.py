@@ -117,3 +117,17 @@ def test_two_runs_are_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str
     lat = d["a"]["commit_latency_ms"]
     assert lat["count"] > 100 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
     assert d["events"]["role"][1] == d["events"]["role"][0] + 2
+
+
+def test_two_runs_verdicts_are_recomputed_not_read_from_results_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    standard_run(tmp_path / "a", seed=1)
+    standard_run(tmp_path / "b", seed=1, bug="double_leader")
+    forged = {"verdicts": {"invariants": "valid", "linearizability": "valid", "overall": "valid"}}
+    (tmp_path / "b" / "results.json").write_text(json.dumps(forged))
+    code, out = _diff(capsys, str(tmp_path / "a"), str(tmp_path / "b"), "--json")
+    assert code == 0
+    b = json.loads(out)["b"]["verdicts"]
+    assert b["invariants"] == "invalid" and b["overall"] == "invalid"
+    assert b["recorded_overall"] == "valid"
