@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.analysis.events import NodeEvent, Source
+from deploy.analysis.events import NodeEvent
 from deploy.analysis.invariants import InvariantReport
 
 __all__ = [
@@ -38,7 +38,7 @@ class _Rec:
     digest: str
     result: str
     applied: bool
-    source: Source
+    source: object  # printed with str(): file:line
 
 
 @dataclass(frozen=True, slots=True)
