@@ -15,7 +15,17 @@ from typing import Any
 from deploy.errors import LabError
 
 _FORMATS = ("jsonl", "jepsen-edn", "jepsen-log")
-_MODELS = ("register", "cas-register", "kv")
+_MODELS = (
+    "register",
+    "cas-register",
+    "kv",
+    "multi-register",
+    "set",
+    "counter",
+    "queue",
+    "mutex",
+)
+"""raft.lincheck.models.MODELS, listed here so that --help works without importing it."""
 _PREFIX_SHOWN = 8
 
 
@@ -44,6 +54,11 @@ def register(subparsers: Any) -> None:
         help="give up with 'unknown' (exit 2) after this long (default: no limit)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--export-edn",
+        metavar="OUT",
+        help="also write the history as Jepsen history.edn (for Knossos or Elle)",
+    )
     p.set_defaults(func=run)
 
 
@@ -80,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
             f"{path}: no operations found (read as {fmt.value}, {parsed.ignored} other "
             "line(s) ignored); nothing to judge"
         )
+    if args.export_edn:
+        out_path = Path(args.export_edn)
+        try:
+            out_path.write_text(formats.render_edn(parsed.events), encoding="utf-8")
+        except OSError as exc:
+            raise LabError(f"{out_path}: cannot write EDN: {exc.strerror or exc}") from None
     try:
         result = check_history(parsed.events, args.model, timeout_s=args.timeout)
     except (HistoryError, UnsupportedOperationError) as exc:

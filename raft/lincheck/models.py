@@ -9,13 +9,29 @@ Wing 1990 §3.3 "locality": a history of several objects is linearizable iff eac
 subhistory is), and which unknown-outcome (``info``) operations can be dropped without
 changing the verdict (see :meth:`RegisterModel.droppable_info`).
 
-Models here:
+Models here (docs/checker.md, "Models", has examples of each):
 
 - ``register``: read / write, initial value ``None``.
 - ``cas-register``: read / write / cas ``[expected, new]`` (a cas that found another value
   completes with ``fail`` and is dropped, as in Knossos).
-- ``kv``: a map of independent cas-registers with delete; partitioned by key. A read of a key
-  that is absent returns ``None``; delete makes it absent.
+- ``kv``: a map of independent registers: read (or ``get``), write (or ``put``), cas,
+  delete and ``append`` (string concatenation, as Porcupine's and MIT 6.824's kv store); an
+  absent key reads as ``None`` or ``""`` and appends to ``""``. Partitioned by key.
+- ``multi-register``: one map read and written as a whole: ``write {k v ...}`` sets those
+  keys, an ``ok`` ``read`` returns ``{k v ...}`` for the keys it read (absent: ``None``).
+- ``set``: ``add x``; ``read`` returns the whole set.
+- ``counter``: ``add n`` (n may be negative); ``read`` returns the total (starts at 0).
+- ``queue``: ``enqueue x``; ``dequeue`` returns the oldest element (``None`` when empty).
+- ``mutex``: ``acquire`` succeeds only when free, ``release`` only when held.
+
+Every model checks each key of the history on its own (a history of ``[key value]`` Jepsen
+tuples, or with a ``key`` field, is a set of independent objects), except
+``multi-register``, whose reads span keys.
+
+Adding a model: subclass :class:`BaseModel` with a ``name``, the ``functions`` it accepts,
+``init()`` and ``step(state, op)`` (pure; states hashable and compared with ``==``), and
+``describe(state)`` if the state is not JSON-ready; register it in :data:`MODELS`.
+:meth:`BaseModel.droppable_info` and :meth:`BaseModel.blind` are optional optimisations.
 """
 
 from __future__ import annotations
@@ -29,11 +45,22 @@ from raft.lincheck.history import Operation, OpFunction, OpStatus, thaw
 
 __all__ = [
     "CAS_REGISTER",
+    "COUNTER",
     "KV",
     "MODELS",
+    "MULTI_REGISTER",
+    "MUTEX",
+    "QUEUE",
     "REGISTER",
+    "SET",
+    "BaseModel",
+    "CounterModel",
     "Model",
+    "MultiRegisterModel",
+    "MutexModel",
+    "QueueModel",
     "RegisterModel",
+    "SetModel",
     "UnsupportedOperationError",
     "get_model",
 ]
@@ -105,15 +132,19 @@ class RegisterModel:
 
     def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
         f = op.f
-        if f == OpFunction.READ:
-            return state == op.value, state
-        if f == OpFunction.WRITE:
+        if f == OpFunction.READ or f == OpFunction.GET:
+            return state == op.value or (state is None and op.value == ""), state
+        if f == OpFunction.WRITE or f == OpFunction.PUT:
             return True, op.value
         if f == OpFunction.CAS:
             expected, new = op.value
             if state == expected:
                 return True, new
             return False, state
+        if f == OpFunction.APPEND:
+            if not isinstance(op.value, str) or not isinstance(state, str | None):
+                return False, state
+            return True, (state or "") + op.value
         # delete
         return True, None
 
@@ -147,10 +178,10 @@ class RegisterModel:
             if op.status == OpStatus.FAIL:
                 continue
             observed: Hashable
-            if op.f == OpFunction.READ and op.status == OpStatus.OK:
-                observed = op.value
+            if op.f in (OpFunction.READ, OpFunction.GET) and op.status == OpStatus.OK:
+                observed = "" if op.value is None else op.value
             elif op.f == OpFunction.CAS:
-                observed = op.value[0]
+                observed = "" if op.value[0] is None else op.value[0]
             else:
                 continue
             last_seen[observed] = max(last_seen.get(observed, -math.inf), op.return_time)
@@ -158,10 +189,11 @@ class RegisterModel:
         for op in ops:
             if op.status != OpStatus.INFO:
                 continue
-            if (
-                op.f == OpFunction.READ
-                or last_seen.get(_value_left_by(op), -math.inf) < op.invoke_time
-            ):
+            if op.f in (OpFunction.READ, OpFunction.GET):
+                drop.add(op.id)
+            elif op.f == OpFunction.APPEND:
+                continue  # its effect shows in every later value: never dropped
+            elif last_seen.get(_value_left_by(op), -math.inf) < op.invoke_time:
                 drop.add(op.id)
         return frozenset(drop)
 
@@ -169,23 +201,189 @@ class RegisterModel:
         return thaw(state)
 
     def blind(self, op: Operation) -> bool:
-        return op.f in (OpFunction.WRITE, OpFunction.DELETE)
+        return op.f in (OpFunction.WRITE, OpFunction.PUT, OpFunction.DELETE)
 
 
 def _value_left_by(op: Operation) -> Hashable:
-    """The register's value after a write, cas or delete takes effect."""
-    if op.f == OpFunction.WRITE:
-        return op.value  # type: ignore[no-any-return]
+    """The register's value after a write, cas or delete takes effect, as a read shows it
+    (an absent key reads as ``""`` too, so both spellings count as observing it)."""
+    if op.f in (OpFunction.WRITE, OpFunction.PUT):
+        return "" if op.value is None else op.value
     if op.f == OpFunction.CAS:
-        return op.value[1]  # type: ignore[no-any-return]
-    return None
+        return "" if op.value[1] is None else op.value[1]
+    return ""
 
 
 REGISTER = RegisterModel("register", frozenset({"read", "write"}))
 CAS_REGISTER = RegisterModel("cas-register", frozenset({"read", "write", "cas"}))
-KV = RegisterModel("kv", frozenset({"read", "write", "cas", "delete"}), keyed=True)
+KV = RegisterModel(
+    "kv", frozenset({"read", "write", "cas", "delete", "get", "put", "append"}), keyed=True
+)
 
-MODELS: dict[str, Model] = {m.name: m for m in (REGISTER, CAS_REGISTER, KV)}
+
+class BaseModel:
+    """The parts most models share: validation against ``functions``, one partition per
+    key, ``info`` operations of pure queries dropped (they change nothing), no blind ops.
+    Subclasses set ``name`` and ``functions`` and write ``init`` and ``step``."""
+
+    name: str = ""
+    functions: frozenset[str] = frozenset()
+    queries: frozenset[str] = frozenset({"read"})
+    """Functions that never change the state (their ``info`` ops can be dropped)."""
+    per_key: bool = True
+
+    def init(self) -> Hashable:
+        raise NotImplementedError
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        raise NotImplementedError
+
+    def validate(self, op: Operation) -> None:
+        if op.f not in self.functions:
+            known = ", ".join(sorted(self.functions))
+            raise UnsupportedOperationError(
+                f"{_op_where(op)}: model {self.name} does not support {op.f} (only {known})"
+            )
+
+    def partition(self, ops: Sequence[Operation]) -> list[tuple[Any, list[Operation]]]:
+        if not self.per_key:
+            return [(None, list(ops))]
+        parts: dict[Any, list[Operation]] = {}
+        for op in ops:
+            parts.setdefault(op.key, []).append(op)
+        return sorted(parts.items(), key=lambda kv: repr(kv[0]))
+
+    def droppable_info(self, ops: Sequence[Operation]) -> frozenset[int]:
+        return frozenset(op.id for op in ops if op.status == OpStatus.INFO and op.f in self.queries)
+
+    def describe(self, state: Hashable) -> Any:
+        return thaw(state)
+
+    def blind(self, op: Operation) -> bool:
+        return False
+
+
+def _as_map(value: Any, op: Operation) -> dict[Any, Any] | None:
+    """A frozen JSON/EDN map (sorted item tuples) back to a dict; None if not a map."""
+    if value is None:
+        return {}
+    if isinstance(value, tuple) and all(isinstance(i, tuple) and len(i) == 2 for i in value):
+        return dict(value)
+    return None
+
+
+class MultiRegisterModel(BaseModel):
+    """Several registers read and written together (Knossos's multi-register): ``write
+    {k v}`` sets each given key at once, an ``ok`` ``read`` returns ``{k v}`` for the keys it
+    read (a key never written reads ``None``). State: sorted ``(key, value)`` pairs."""
+
+    name = "multi-register"
+    functions = frozenset({"read", "write"})
+    per_key = False
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        current = dict(state)  # type: ignore[call-overload]
+        given = _as_map(op.value, op)
+        if given is None:
+            return False, state
+        if op.f == OpFunction.READ:
+            return all(current.get(k) == v for k, v in given.items()), state
+        current.update(given)
+        return True, tuple(sorted(current.items(), key=repr))
+
+    def describe(self, state: Hashable) -> Any:
+        return {str(k): thaw(v) for k, v in state}  # type: ignore[attr-defined]
+
+
+class SetModel(BaseModel):
+    """A grow-only set: ``add x``; an ``ok`` ``read`` returns every element (any order)."""
+
+    name = "set"
+    functions = frozenset({"add", "read"})
+
+    def init(self) -> Hashable:
+        return frozenset()
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        assert isinstance(state, frozenset)
+        if op.f == OpFunction.ADD:
+            return True, state | {op.value}
+        got = op.value
+        if isinstance(got, tuple | frozenset):
+            return frozenset(got) == state, state
+        return got is None and not state, state
+
+
+class CounterModel(BaseModel):
+    """A counter from 0: ``add n`` adds n (an integer, possibly negative); an ``ok``
+    ``read`` returns the total."""
+
+    name = "counter"
+    functions = frozenset({"add", "read"})
+
+    def init(self) -> Hashable:
+        return 0
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        assert isinstance(state, int)
+        if op.f == OpFunction.ADD:
+            if isinstance(op.value, bool) or not isinstance(op.value, int):
+                return False, state
+            return True, state + op.value
+        return op.value == state, state
+
+
+class QueueModel(BaseModel):
+    """A FIFO queue: ``enqueue x``; ``dequeue`` returns the oldest element, or ``None``
+    when the queue is empty. State: the elements, oldest first."""
+
+    name = "queue"
+    functions = frozenset({"enqueue", "dequeue"})
+    queries = frozenset()
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        assert isinstance(state, tuple)
+        if op.f == OpFunction.ENQUEUE:
+            return True, (*state, op.value)
+        if op.status == OpStatus.INFO:  # an unknown dequeue may remove the head
+            return bool(state), state[1:]
+        if not state:
+            return op.value is None, state
+        return state[0] == op.value, state[1:]
+
+
+class MutexModel(BaseModel):
+    """A lock: ``acquire`` succeeds only when it is free, ``release`` only when it is held
+    (owners are not tracked: a release by another process than the holder is accepted)."""
+
+    name = "mutex"
+    functions = frozenset({"acquire", "release"})
+    queries = frozenset()
+
+    def init(self) -> Hashable:
+        return False
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        if op.f == OpFunction.ACQUIRE:
+            return not state, True
+        return bool(state), False
+
+
+MULTI_REGISTER = MultiRegisterModel()
+SET = SetModel()
+COUNTER = CounterModel()
+QUEUE = QueueModel()
+MUTEX = MutexModel()
+
+MODELS: dict[str, Model] = {
+    m.name: m for m in (REGISTER, CAS_REGISTER, KV, MULTI_REGISTER, SET, COUNTER, QUEUE, MUTEX)
+}
 """The models by the names the CLI and ``check_history`` accept."""
 
 

@@ -287,7 +287,7 @@ def test_unsupported_operation_for_model_is_an_error_naming_it() -> None:
     with pytest.raises(UnsupportedOperationError, match="register does not support cas"):
         check(Op(0, "cas", [None, 1], 0, 1), model="register")
     with pytest.raises(ValueError, match="unknown model"):
-        check(Op(0, "write", 1, 0, 1), model="queue")
+        check(Op(0, "write", 1, 0, 1), model="stack")
 
 
 def test_empty_history_is_not_judged_linearizable() -> None:

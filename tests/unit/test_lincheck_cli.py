@@ -198,3 +198,15 @@ def test_jepsen_independent_tuple_tag_in_edn(
     code, out, _ = run(capsys, str(path), "--model", "register", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["unpacked_keys"] == 2 and doc["partitions"] == 2
+
+
+def test_export_edn_round_trips_to_the_same_verdict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "history.edn"
+    src = DATA / "register_stale_read.jsonl"
+    code, _, _ = run(capsys, str(src), "--model", "register", "--export-edn", str(out))
+    assert code == 1
+    assert out.read_text().startswith("{:index 0, :time ")
+    code, _, _ = run(capsys, str(out), "--model", "register")
+    assert code == 1
