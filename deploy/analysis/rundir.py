@@ -234,7 +234,9 @@ def check_linearizability(
                 "reason": f"{len(parsed.skipped)} history line(s) could not be read "
                 f"(line {line}: {why})",
             }
-        res = check_history(parsed.events, model=model, timeout_s=timeout_s)
+        res = check_history(
+            parsed.events, model=model, timeout_s=timeout_s, workers=os.cpu_count() or 1
+        )
     except (HistoryError, UnsupportedOperationError, ValueError) as exc:
         return {"verdict": "unknown", "model": model, "reason": f"history not checkable: {exc}"}
     out: dict[str, Any] = res.to_json()

@@ -40,7 +40,8 @@ def register(subparsers: Any) -> None:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="linearizability budget; past it the verdict is unknown (default 60)",
+        help="linearizability budget in CPU seconds per search process; past it the verdict "
+        "is unknown (default 60)",
     )
     p.add_argument(
         "--reference", metavar="NODE", help="clock reference node (default: first by name)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,22 @@ def register(subparsers: Any) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="give up with 'unknown' (exit 2) after this long (default: no limit)",
+        help="give up with 'unknown' (exit 2) after this much CPU time per search process "
+        "(default: no limit)",
+    )
+    p.add_argument(
+        "--max-states",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give up with 'unknown' after exploring N configurations in one key",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes for keys that are not decided at once (default: CPU count)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
@@ -70,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.history)
     if args.timeout is not None and args.timeout < 0:
         raise LabError(f"--timeout must be >= 0, got {args.timeout}")
+    if args.max_states is not None and args.max_states < 1:
+        raise LabError(f"--max-states must be >= 1, got {args.max_states}")
+    if args.jobs is not None and args.jobs < 1:
+        raise LabError(f"--jobs must be >= 1, got {args.jobs}")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -102,7 +122,13 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise LabError(f"{out_path}: cannot write EDN: {exc.strerror or exc}") from None
     try:
-        result = check_history(parsed.events, args.model, timeout_s=args.timeout)
+        result = check_history(
+            parsed.events,
+            args.model,
+            timeout_s=args.timeout,
+            max_states=args.max_states,
+            workers=args.jobs or os.cpu_count() or 1,
+        )
     except (HistoryError, UnsupportedOperationError) as exc:
         raise LabError(f"{path}: {exc}") from None
     if args.json:
@@ -122,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  read Jepsen [key value] tuples as {parsed.unpacked_keys} independent key(s)")
     if result.verdict is Verdict.UNKNOWN:
         print(f"  {result.reason}")
+        for part in result.partial or []:
+            key = "" if part["key"] is None else f"key {json.dumps(part['key'])}: "
+            print(
+                f"  {key}longest linearizable prefix {part['longest_linearizable_prefix']} of "
+                f"{part['operations']} operations ({part['operations_left']} left)"
+            )
     if result.counterexample is not None:
         _print_counterexample(result.counterexample)
     return result.verdict.exit_code

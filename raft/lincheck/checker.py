@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import enum
 import math
+import multiprocessing
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,9 @@ class CheckResult:
     elapsed_s: float
     counterexample: dict[str, Any] | None = None
     reason: str = ""
+    partial: list[dict[str, Any]] | None = None
+    """With UNKNOWN: per undecided key, the longest linearizable prefix found and the
+    operations left beyond it."""
 
     @property
     def linearizable(self) -> bool:
@@ -103,6 +107,7 @@ class CheckResult:
             "elapsed_s": round(self.elapsed_s, 6),
             "reason": self.reason,
             "counterexample": self.counterexample,
+            "partial": self.partial,
         }
 
 
@@ -124,11 +129,28 @@ class _StepLimit(Exception):
 
 
 class _Timeout(Exception):
-    """The time budget ran out; ``states`` were explored in the partition by then."""
+    """The budget (CPU time or states) ran out; ``states`` were explored in the partition by
+    then, and the deepest linearizable prefix found had ``depth`` of its ``total`` ops."""
 
-    def __init__(self, states: int) -> None:
+    def __init__(self, states: int, depth: int = 0, total: int = 0) -> None:
         super().__init__(states)
         self.states = states
+        self.depth = depth
+        self.total = total
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    deadline: float
+    """On ``clock``: CPU seconds of the process doing the search, by default."""
+    max_states: int | None
+    clock: Callable[[], float]
+
+
+QUICK_STEPS = 20_000
+"""Every key first gets this many search steps, in key order; keys not decided by then are
+searched fully afterwards (in parallel with ``workers`` > 1). So an obviously bad key is
+refuted at once even when another key is hard."""
 
 
 def check_history(
@@ -136,15 +158,27 @@ def check_history(
     model: str | Model = "register",
     timeout_s: float | None = None,
     *,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.process_time,
+    max_states: int | None = None,
+    workers: int = 1,
 ) -> CheckResult:
     """Pair ``events`` into operations and check them against ``model``.
 
     Raises :class:`~raft.lincheck.history.HistoryError` for a malformed history and
     :class:`~raft.lincheck.models.UnsupportedOperationError` for operations the model does
-    not know; returns UNKNOWN when ``timeout_s`` (seconds, ``None`` = no limit) runs out.
+    not know; returns UNKNOWN when the budget runs out: ``timeout_s`` seconds on ``clock``
+    (CPU time of the process doing the search by default, so a loaded machine does not eat
+    the budget; ``None`` = no limit) or ``max_states`` configurations explored in one key.
+    ``workers`` > 1 searches the hard keys in that many processes (see :data:`QUICK_STEPS`).
     """
-    return check_operations(pair_events(events), model, timeout_s, clock=clock)
+    return check_operations(
+        pair_events(events),
+        model,
+        timeout_s,
+        clock=clock,
+        max_states=max_states,
+        workers=workers,
+    )
 
 
 def check_operations(
@@ -152,7 +186,9 @@ def check_operations(
     model: str | Model = "register",
     timeout_s: float | None = None,
     *,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.process_time,
+    max_states: int | None = None,
+    workers: int = 1,
 ) -> CheckResult:
     """Check already-paired operations; see :func:`check_history`."""
     m = get_model(model)
@@ -168,51 +204,132 @@ def check_operations(
             m.validate(op)
     live = [op for op in ops if op.status != OpStatus.FAIL]
     parts = m.partition(live)
-    searched = 0
-    states = 0
     dropped = len(ops) - len(live)
+    prepared: list[tuple[Any, list[Operation]]] = []
     for key, part_ops in parts:
         drop = m.droppable_info(part_ops)
         kept = [op for op in part_ops if op.id not in drop]
         dropped += len(part_ops) - len(kept)
-        searched += len(kept)
+        prepared.append((key, kept))
+    searched = sum(len(k) for _, k in prepared)
+    budget = _Budget(deadline, max_states, clock)
+    states = 0
+    partial: list[dict[str, Any]] = []
+
+    def result(verdict: Verdict, reason: str, cx: dict[str, Any] | None = None) -> CheckResult:
+        return CheckResult(
+            verdict,
+            m.name,
+            searched,
+            dropped,
+            len(parts),
+            states,
+            clock() - start,
+            counterexample=cx,
+            reason=reason,
+            partial=partial or None,
+        )
+
+    def refuted(key: Any, outcome: _PartitionOutcome) -> CheckResult:
+        where = "" if key is None else f" for key {thaw(key)!r}"
+        return result(
+            Verdict.NOT_LINEARIZABLE, "no linearization exists" + where, outcome.counterexample
+        )
+
+    # Pass 1: every key gets a few steps, in order: easy keys (and obvious refutations) are
+    # decided before any hard key can use up the budget.
+    hard: list[int] = []
+    for i, (key, kept) in enumerate(prepared):
         try:
-            outcome = _search_partition(m, key, kept, deadline, clock)
+            outcome = _check_partition(m, key, kept, budget, max_steps=QUICK_STEPS)
+        except _StepLimit as limit:
+            states += limit.states
+            hard.append(i)
+            continue
         except _Timeout as timeout:
-            return CheckResult(
-                Verdict.UNKNOWN,
-                m.name,
-                searched,
-                dropped,
-                len(parts),
-                states + timeout.states,
-                clock() - start,
-                reason=f"time budget of {timeout_s}s ran out before the search finished",
-            )
+            states += timeout.states
+            hard.append(i)
+            continue
         states += outcome.states
         if outcome.verdict is Verdict.NOT_LINEARIZABLE:
-            return CheckResult(
-                Verdict.NOT_LINEARIZABLE,
-                m.name,
-                searched,
-                dropped,
-                len(parts),
-                states,
-                clock() - start,
-                counterexample=outcome.counterexample,
-                reason="no linearization exists"
-                + ("" if key is None else f" for key {thaw(key)!r}"),
+            return refuted(key, outcome)
+    # Pass 2: the hard keys, fully, in parallel when asked.
+    unknown: list[Any] = []
+    if workers > 1 and len(hard) > 1:
+        outcomes = _search_parallel(m, [prepared[i] for i in hard], budget, timeout_s, workers)
+    else:
+        outcomes = (_search_one(m, prepared[i][0], prepared[i][1], budget) for i in hard)
+    for key, got, cut in outcomes:
+        if cut is not None:
+            states += cut.states
+            unknown.append(key)
+            partial.append(
+                {
+                    "key": thaw(key),
+                    "longest_linearizable_prefix": cut.depth,
+                    "operations": cut.total,
+                    "operations_left": cut.total - cut.depth,
+                }
             )
-    return CheckResult(
-        Verdict.LINEARIZABLE,
-        m.name,
-        searched,
-        dropped,
-        len(parts),
-        states,
-        clock() - start,
-        reason="a linearization exists",
-    )
+            continue
+        assert got is not None
+        states += got.states
+        if got.verdict is Verdict.NOT_LINEARIZABLE:
+            if isinstance(outcomes, Generator):
+                outcomes.close()  # stops the other workers
+            return refuted(key, got)
+    if unknown:
+        what = []
+        if timeout_s is not None:
+            what.append(f"time budget of {timeout_s}s (CPU time)")
+        if max_states is not None:
+            what.append(f"state budget of {max_states}")
+        keys = ", ".join(repr(thaw(k)) for k in unknown[:5])
+        return result(
+            Verdict.UNKNOWN,
+            f"{' or '.join(what)} ran out before the search finished"
+            + ("" if unknown == [None] else f" (undecided keys: {keys})"),
+        )
+    return result(Verdict.LINEARIZABLE, "a linearization exists")
+
+
+def _search_one(
+    model: Model, key: Hashable, ops: Sequence[Operation], budget: _Budget
+) -> tuple[Hashable, _PartitionOutcome | None, _Timeout | None]:
+    try:
+        return key, _search_partition(model, key, ops, budget), None
+    except _Timeout as timeout:
+        return key, None, timeout
+
+
+def _worker(
+    task: tuple[Model, Hashable, list[Operation], float | None, int | None],
+) -> tuple[Hashable, _PartitionOutcome | None, _Timeout | None]:
+    model, key, ops, timeout_s, max_states = task
+    now = time.process_time()
+    deadline = math.inf if timeout_s is None else now + timeout_s
+    return _search_one(model, key, ops, _Budget(deadline, max_states, time.process_time))
+
+
+def _search_parallel(
+    model: Model,
+    parts: list[tuple[Any, list[Operation]]],
+    budget: _Budget,
+    timeout_s: float | None,
+    workers: int,
+) -> Iterator[tuple[Hashable, _PartitionOutcome | None, _Timeout | None]]:
+    """Search ``parts`` in ``workers`` processes, yielding outcomes as they finish; closing
+    the generator (the first refutation) terminates the workers. Each worker has the CPU
+    budget left to the caller (CPU time is per process)."""
+    left = None if timeout_s is None else max(budget.deadline - budget.clock(), 0.0)
+    tasks = [(model, key, ops, left, budget.max_states) for key, ops in parts]
+    ctx = multiprocessing.get_context("fork")
+    pool = ctx.Pool(processes=min(workers, len(parts)))
+    try:
+        yield from pool.imap_unordered(_worker, tasks)
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 _FIRST_PASS_STEPS_PER_OP = 200
@@ -223,8 +340,7 @@ def _search_partition(
     model: Model,
     key: Hashable,
     ops: Sequence[Operation],
-    deadline: float,
-    clock: Callable[[], float],
+    budget: _Budget,
 ) -> _PartitionOutcome:
     """Decide one partition: a plain search first, then, if info ops make it long, rounds
     with a growing budget of info ops.
@@ -239,40 +355,43 @@ def _search_partition(
     """
     has_info = any(op.complete_time is None for op in ops)
     if not has_info:
-        return _check_partition(model, key, ops, deadline, clock)
+        return _check_partition(model, key, ops, budget)
     limit = _FIRST_PASS_STEPS_PER_OP * len(ops) + _FIRST_PASS_STEPS_MIN
+    deepest = 0
     try:
-        return _check_partition(model, key, ops, deadline, clock, max_steps=limit)
+        return _check_partition(model, key, ops, budget, max_steps=limit)
     except _StepLimit as first:
         states = first.states
+    except _Timeout as timeout:
+        raise _Timeout(timeout.states, timeout.depth, len(ops)) from None
     cache: dict[tuple[int, Hashable], Any] = {}
-    budget = 0
+    info_budget = 0
     while True:
         try:
-            out = _check_partition(model, key, ops, deadline, clock, budget=budget, cache=cache)
+            out = _check_partition(model, key, ops, budget, info_budget=info_budget, cache=cache)
         except _Timeout as timeout:
-            raise _Timeout(states + timeout.states) from None
+            deepest = max(deepest, timeout.depth)
+            raise _Timeout(states + timeout.states, deepest, len(ops)) from None
         states += out.states
         if out.verdict is Verdict.LINEARIZABLE or not out.budget_cut:
             return _PartitionOutcome(out.verdict, states, out.counterexample)
-        budget += 1
+        info_budget += 1
 
 
 def _check_partition(
     model: Model,
     key: Hashable,
     part_ops: Sequence[Operation],
-    deadline: float,
-    clock: Callable[[], float],
+    limits: _Budget,
     *,
-    budget: int | None = None,
+    info_budget: int | None = None,
     cache: dict[tuple[int, Hashable], Any] | None = None,
     max_steps: int | None = None,
 ) -> _PartitionOutcome:
-    """WGL search over one independent sub-history; raises _Timeout past ``deadline`` and
-    _StepLimit past ``max_steps``.
+    """WGL search over one independent sub-history; raises _Timeout past the budget's
+    deadline or state count and _StepLimit past ``max_steps``.
 
-    With ``budget``, at most that many info ops are linearized, and ``cache`` (shared by the
+    With ``info_budget``, at most that many info ops are linearized, and ``cache`` (shared by the
     rounds of :func:`_search_partition`) holds ``(info bitset, allowance)`` pairs: the
     configuration was explored and failed using at most ``allowance`` more info ops.
 
@@ -362,12 +481,16 @@ def _check_partition(
     best_depth = -1
     best: tuple[Any, Hashable, int, list[int]] | None = None
     steps = 0
+    clock, deadline, max_states = limits.clock, limits.deadline, limits.max_states
+    budget = info_budget
     scanning_main = True
     entry = nxt[head]  # the cursor in the main list
     first_return = -1  # while trying info ops: the first return node in the main list
     while True:
-        if not steps & (_CLOCK_EVERY_STEPS - 1) and clock() >= deadline:
-            raise _Timeout(explored)
+        if not steps & (_CLOCK_EVERY_STEPS - 1) and (
+            clock() >= deadline or (max_states is not None and explored > max_states)
+        ):
+            raise _Timeout(explored, max(best_depth, depth), n)
         if max_steps is not None and steps > max_steps:
             raise _StepLimit(explored)
         steps += 1
