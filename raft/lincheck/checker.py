@@ -240,6 +240,34 @@ def check_operations(
     # decided before any hard key can use up the budget.
     hard: list[int] = []
     for i, (key, kept) in enumerate(prepared):
+        impossible = getattr(m, "impossible", None)  # optional for user models
+        bad = impossible(kept) if impossible is not None else None
+        if bad is not None:
+            try:  # the search's counterexample says more, when it comes quickly
+                outcome = _check_partition(m, key, kept, budget, max_steps=QUICK_STEPS)
+                if outcome.verdict is Verdict.NOT_LINEARIZABLE:
+                    states += outcome.states
+                    return refuted(key, outcome)
+            except (_StepLimit, _Timeout):
+                pass
+            desc = bad.to_json()
+            desc["model_accepts"] = False
+            where = "" if key is None else f" for key {thaw(key)!r}"
+            line = f"line {bad.invoke_line}" if bad.invoke_line is not None else f"op {bad.id}"
+            return result(
+                Verdict.NOT_LINEARIZABLE,
+                f"no linearization exists{where}: {bad.f} at {line} observes "
+                f"{json_value(bad)} which no operation invoked before it completed could "
+                "have left",
+                {
+                    "key": thaw(key),
+                    "linearized": [],
+                    "state": None,
+                    "unlinearizable": [desc],
+                    "deadline": bad.to_json(),
+                    "impossible_value": True,
+                },
+            )
         try:
             outcome = _check_partition(m, key, kept, budget, max_steps=QUICK_STEPS)
         except _StepLimit as limit:
@@ -291,6 +319,12 @@ def check_operations(
             + ("" if unknown == [None] else f" (undecided keys: {keys})"),
         )
     return result(Verdict.LINEARIZABLE, "a linearization exists")
+
+
+def json_value(op: Operation) -> str:
+    """The value an operation observed, for messages."""
+    seen = op.value[0] if op.f == "cas" else op.value
+    return repr(thaw(seen))
 
 
 def _search_one(

@@ -102,6 +102,12 @@ class Model(Protocol):
         """A JSON-ready rendering of ``state`` for counterexamples."""
         ...
 
+    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
+        """An operation that no linearization of ``ops`` can accept whatever the order (say a
+        read of a value nothing wrote), or ``None``. A cheap refutation before the search;
+        ``None`` is always safe."""
+        ...
+
     def blind(self, op: Operation) -> bool:
         """Whether ``op`` succeeds in every state and leaves a state that does not depend on
         the one before (a plain write). The checker then never linearizes an ``info`` op
@@ -197,6 +203,35 @@ class RegisterModel:
                 drop.add(op.id)
         return frozenset(drop)
 
+    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
+        """The first completed read (or cas) that observes a value no write, cas or delete
+        invoked by its completion could have left: in every order it sees a value that was
+        never there. Skipped when the key has appends (values are built up)."""
+        if any(op.f == OpFunction.APPEND for op in ops):
+            return None
+        first_invoked: dict[Hashable, int] = {"": -1}  # the initial value (None reads as "")
+        for op in ops:
+            if op.f in (OpFunction.WRITE, OpFunction.PUT, OpFunction.CAS, OpFunction.DELETE):
+                v = _value_left_by(op)
+                if op.invoke_time < first_invoked.get(v, op.invoke_time + 1):
+                    first_invoked[v] = op.invoke_time
+        bad: Operation | None = None
+        for op in ops:
+            if op.complete_time is None:
+                continue
+            if op.f in (OpFunction.READ, OpFunction.GET):
+                seen = "" if op.value is None else op.value
+            elif op.f == OpFunction.CAS:
+                seen = "" if op.value[0] is None else op.value[0]
+            else:
+                continue
+            t = first_invoked.get(seen)
+            if (t is None or t > op.complete_time) and (
+                bad is None or op.complete_time < (bad.complete_time or 0)
+            ):
+                bad = op
+        return bad
+
     def describe(self, state: Hashable) -> Any:
         return thaw(state)
 
@@ -258,6 +293,9 @@ class BaseModel:
 
     def describe(self, state: Hashable) -> Any:
         return thaw(state)
+
+    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
+        return None
 
     def blind(self, op: Operation) -> bool:
         return False

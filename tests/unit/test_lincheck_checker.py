@@ -336,8 +336,9 @@ def test_timeout_gives_unknown() -> None:
 def test_timeout_is_checked_during_a_long_search() -> None:
     # Many concurrent writes of distinct values followed by a read nobody wrote: the search
     # must explore many orders (with memoisation, all subsets) before giving up.
+    # (-1 is written too, so no read is impossible on its face: only the search can tell.)
     ops = [Op(p, "write", p, 0, 100) for p in range(16)]
-    ops.append(Op(99, "read", -1, 200, 201))
+    ops += [Op(98, "write", -1, 0, 100), Op(99, "read", -1, 200, 201), Op(99, "read", 0, 202, 203)]
     clock = StepClock(0.25)
     res = check_history(history(*ops), "register", timeout_s=1.0, clock=clock)
     assert res.verdict is Verdict.UNKNOWN
@@ -346,7 +347,7 @@ def test_timeout_is_checked_during_a_long_search() -> None:
 
 def test_wide_concurrency_not_linearizable_is_found() -> None:
     ops = [Op(p, "write", p, 0, 100) for p in range(10)]
-    ops.append(Op(99, "read", -1, 200, 201))
+    ops += [Op(98, "write", -1, 0, 100), Op(99, "read", -1, 200, 201), Op(99, "read", 0, 202, 203)]
     res = check_history(history(*ops), "register")
     assert res.verdict is NOT
     assert res.states_explored >= 2**10 - 1  # every subset of writes, each explored once
@@ -413,3 +414,14 @@ def test_verdicts_do_not_depend_on_event_order_among_equal_times() -> None:
     expected = brute_force_linearizable(ops)
     for perm in itertools.permutations(ops):
         assert (check(*perm, model="register").verdict is LIN) == expected
+
+
+def test_read_of_a_value_nothing_wrote_is_refuted_without_search() -> None:
+    # 16 concurrent writes: the search would explore 2**16 subsets; no write of -1 was ever
+    # invoked before the read completed, so the read is refuted on its face.
+    ops = [Op(p, "write", p, 0, 100) for p in range(16)]
+    ops += [Op(99, "read", -1, 200, 201), Op(98, "write", -1, 300, 301)]
+    res = check_history(history(*ops), "register", max_states=1000)
+    assert res.verdict is NOT
+    assert "observes -1 which no operation invoked before it completed" in res.reason
+    assert res.counterexample is not None and res.counterexample["impossible_value"]
