@@ -50,6 +50,9 @@ __all__ = [
     "write_outputs",
 ]
 
+COUNTEREXAMPLE_HTML = "counterexample.html"
+"""The linearizability counterexample page a refuted run gets (raft.lincheck.visual)."""
+
 VALID, INVALID, UNKNOWN, SKIPPED = "valid", "invalid", "unknown", "skipped"
 """Verdicts. ``skipped`` means the check was not run (``--no-lin``, or no node logs for the
 invariants); it does not count towards ``overall``, which is ``unknown`` only when nothing at
@@ -169,7 +172,9 @@ class Analysis:
             "verdicts": self.verdicts,
             "counts": self.counts(),
             "invariants": self.invariants.to_json(),
-            "linearizability": self.linearizability,
+            "linearizability": None
+            if self.linearizability is None
+            else {k: v for k, v in self.linearizability.items() if k != "_html"},
             "clock_offsets": {
                 "reference": clocks.reference,
                 "offset_s": {n: round(x, 6) for n, x in clocks.offsets.items()},
@@ -218,7 +223,12 @@ def check_linearizability(
     is not installed or cannot read the history."""
     model = model or _guess_model(ops)
     try:
-        from raft.lincheck import HistoryError, UnsupportedOperationError, check_history
+        from raft.lincheck import (
+            HistoryError,
+            UnsupportedOperationError,
+            check_operations,
+            pair_events,
+        )
     except ImportError as exc:
         return {"verdict": "unknown", "model": model, "reason": f"checker unavailable: {exc}"}
     from raft.lincheck import formats
@@ -234,12 +244,18 @@ def check_linearizability(
                 "reason": f"{len(parsed.skipped)} history line(s) could not be read "
                 f"(line {line}: {why})",
             }
-        res = check_history(
-            parsed.events, model=model, timeout_s=timeout_s, workers=os.cpu_count() or 1
+        paired = pair_events(parsed.events)
+        res = check_operations(
+            paired, model=model, timeout_s=timeout_s, workers=os.cpu_count() or 1
         )
     except (HistoryError, UnsupportedOperationError, ValueError) as exc:
         return {"verdict": "unknown", "model": model, "reason": f"history not checkable: {exc}"}
     out: dict[str, Any] = res.to_json()
+    if res.counterexample is not None:
+        from raft.lincheck.visual import render_html
+
+        # Written by write_outputs beside results.json; the report links it.
+        out["_html"] = render_html(res, paired, f"{path.name}: linearizability")
     return out
 
 
@@ -437,6 +453,10 @@ def write_outputs(a: Analysis, out_dir: Path | None = None) -> Path:
             data = loaded if isinstance(loaded, dict) else {}
         except (OSError, json.JSONDecodeError):
             data = {}
+    lin = a.linearizability
+    if lin is not None and "_html" in lin:
+        (out / COUNTEREXAMPLE_HTML).write_text(lin.pop("_html"), encoding="utf-8")
+        lin["counterexample_html"] = COUNTEREXAMPLE_HTML
     data.update(a.results_json())
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

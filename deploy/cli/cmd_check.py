@@ -71,6 +71,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
+        "--html",
+        metavar="OUT",
+        help="write the counterexample as a self-contained HTML page (operations on a time "
+        "axis per client, the longest linearizable prefix, where it fails)",
+    )
+    p.add_argument(
         "--export-edn",
         metavar="OUT",
         help="also write the history as Jepsen history.edn (for Knossos or Elle)",
@@ -79,9 +85,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raft.lincheck import Verdict, check_history, formats
+    from raft.lincheck import Verdict, check_operations, formats, pair_events
     from raft.lincheck.history import HistoryError
     from raft.lincheck.models import UnsupportedOperationError
+    from raft.lincheck.visual import render_html, render_window_text
 
     path = Path(args.history)
     if args.timeout is not None and args.timeout < 0:
@@ -122,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise LabError(f"{out_path}: cannot write EDN: {exc.strerror or exc}") from None
     try:
-        result = check_history(
-            parsed.events,
+        ops = pair_events(parsed.events)
+        result = check_operations(
+            ops,
             args.model,
             timeout_s=args.timeout,
             max_states=args.max_states,
@@ -131,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except (HistoryError, UnsupportedOperationError) as exc:
         raise LabError(f"{path}: {exc}") from None
+    if args.html:
+        html_path = Path(args.html)
+        try:
+            html_path.write_text(render_html(result, ops, str(path)), encoding="utf-8")
+        except OSError as exc:
+            raise LabError(f"{html_path}: cannot write HTML: {exc.strerror or exc}") from None
     if args.json:
         out = result.to_json()
         out["history"] = str(path)
@@ -156,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
             )
     if result.counterexample is not None:
         _print_counterexample(result.counterexample)
+        print(render_window_text(result.counterexample, ops), end="")
+    if args.html:
+        print(f"counterexample page: {args.html}")
     return result.verdict.exit_code
 
 

@@ -210,3 +210,35 @@ def test_export_edn_round_trips_to_the_same_verdict(
     assert out.read_text().startswith("{:index 0, :time ")
     code, _, _ = run(capsys, str(out), "--model", "register")
     assert code == 1
+
+
+def test_html_counterexample_and_failing_window(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "cx.html"
+    src = DATA / "register_stale_read.jsonl"
+    code, out, _ = run(capsys, str(src), "--model", "register", "--html", str(page))
+    assert code == 1
+    assert "Failing window: time 0..50, 3 operations" in out
+    assert "process 0 write 2 [ok] 20..30 line 3  <- linearized #2" in out
+    assert "(model rejects it); DEADLINE" in out
+    doc = page.read_text()
+    assert (
+        doc.startswith("<!doctype html>")
+        and "<script" not in doc
+        and "http" not in doc.split("xmlns=")[0]
+    )
+    assert doc.count("<rect") == 4  # the window's shading and the three operations
+    assert "#2 write 2" in doc and "#ef9a9a" in doc  # prefix numbered; rejected read in red
+
+
+def test_analyze_writes_and_links_the_counterexample_page(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "history.jsonl").write_text((DATA / "register_stale_read.jsonl").read_text())
+    assert main(["analyze", str(tmp_path), "--model", "register"]) == 1
+    capsys.readouterr()
+    assert (tmp_path / "counterexample.html").read_text().count("<rect") == 4
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["linearizability"]["counterexample_html"] == "counterexample.html"
+    assert '<a href="counterexample.html">' in (tmp_path / "report.html").read_text()
