@@ -248,8 +248,8 @@ def check_operations(
                 if outcome.verdict is Verdict.NOT_LINEARIZABLE:
                     states += outcome.states
                     return refuted(key, outcome)
-            except (_StepLimit, _Timeout):
-                pass
+            except (_StepLimit, _Timeout) as stopped:
+                states += stopped.states
             desc = bad.to_json()
             desc["model_accepts"] = False
             where = "" if key is None else f" for key {thaw(key)!r}"
@@ -489,6 +489,42 @@ def _check_partition(
             class_sizes[c] += 1
     class_done = [0] * len(class_sizes)
 
+    # Dead info ops: once every operation that could observe an info op's effect is
+    # linearized (all completed observers have slots below ``base``), linearizing it can
+    # only precede a blind write or end the history, so it is never tried, and whether it
+    # was linearized earlier does not matter for the future: the memo ORs dead ops into the
+    # info bitset (dead_prefix[base]), so configurations that differ only in them meet.
+    n_done = counts[0]
+    dead_base = [n_done + 1] * n
+    observers_of = getattr(model, "info_observers", None)
+    observed = observers_of(ops) if observers_of is not None else None
+    if observed is not None:
+        # An info op observed by info ops is dead once they are dead too (a chain of info
+        # ops whose last value nobody completed observes is followed by a blind op or
+        # nothing, so it can be left out whole): the least fixpoint of that rule.
+        index_of = {op.id: i for i, op in enumerate(ops)}
+        info_watchers: list[list[int]] = [[] for _ in range(n)]
+        for i in range(n):
+            if is_info[i] and ops[i].id in observed:
+                seen_by = [index_of[j] for j in observed[ops[i].id] if j in index_of]
+                done_slots = [slot[j] for j in seen_by if not is_info[j]]
+                dead_base[i] = max(done_slots, default=-1) + 1
+                info_watchers[i] = [j for j in seen_by if is_info[j]]
+        changed = True
+        while changed:
+            changed = False
+            for i in range(n):
+                for j in info_watchers[i]:
+                    if dead_base[j] > dead_base[i]:
+                        dead_base[i] = dead_base[j]
+                        changed = True
+    dead_prefix = [0] * (n_done + 2)
+    for i in range(n):
+        if is_info[i] and dead_base[i] <= n_done:
+            dead_prefix[dead_base[i]] |= 1 << slot[i]
+    for b in range(1, n_done + 2):
+        dead_prefix[b] |= dead_prefix[b - 1]
+
     # An info op linearized right before a blind op (a write) could as well be left out, so
     # the search never does that: after an info op, blind ops wait.
     blind = [model.blind(op) for op in ops]
@@ -570,7 +606,7 @@ def _check_partition(
                     scanning_main = True
                     entry = nxt[call]
                 continue
-            if rank[entry] != class_done[klass[entry]]:
+            if rank[entry] != class_done[klass[entry]] or dead_base[entry] <= base:
                 entry = inxt[entry]
                 continue
             if budget is not None and info.bit_count() >= budget:
@@ -599,31 +635,32 @@ def _check_partition(
             memo_key = (packed, new_state)
             seen = cache.get(memo_key)
             fresh = True
+            canon = new_info | dead_prefix[new_base]
             if budget is not None:
                 allowance = budget - new_info.bit_count()
                 if seen is None:
-                    cache[memo_key] = [(new_info, allowance)]
+                    cache[memo_key] = [(canon, allowance)]
                 else:
                     for m, r in seen:
-                        if r >= allowance and m | new_info == new_info:
+                        if r >= allowance and m | canon == canon:
                             fresh = False
                             break
                     if fresh:
-                        seen.append((new_info, allowance))
+                        seen.append((canon, allowance))
             elif seen is None:
-                cache[memo_key] = new_info  # one info bitset, or a list of them
+                cache[memo_key] = canon  # one info bitset, or a list of them
             elif isinstance(seen, int):
-                if seen | new_info == new_info:
+                if seen | canon == canon:
                     fresh = False
                 else:
-                    cache[memo_key] = [seen, new_info]
+                    cache[memo_key] = [seen, canon]
             else:
                 for m in seen:
-                    if m | new_info == new_info:
+                    if m | canon == canon:
                         fresh = False
                         break
                 if fresh:
-                    seen.append(new_info)
+                    seen.append(canon)
             if fresh:
                 explored += 1
                 stack = (candidate, state, base, rel, info, first_return, stack)

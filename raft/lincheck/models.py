@@ -203,6 +203,36 @@ class RegisterModel:
                 drop.add(op.id)
         return frozenset(drop)
 
+    def info_observers(self, ops: Sequence[Operation]) -> dict[int, list[int]] | None:
+        """For each info write, cas, put or delete: the ids of the completed operations that
+        could observe the value it leaves (reads of it, cas expecting it, info cas included)
+        and complete after it was invoked (or never complete).
+        ``None`` when the key has appends (they observe every value)."""
+        if any(op.f == OpFunction.APPEND for op in ops):
+            return None
+        by_value: dict[Hashable, list[Operation]] = {}
+        for op in ops:
+            if op.f in (OpFunction.READ, OpFunction.GET):
+                if op.status != OpStatus.OK:
+                    continue
+                seen = "" if op.value is None else op.value
+            elif op.f == OpFunction.CAS:
+                seen = "" if op.value[0] is None else op.value[0]
+            else:
+                continue
+            by_value.setdefault(seen, []).append(op)
+        out: dict[int, list[int]] = {}
+        for op in ops:
+            if op.status != OpStatus.INFO or op.f in (OpFunction.READ, OpFunction.GET):
+                continue
+            watchers = [
+                w
+                for w in by_value.get(_value_left_by(op), [])
+                if w.id != op.id and w.return_time >= op.invoke_time
+            ]
+            out[op.id] = [w.id for w in watchers]
+        return out
+
     def impossible(self, ops: Sequence[Operation]) -> Operation | None:
         """The first completed read (or cas) that observes a value no write, cas or delete
         invoked by its completion could have left: in every order it sees a value that was
