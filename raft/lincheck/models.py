@@ -121,13 +121,57 @@ def _op_where(op: Operation) -> str:
     return f"{where}: process {op.process}"
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterModel:
-    """A single register (or, with ``keyed``, one register per key), value ``None`` at first.
+class BaseModel:
+    """The parts most models share: validation against ``functions``, one partition per
+    key, ``info`` operations of pure queries dropped (they change nothing), no blind ops.
+    Subclasses set ``name`` and ``functions`` and write ``init`` and ``step``."""
 
-    The state is the register's value. For ``keyed`` models each key is checked on its own
-    (partition), so the state is still one value.
-    """
+    name: str = ""
+    functions: frozenset[str] = frozenset()
+    queries: frozenset[str] = frozenset({"read"})
+    """Functions that never change the state (their ``info`` ops can be dropped)."""
+    per_key: bool = True
+
+    def init(self) -> Hashable:
+        raise NotImplementedError
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        raise NotImplementedError
+
+    def validate(self, op: Operation) -> None:
+        if op.f not in self.functions:
+            known = ", ".join(sorted(self.functions))
+            raise UnsupportedOperationError(
+                f"{_op_where(op)}: model {self.name} does not support {op.f} (only {known})"
+            )
+
+    def partition(self, ops: Sequence[Operation]) -> list[tuple[Any, list[Operation]]]:
+        if not self.per_key:
+            return [(None, list(ops))]
+        parts: dict[Any, list[Operation]] = {}
+        for op in ops:
+            parts.setdefault(op.key, []).append(op)
+        return sorted(parts.items(), key=lambda kv: repr(kv[0]))
+
+    def droppable_info(self, ops: Sequence[Operation]) -> frozenset[int]:
+        return frozenset(op.id for op in ops if op.status == OpStatus.INFO and op.f in self.queries)
+
+    def describe(self, state: Hashable) -> Any:
+        return thaw(state)
+
+    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
+        return None
+
+    def blind(self, op: Operation) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterModel(BaseModel):
+    """A register per key, value ``None`` at first; each key is checked on its own
+    (:meth:`BaseModel.partition`), so the state is one value. ``keyed`` says the model is
+    meant for keyed histories (``kv``); single-register models check a keyed history (Jepsen
+    ``independent`` tuples) key by key too."""
 
     name: str
     functions: frozenset[str]
@@ -153,19 +197,6 @@ class RegisterModel:
             return True, (state or "") + op.value
         # delete
         return True, None
-
-    def validate(self, op: Operation) -> None:
-        if op.f not in self.functions:
-            known = ", ".join(sorted(self.functions))
-            raise UnsupportedOperationError(
-                f"{_op_where(op)}: model {self.name} does not support {op.f} (only {known})"
-            )
-
-    def partition(self, ops: Sequence[Operation]) -> list[tuple[Any, list[Operation]]]:
-        parts: dict[Any, list[Operation]] = {}
-        for op in ops:
-            parts.setdefault(op.key, []).append(op)
-        return sorted(parts.items(), key=lambda kv: repr(kv[0]))
 
     def droppable_info(self, ops: Sequence[Operation]) -> frozenset[int]:
         """Info reads, and info writes/cas/deletes whose resulting value nobody observes
@@ -262,9 +293,6 @@ class RegisterModel:
                 bad = op
         return bad
 
-    def describe(self, state: Hashable) -> Any:
-        return thaw(state)
-
     def blind(self, op: Operation) -> bool:
         return op.f in (OpFunction.WRITE, OpFunction.PUT, OpFunction.DELETE)
 
@@ -284,51 +312,6 @@ CAS_REGISTER = RegisterModel("cas-register", frozenset({"read", "write", "cas"})
 KV = RegisterModel(
     "kv", frozenset({"read", "write", "cas", "delete", "get", "put", "append"}), keyed=True
 )
-
-
-class BaseModel:
-    """The parts most models share: validation against ``functions``, one partition per
-    key, ``info`` operations of pure queries dropped (they change nothing), no blind ops.
-    Subclasses set ``name`` and ``functions`` and write ``init`` and ``step``."""
-
-    name: str = ""
-    functions: frozenset[str] = frozenset()
-    queries: frozenset[str] = frozenset({"read"})
-    """Functions that never change the state (their ``info`` ops can be dropped)."""
-    per_key: bool = True
-
-    def init(self) -> Hashable:
-        raise NotImplementedError
-
-    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
-        raise NotImplementedError
-
-    def validate(self, op: Operation) -> None:
-        if op.f not in self.functions:
-            known = ", ".join(sorted(self.functions))
-            raise UnsupportedOperationError(
-                f"{_op_where(op)}: model {self.name} does not support {op.f} (only {known})"
-            )
-
-    def partition(self, ops: Sequence[Operation]) -> list[tuple[Any, list[Operation]]]:
-        if not self.per_key:
-            return [(None, list(ops))]
-        parts: dict[Any, list[Operation]] = {}
-        for op in ops:
-            parts.setdefault(op.key, []).append(op)
-        return sorted(parts.items(), key=lambda kv: repr(kv[0]))
-
-    def droppable_info(self, ops: Sequence[Operation]) -> frozenset[int]:
-        return frozenset(op.id for op in ops if op.status == OpStatus.INFO and op.f in self.queries)
-
-    def describe(self, state: Hashable) -> Any:
-        return thaw(state)
-
-    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
-        return None
-
-    def blind(self, op: Operation) -> bool:
-        return False
 
 
 def _as_map(value: Any, op: Operation) -> dict[Any, Any] | None:
