@@ -506,10 +506,10 @@ def _check_partition(
         info_watchers: list[list[int]] = [[] for _ in range(n)]
         for i in range(n):
             if is_info[i] and ops[i].id in observed:
-                seen_by = [index_of[j] for j in observed[ops[i].id] if j in index_of]
-                done_slots = [slot[j] for j in seen_by if not is_info[j]]
-                dead_base[i] = max(done_slots, default=-1) + 1
-                info_watchers[i] = [j for j in seen_by if is_info[j]]
+                last, pending_ids = observed[ops[i].id]
+                if last is None or last in index_of:
+                    dead_base[i] = 0 if last is None else slot[index_of[last]] + 1
+                    info_watchers[i] = [index_of[j] for j in pending_ids if j in index_of]
         changed = True
         while changed:
             changed = False

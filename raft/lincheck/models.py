@@ -36,6 +36,7 @@ Adding a model: subclass :class:`BaseModel` with a ``name``, the ``functions`` i
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -234,14 +235,18 @@ class RegisterModel(BaseModel):
                 drop.add(op.id)
         return frozenset(drop)
 
-    def info_observers(self, ops: Sequence[Operation]) -> dict[int, list[int]] | None:
-        """For each info write, cas, put or delete: the ids of the completed operations that
-        could observe the value it leaves (reads of it, cas expecting it, info cas included)
-        and complete after it was invoked (or never complete).
-        ``None`` when the key has appends (they observe every value)."""
+    def info_observers(
+        self, ops: Sequence[Operation]
+    ) -> dict[int, tuple[int | None, list[int]]] | None:
+        """For each info write, cas, put or delete X: among the completed operations that
+        could observe the value X leaves (reads of it, cas expecting it) and complete after X
+        was invoked, the id of the one invoked last (``None`` if there is none); and the ids
+        of the info cas ops expecting that value. ``None`` when the key has appends (they
+        observe every value)."""
         if any(op.f == OpFunction.APPEND for op in ops):
             return None
-        by_value: dict[Hashable, list[Operation]] = {}
+        done: dict[Hashable, list[Operation]] = {}
+        pending: dict[Hashable, list[int]] = {}
         for op in ops:
             if op.f in (OpFunction.READ, OpFunction.GET):
                 if op.status != OpStatus.OK:
@@ -251,17 +256,31 @@ class RegisterModel(BaseModel):
                 seen = "" if op.value[0] is None else op.value[0]
             else:
                 continue
-            by_value.setdefault(seen, []).append(op)
-        out: dict[int, list[int]] = {}
+            if op.complete_time is None:
+                pending.setdefault(seen, []).append(op.id)
+            else:
+                done.setdefault(seen, []).append(op)
+        # Per value: observers by completion time, and for each suffix the latest-invoked.
+        index: dict[Hashable, tuple[list[int], list[tuple[int, int] | None]]] = {}
+        for v, obs in done.items():
+            obs.sort(key=lambda o: o.complete_time or 0)
+            latest: list[tuple[int, int] | None] = [None] * (len(obs) + 1)
+            for k in range(len(obs) - 1, -1, -1):
+                cand = (obs[k].invoke_time, obs[k].id)
+                nxt = latest[k + 1]
+                latest[k] = cand if nxt is None or cand > nxt else nxt
+            index[v] = ([o.complete_time or 0 for o in obs], latest)
+        out: dict[int, tuple[int | None, list[int]]] = {}
         for op in ops:
             if op.status != OpStatus.INFO or op.f in (OpFunction.READ, OpFunction.GET):
                 continue
-            watchers = [
-                w
-                for w in by_value.get(_value_left_by(op), [])
-                if w.id != op.id and w.return_time >= op.invoke_time
-            ]
-            out[op.id] = [w.id for w in watchers]
+            v = _value_left_by(op)
+            last: int | None = None
+            if v in index:
+                times, latest = index[v]
+                got = latest[bisect.bisect_left(times, op.invoke_time)]
+                last = None if got is None else got[1]
+            out[op.id] = (last, [j for j in pending.get(v, []) if j != op.id])
         return out
 
     def impossible(self, ops: Sequence[Operation]) -> Operation | None:
