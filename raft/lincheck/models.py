@@ -73,7 +73,12 @@ class UnsupportedOperationError(ValueError):
 
 
 class Model(Protocol):
-    """What the checker needs from a sequential specification."""
+    """What the checker needs from a sequential specification.
+
+    Two optional methods are used when present (see :class:`RegisterModel`):
+    ``impossible(ops)``, an operation no order can accept (a cheap refutation before the
+    search), and ``info_observers(ops)``, which lets the search retire info operations whose
+    effect nobody left can observe."""
 
     @property
     def name(self) -> str: ...
@@ -101,12 +106,6 @@ class Model(Protocol):
 
     def describe(self, state: Hashable) -> Any:
         """A JSON-ready rendering of ``state`` for counterexamples."""
-        ...
-
-    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
-        """An operation that no linearization of ``ops`` can accept whatever the order (say a
-        read of a value nothing wrote), or ``None``. A cheap refutation before the search;
-        ``None`` is always safe."""
         ...
 
     def blind(self, op: Operation) -> bool:

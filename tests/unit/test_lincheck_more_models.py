@@ -180,3 +180,49 @@ def test_porcupine_kv_log_checks_as_in_porcupine(last: str, want: Verdict) -> No
     parsed = formats.read_history(_porcupine_kv(last), None, "c01-ok.txt")
     assert parsed.format is formats.Format.JEPSEN_EDN
     assert check_history(parsed.events, "kv").verdict is want
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "want"),
+    [
+        (
+            "set",
+            "{:type :invoke, :f :add, :value 1, :process 0, :time 1}\n"
+            "{:type :ok, :f :add, :value 1, :process 0, :time 2}\n"
+            "{:type :invoke, :f :read, :value nil, :process 1, :time 3}\n"
+            "{:type :ok, :f :read, :value #{1}, :process 1, :time 4}\n",
+            LIN,
+        ),
+        (
+            "set",
+            "{:type :invoke, :f :add, :value 1, :process 0, :time 1}\n"
+            "{:type :ok, :f :add, :value 1, :process 0, :time 2}\n"
+            "{:type :invoke, :f :read, :value nil, :process 1, :time 3}\n"
+            "{:type :ok, :f :read, :value #{}, :process 1, :time 4}\n",
+            NOT,
+        ),
+        (
+            "queue",
+            "[{:type :invoke, :f :enqueue, :value 7, :process 0}\n"
+            " {:type :ok, :f :enqueue, :value 7, :process 0}\n"
+            " {:type :invoke, :f :dequeue, :value nil, :process 1}\n"
+            " {:type :ok, :f :dequeue, :value 8, :process 1}]\n",
+            NOT,
+        ),
+        (
+            "mutex",
+            "{:type :invoke, :f :acquire, :process 0, :value nil}\n"
+            "{:type :ok, :f :acquire, :process 0, :value nil}\n"
+            "{:type :invoke, :f :release, :process 0, :value nil}\n"
+            "{:type :ok, :f :release, :process 0, :value nil}\n",
+            LIN,
+        ),
+    ],
+)
+def test_jepsen_edn_histories_of_the_models(model: str, text: str, want: Verdict) -> None:
+    parsed = formats.read_history(text)
+    assert parsed.format is formats.Format.JEPSEN_EDN
+    assert check_history(parsed.events, model).verdict is want
+    # and they survive an export to EDN and back
+    again = formats.read_history(formats.render_edn(parsed.events))
+    assert check_history(again.events, model).verdict is want
