@@ -85,9 +85,10 @@ usually repeats at every later index)."""
 
 class Invariant(enum.Enum):
     """Every property either checker reports. The event-stream checker uses the first eight;
-    the simulator's in-memory checker also reports the last four (it sees what logs do not:
-    a leader rewriting its own log, liveness after heal, its own linearizability check of
-    the client history, and exceptions from the core)."""
+    the simulator's in-memory checker also reports the others (it sees what logs do not: a
+    leader rewriting its own log, liveness after heal, its own linearizability check of the
+    client history, exceptions from the core, quorums of the configuration in effect, term
+    inflation, livelock, protocol conformance)."""
 
     ELECTION_SAFETY = "election_safety"
     LOG_MATCHING = "log_matching"
@@ -101,6 +102,12 @@ class Invariant(enum.Enum):
     LIVENESS = "liveness"
     LINEARIZABILITY = "linearizability"
     CORE_ERROR = "core_error"
+    # Reported by the simulator's checkers on branch h/simteeth (issue 11), spelled here so
+    # that merging it needs no second enum:
+    QUORUM = "quorum"
+    TERM_INFLATION = "term_inflation"
+    LIVELOCK = "livelock"
+    CONFORMANCE = "conformance"
 
 
 @dataclass(frozen=True, slots=True)
