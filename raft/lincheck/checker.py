@@ -116,6 +116,8 @@ class _PartitionOutcome:
     verdict: Verdict
     states: int
     counterexample: dict[str, Any] | None = field(default=None)
+    best_depth: int = 0
+    """The longest linearizable prefix the search reached."""
     budget_cut: bool = False
     """Some info op was not tried because the round's budget of info ops was spent."""
 
@@ -123,9 +125,10 @@ class _PartitionOutcome:
 class _StepLimit(Exception):
     """The first, unbounded pass took too many steps; ``states`` were explored by then."""
 
-    def __init__(self, states: int) -> None:
+    def __init__(self, states: int, depth: int = 0) -> None:
         super().__init__(states)
         self.states = states
+        self.depth = depth
 
 
 class _Timeout(Exception):
@@ -396,6 +399,7 @@ def _search_partition(
         return _check_partition(model, key, ops, budget, max_steps=limit)
     except _StepLimit as first:
         states = first.states
+        deepest = first.depth
     except _Timeout as timeout:
         raise _Timeout(timeout.states, timeout.depth, len(ops)) from None
     cache: dict[tuple[int, Hashable], Any] = {}
@@ -407,6 +411,7 @@ def _search_partition(
             deepest = max(deepest, timeout.depth)
             raise _Timeout(states + timeout.states, deepest, len(ops)) from None
         states += out.states
+        deepest = max(deepest, out.best_depth)
         if out.verdict is Verdict.LINEARIZABLE or not out.budget_cut:
             return _PartitionOutcome(out.verdict, states, out.counterexample)
         info_budget += 1
@@ -562,7 +567,7 @@ def _check_partition(
         ):
             raise _Timeout(explored, max(best_depth, depth), n)
         if max_steps is not None and steps > max_steps:
-            raise _StepLimit(explored)
+            raise _StepLimit(explored, max(best_depth, depth))
         steps += 1
         if scanning_main:
             if entry == -1:  # every completed op is linearized; the rest are info: omit them
@@ -691,6 +696,7 @@ def _check_partition(
         Verdict.NOT_LINEARIZABLE,
         explored,
         _counterexample(model, key, ops, best),
+        best_depth=best_depth,
         budget_cut=budget_cut,
     )
 

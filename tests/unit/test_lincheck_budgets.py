@@ -51,3 +51,29 @@ def test_parallel_and_serial_agree_on_linearizable_keys(monkeypatch: pytest.Monk
     serial = check_history(gen.events, "kv")
     parallel = check_history(gen.events, "kv", workers=2)
     assert serial.verdict is parallel.verdict is Verdict.LINEARIZABLE
+
+
+class _Ticks:
+    """A clock that advances one second per reading (the search reads it every 4096 steps)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_exhausted_time_budget_reports_the_deepest_prefix_of_any_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Force the rounds with a growing info budget at once; whichever round the budget ends
+    # in (even at its very start), the partial answer is the deepest prefix of all rounds.
+    monkeypatch.setattr(checker, "_FIRST_PASS_STEPS_PER_OP", 0)
+    monkeypatch.setattr(checker, "_FIRST_PASS_STEPS_MIN", 100)
+    events = [e for e in _hard_k0_bad_k1() if e.key == "k0"]
+    for budget in range(8, 14):
+        res = check_history(events, "kv", timeout_s=budget, clock=_Ticks())
+        assert res.verdict is Verdict.UNKNOWN and f"time budget of {budget}" in res.reason
+        assert res.partial is not None
+        assert res.partial[0]["longest_linearizable_prefix"] > 0, budget
