@@ -4,7 +4,10 @@
 ranges where they agree, where some node has no record (compacted below its snapshot, or not
 replicated/committed there yet), the first index where two nodes hold different entries, and
 indexes where the same entry produced different results. :func:`diff_runs` compares two runs
-of one spec: event counts, elections, commit latency and verdicts.
+of one spec: event counts, elections, commit latency and verdicts, and, for two seeded runs,
+where their behaviour first parts (:func:`first_differences`): the first election, the first
+term whose leader differs, the first index of the committed logs holding a different
+command.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.analysis.events import NodeEvent, Source
+from deploy.analysis.events import NodeEvent
 from deploy.analysis.invariants import InvariantReport
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "commit_latencies",
     "diff_nodes",
     "diff_runs",
+    "first_differences",
     "render_node_diff",
     "render_run_diff",
     "summarize_run",
@@ -38,7 +42,7 @@ class _Rec:
     digest: str
     result: str
     applied: bool
-    source: Source
+    source: object  # printed with str(): file:line
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,11 @@ class RunSummary:
     max_commit: int
     latency_ms: dict[str, float | None]
     verdicts: dict[str, Any]
+    first_leader: tuple[int, str] | None = None
+    """(term, node) of the first node to log ``role=leader`` on the merged timeline."""
+    leaders: dict[int, list[str]] = field(default_factory=dict)
+    committed: list[tuple[int, int, str]] = field(default_factory=list)
+    """The committed log as (index, term, digest), one record per index (any node's)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -266,6 +275,12 @@ def summarize_run(
         elections=rep.elections,
         terms=len(rep.leaders_per_term),
         max_commit=rep.max_commit,
+        first_leader=next(
+            ((e.term, e.node) for e in events if e.ev == "role" and e.get("role") == "leader"),
+            None,
+        ),
+        leaders=dict(rep.leaders_per_term),
+        committed=_committed_log(rep),
         latency_ms={
             "count": float(len(lat)),
             "mean": statistics.fmean(lat) if lat else None,
@@ -277,13 +292,107 @@ def summarize_run(
     )
 
 
+def _committed_log(rep: InvariantReport) -> list[tuple[int, int, str]]:
+    out: dict[int, tuple[int, str]] = {}
+    for index, recs in rep.committed.items():
+        withd = [r for r in recs.values() if r.digest] or list(recs.values())
+        out[index] = (withd[0].term, withd[0].digest)
+    for index, arecs in rep.applied.items():
+        if index not in out or not out[index][1]:
+            term, digest, _, _ = next(iter(arecs.values()))
+            out[index] = (term, digest)
+    return [(i, t, d) for i, (t, d) in sorted(out.items())]
+
+
+def first_differences(a: RunSummary, b: RunSummary) -> dict[str, Any]:
+    """Where two runs (of one spec and seed, say) first behave differently.
+
+    ``first_election``: the first leader of each run and whether they agree.
+    ``leader_terms``: the first term whose set of leaders differs (``None``: same leaders in
+    every term either run saw). ``committed``: the committed logs aligned by index: how many
+    indexes agree from 1, then the first index where the commands (digests, or terms when a
+    digest is missing) differ or where one run has no record."""
+    fl = {
+        "a": None if a.first_leader is None else list(a.first_leader),
+        "b": None if b.first_leader is None else list(b.first_leader),
+        "same": a.first_leader == b.first_leader,
+    }
+    term_diff = None
+    for term in sorted(set(a.leaders) | set(b.leaders)):
+        la, lb = a.leaders.get(term, []), b.leaders.get(term, [])
+        if la != lb:
+            term_diff = {"term": term, "a": la, "b": lb}
+            break
+    ca = {i: (t, d) for i, t, d in a.committed}
+    cb = {i: (t, d) for i, t, d in b.committed}
+    common = 0
+    first: dict[str, Any] | None = None
+    for index in range(1, max([0, *ca, *cb]) + 1):
+        x, y = ca.get(index), cb.get(index)
+        same = x is not None and y is not None and (x[1] == y[1] if x[1] and y[1] else x[0] == y[0])
+        if not same:
+            first = {
+                "index": index,
+                "a": None if x is None else {"term": x[0], "digest": x[1]},
+                "b": None if y is None else {"term": y[0], "digest": y[1]},
+            }
+            break
+        common = index
+    return {
+        "first_election": fl,
+        "leader_terms": term_diff,
+        "committed": {
+            "agree_up_to": common,
+            "first_difference": first,
+            "a_entries": len(ca),
+            "b_entries": len(cb),
+        },
+    }
+
+
 def diff_runs(a: RunSummary, b: RunSummary) -> dict[str, Any]:
     kinds = sorted(set(a.events) | set(b.events))
     return {
         "a": a.to_json(),
         "b": b.to_json(),
         "events": {k: [a.events.get(k, 0), b.events.get(k, 0)] for k in kinds},
+        "first_differences": first_differences(a, b),
     }
+
+
+def _render_parting(fd: dict[str, Any]) -> list[str]:
+    out = ["", "Where the runs part:"]
+    fl = fd["first_election"]
+
+    def who(x: list[Any] | None) -> str:
+        return "none" if x is None else f"{x[1]} in term {x[0]}"
+
+    if fl["same"]:
+        out.append(f"  first election: same, {who(fl['a'])}")
+    else:
+        out.append(f"  first election: A {who(fl['a'])}, B {who(fl['b'])}")
+    lt = fd["leader_terms"]
+    out.append(
+        "  leader terms: the same in every term"
+        if lt is None
+        else f"  leader terms: first differ in term {lt['term']}: "
+        f"A {'+'.join(lt['a']) or 'no leader'}, B {'+'.join(lt['b']) or 'no leader'}"
+    )
+    c = fd["committed"]
+    first = c["first_difference"]
+    if first is None:
+        out.append(f"  committed logs: identical ({c['agree_up_to']} entries)")
+    else:
+
+        def ent(x: dict[str, Any] | None) -> str:
+            return "nothing" if x is None else f"term {x['term']} {x['digest'] or '?'}"
+
+        out.append(
+            f"  committed logs: agree on indexes 1..{c['agree_up_to']}; index "
+            f"{first['index']}: A {ent(first['a'])}, B {ent(first['b'])} "
+            f"(A {c['a_entries']} entries, B {c['b_entries']})"
+        )
+    return out
 
 
 def _fmt(x: Any) -> str:
@@ -321,4 +430,6 @@ def render_run_diff(d: dict[str, Any]) -> str:
     for label, x, y in rows:
         mark = "" if _fmt(x) == _fmt(y) else "  *"
         out.append(f"{label:<{w}}  {_fmt(x):>14}  {_fmt(y):>14}{mark}")
+    if "first_differences" in d:
+        out += _render_parting(d["first_differences"])
     return "\n".join(out) + "\n"

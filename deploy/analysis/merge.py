@@ -263,7 +263,7 @@ def _solve(
     # Initial guess by BFS along estimates, then Gauss-Seidel refinement.
     off: dict[str, float] = dict.fromkeys(nodes, 0.0)
     seen = {reference}
-    queue = [reference]
+    queue = [reference] if reference else []  # no nodes: a history-only analysis
     while queue:
         n = queue.pop(0)
         for m, est, _ in adj[n]:

@@ -52,7 +52,13 @@ __all__ = [
     "write_outputs",
 ]
 
-VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
+COUNTEREXAMPLE_HTML = "counterexample.html"
+"""The linearizability counterexample page a refuted run gets (raft.lincheck.visual)."""
+
+VALID, INVALID, UNKNOWN, SKIPPED = "valid", "invalid", "unknown", "skipped"
+"""Verdicts. ``skipped`` means the check was not run (``--no-lin``, or no node logs for the
+invariants); it does not count towards ``overall``, which is ``unknown`` only when nothing at
+all was checked or a check that ran could not decide."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +91,20 @@ def locate(path: Path, history: Path | None = None) -> RunInputs:
         raise EventLogNotFoundError(f"{path}: no such file or directory")
     root = path if path.is_dir() else path.parent
     files = tuple(find_event_files(path))
-    if not files:
+    found_history = (
+        history or _find_named(root, "history.jsonl") or _find_named(root, "history.edn")
+    )
+    if not files and found_history is None:
         raise EventLogNotFoundError(
             f"{path}: no node event logs found (looked for events.jsonl and *.jsonl files "
-            "whose lines have ts, node and ev)"
+            "whose lines have ts, node and ev, and no history.jsonl or history.edn)"
         )
     if history is not None and not history.is_file():
         raise EventLogNotFoundError(f"{history}: history file not found")
     return RunInputs(
         root=root,
         event_files=files,
-        history=history or _find_named(root, "history.jsonl") or _find_named(root, "history.edn"),
+        history=found_history,
         nemesis=_find_named(root, "nemesis.jsonl"),
         results=(root / "results.json") if (root / "results.json").is_file() else None,
     )
@@ -124,7 +133,9 @@ class Analysis:
     @property
     def verdicts(self) -> dict[str, str]:
         v: dict[str, str] = {}
-        if self.logs.count() == 0:
+        if not self.inputs.event_files:
+            v["invariants"] = SKIPPED
+        elif self.logs.count() == 0:
             v["invariants"] = UNKNOWN
         else:
             v["invariants"] = VALID if self.invariants.valid else INVALID
@@ -134,9 +145,15 @@ class Analysis:
             v["linearizability"] = {
                 "linearizable": VALID,
                 "not_linearizable": INVALID,
+                "skipped": SKIPPED,
             }.get(str(self.linearizability.get("verdict")), UNKNOWN)
-        vals = set(v.values())
-        v["overall"] = INVALID if INVALID in vals else (UNKNOWN if UNKNOWN in vals else VALID)
+        vals = set(v.values()) - {SKIPPED}
+        if INVALID in vals:
+            v["overall"] = INVALID
+        elif UNKNOWN in vals or not vals:
+            v["overall"] = UNKNOWN
+        else:
+            v["overall"] = VALID
         return v
 
     def counts(self) -> dict[str, Any]:
@@ -165,7 +182,9 @@ class Analysis:
             "verdicts": self.verdicts,
             "counts": self.counts(),
             "invariants": self.invariants.to_json(),
-            "linearizability": self.linearizability,
+            "linearizability": None
+            if self.linearizability is None
+            else {k: v for k, v in self.linearizability.items() if k != "_html"},
             "clock_offsets": {
                 "reference": clocks.reference,
                 "offset_s": {n: round(x, 6) for n, x in clocks.offsets.items()},
@@ -222,15 +241,39 @@ def check_linearizability(
     is not installed or cannot read the history."""
     model = model or _guess_model(ops)
     try:
-        from raft.lincheck import HistoryError, UnsupportedOperationError, check_history
+        from raft.lincheck import (
+            HistoryError,
+            UnsupportedOperationError,
+            check_operations,
+            pair_events,
+        )
     except ImportError as exc:
         return {"verdict": "unknown", "model": model, "reason": f"checker unavailable: {exc}"}
+    from raft.lincheck import formats
+
     try:
-        events = _parse_history(path)
-        res = check_history(events, model=model, timeout_s=timeout_s)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        parsed = formats.read_history(text, None, path.name)
+        if parsed.skipped:
+            line, why = parsed.skipped[0]
+            return {
+                "verdict": "unknown",
+                "model": model,
+                "reason": f"{len(parsed.skipped)} history line(s) could not be read "
+                f"(line {line}: {why})",
+            }
+        paired = pair_events(parsed.events)
+        res = check_operations(
+            paired, model=model, timeout_s=timeout_s, workers=os.cpu_count() or 1
+        )
     except (HistoryError, UnsupportedOperationError, ValueError) as exc:
         return {"verdict": "unknown", "model": model, "reason": f"history not checkable: {exc}"}
     out: dict[str, Any] = res.to_json()
+    if res.counterexample is not None:
+        from raft.lincheck.visual import render_html
+
+        # Written by write_outputs beside results.json; the report links it.
+        out["_html"] = render_html(res, paired, f"{path.name}: linearizability")
     return out
 
 
@@ -396,7 +439,7 @@ def analyze(
         if check_linearizable:
             lin = check_linearizability(inputs.history, hist, model, lin_timeout_s)
         else:
-            lin = {"verdict": "unknown", "reason": "not checked (--no-lin)"}
+            lin = {"verdict": "skipped", "reason": "not checked (--no-lin)"}
     nem = load_nemesis(inputs.nemesis, problems, inputs.root) if inputs.nemesis else []
     start_ts, start_how = _run_start(nem, prior, timeline, hist)
     return Analysis(
@@ -491,6 +534,10 @@ def write_outputs(a: Analysis, out_dir: Path | None = None) -> Path:
             data = loaded if isinstance(loaded, dict) else {}
         except (OSError, json.JSONDecodeError):
             data = {}
+    lin = a.linearizability
+    if lin is not None and "_html" in lin:
+        (out / COUNTEREXAMPLE_HTML).write_text(lin.pop("_html"), encoding="utf-8")
+        lin["counterexample_html"] = COUNTEREXAMPLE_HTML
     data.update(a.results_json())
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.cli._output import out as _out
+from deploy.cli.cmd_check import _MODELS
 
 MAX_SHOWN = 20
 
@@ -31,7 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--history", help="client history (default: history.jsonl found there)")
     p.add_argument(
         "--model",
-        choices=["register", "cas-register", "kv"],
+        choices=list(_MODELS),
         help="linearizability model (default: kv if ops have keys, else register)",
     )
     p.add_argument(
@@ -39,7 +40,8 @@ def register(subparsers: Any) -> None:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="linearizability budget; past it the verdict is unknown (default 60)",
+        help="linearizability budget in CPU seconds per search process; past it the verdict "
+        "is unknown (default 60)",
     )
     p.add_argument(
         "--reference", metavar="NODE", help="clock reference node (default: first by name)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,17 @@ from typing import Any
 from deploy.errors import LabError
 
 _FORMATS = ("jsonl", "jepsen-edn", "jepsen-log")
-_MODELS = ("register", "cas-register", "kv")
+_MODELS = (
+    "register",
+    "cas-register",
+    "kv",
+    "multi-register",
+    "set",
+    "counter",
+    "queue",
+    "mutex",
+)
+"""raft.lincheck.models.MODELS, listed here so that --help works without importing it."""
 _PREFIX_SHOWN = 8
 
 
@@ -33,45 +44,112 @@ def register(subparsers: Any) -> None:
         "--format",
         choices=_FORMATS,
         default=None,
-        help="history format (default: by extension, else by content)",
+        help="history format (default: from the content; the extension only when the "
+        "content says nothing)",
     )
     p.add_argument(
         "--timeout",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="give up with 'unknown' (exit 2) after this long (default: no limit)",
+        help="give up with 'unknown' (exit 2) after this much CPU time per search process "
+        "(default: no limit)",
+    )
+    p.add_argument(
+        "--max-states",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give up with 'unknown' after exploring N configurations in one key",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes for keys that are not decided at once (default: CPU count)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--html",
+        metavar="OUT",
+        help="write the counterexample as a self-contained HTML page (operations on a time "
+        "axis per client, the longest linearizable prefix, where it fails)",
+    )
+    p.add_argument(
+        "--export-edn",
+        metavar="OUT",
+        help="also write the history as Jepsen history.edn (for Knossos or Elle)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from raft.lincheck import Verdict, check_history, formats
+    from raft.lincheck import Verdict, check_operations, formats, pair_events
     from raft.lincheck.history import HistoryError
     from raft.lincheck.models import UnsupportedOperationError
+    from raft.lincheck.visual import render_html, render_window_text
 
     path = Path(args.history)
     if args.timeout is not None and args.timeout < 0:
         raise LabError(f"--timeout must be >= 0, got {args.timeout}")
+    if args.max_states is not None and args.max_states < 1:
+        raise LabError(f"--max-states must be >= 1, got {args.max_states}")
+    if args.jobs is not None and args.jobs < 1:
+        raise LabError(f"--jobs must be >= 1, got {args.jobs}")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise LabError(f"{path}: cannot read history: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise LabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    fmt = formats.Format(args.format) if args.format else formats.sniff(text, path.name)
     try:
-        events = formats.parse(text, fmt)
-        result = check_history(events, args.model, timeout_s=args.timeout)
+        parsed = formats.read_history(text, args.format, path.name)
     except formats.HistoryParseError as exc:
+        fmt = formats.Format(args.format) if args.format else formats.sniff(text, path.name)
         raise LabError(f"{path}:{exc.line}: {exc.message} (read as {fmt.value})") from None
+    except HistoryError as exc:
+        raise LabError(f"{path}: {exc}") from None
+    fmt = parsed.format
+    if parsed.skipped:
+        shown = "; ".join(f"line {n}: {why}" for n, why in parsed.skipped[:3])
+        raise LabError(
+            f"{path}: {len(parsed.skipped)} line(s) could not be read as operations (read as "
+            f"{fmt.value}), so no verdict: {shown}"
+        )
+    if not parsed.events:
+        raise LabError(
+            f"{path}: no operations found (read as {fmt.value}, {parsed.ignored} other "
+            "line(s) ignored); nothing to judge"
+        )
+    if args.export_edn:
+        out_path = Path(args.export_edn)
+        try:
+            out_path.write_text(formats.render_edn(parsed.events), encoding="utf-8")
+        except OSError as exc:
+            raise LabError(f"{out_path}: cannot write EDN: {exc.strerror or exc}") from None
+    try:
+        ops = pair_events(parsed.events)
+        result = check_operations(
+            ops,
+            args.model,
+            timeout_s=args.timeout,
+            max_states=args.max_states,
+            workers=args.jobs or os.cpu_count() or 1,
+        )
     except (HistoryError, UnsupportedOperationError) as exc:
         raise LabError(f"{path}: {exc}") from None
+    if args.html:
+        html_path = Path(args.html)
+        try:
+            html_path.write_text(render_html(result, ops, str(path)), encoding="utf-8")
+        except OSError as exc:
+            raise LabError(f"{html_path}: cannot write HTML: {exc.strerror or exc}") from None
     if args.json:
         out = result.to_json()
         out["history"] = str(path)
         out["format"] = fmt.value
+        out["unpacked_keys"] = parsed.unpacked_keys
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return result.verdict.exit_code
@@ -80,10 +158,21 @@ def run(args: argparse.Namespace) -> int:
         f"{result.dropped} dropped, {result.partitions} partition(s), "
         f"{result.states_explored} states, {result.elapsed_s:.3f}s)"
     )
+    if parsed.unpacked_keys:
+        print(f"  read Jepsen [key value] tuples as {parsed.unpacked_keys} independent key(s)")
     if result.verdict is Verdict.UNKNOWN:
         print(f"  {result.reason}")
+        for part in result.partial or []:
+            key = "" if part["key"] is None else f"key {json.dumps(part['key'])}: "
+            print(
+                f"  {key}longest linearizable prefix {part['longest_linearizable_prefix']} of "
+                f"{part['operations']} operations ({part['operations_left']} left)"
+            )
     if result.counterexample is not None:
         _print_counterexample(result.counterexample)
+        print(render_window_text(result.counterexample, ops), end="")
+    if args.html:
+        print(f"counterexample page: {args.html}")
     return result.verdict.exit_code
 
 

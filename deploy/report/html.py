@@ -508,6 +508,12 @@ def render_html(d: ReportData) -> str:
             + (f"; {_e(lin.get('reason'))}" if lin.get("reason") else "")
             + "</p>"
         )
+        if lin.get("counterexample_html"):  # checkers: the counterexample page (issue 14)
+            href = _e(lin["counterexample_html"])
+            parts.append(
+                f'<p><a href="{href}">Counterexample: operations on a time axis, the longest '
+                "linearizable prefix and where it fails</a></p>"
+            )
         ce = lin.get("counterexample")
         if isinstance(ce, dict):
             parts.append(

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import enum
 import math
+import multiprocessing
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,9 @@ class CheckResult:
     elapsed_s: float
     counterexample: dict[str, Any] | None = None
     reason: str = ""
+    partial: list[dict[str, Any]] | None = None
+    """With UNKNOWN: per undecided key, the longest linearizable prefix found and the
+    operations left beyond it."""
 
     @property
     def linearizable(self) -> bool:
@@ -103,6 +107,7 @@ class CheckResult:
             "elapsed_s": round(self.elapsed_s, 6),
             "reason": self.reason,
             "counterexample": self.counterexample,
+            "partial": self.partial,
         }
 
 
@@ -111,6 +116,8 @@ class _PartitionOutcome:
     verdict: Verdict
     states: int
     counterexample: dict[str, Any] | None = field(default=None)
+    best_depth: int = 0
+    """The longest linearizable prefix the search reached."""
     budget_cut: bool = False
     """Some info op was not tried because the round's budget of info ops was spent."""
 
@@ -118,17 +125,35 @@ class _PartitionOutcome:
 class _StepLimit(Exception):
     """The first, unbounded pass took too many steps; ``states`` were explored by then."""
 
-    def __init__(self, states: int) -> None:
+    def __init__(self, states: int, depth: int = 0) -> None:
         super().__init__(states)
         self.states = states
+        self.depth = depth
 
 
 class _Timeout(Exception):
-    """The time budget ran out; ``states`` were explored in the partition by then."""
+    """The budget (CPU time or states) ran out; ``states`` were explored in the partition by
+    then, and the deepest linearizable prefix found had ``depth`` of its ``total`` ops."""
 
-    def __init__(self, states: int) -> None:
+    def __init__(self, states: int, depth: int = 0, total: int = 0) -> None:
         super().__init__(states)
         self.states = states
+        self.depth = depth
+        self.total = total
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    deadline: float
+    """On ``clock``: CPU seconds of the process doing the search, by default."""
+    max_states: int | None
+    clock: Callable[[], float]
+
+
+QUICK_STEPS = 20_000
+"""Every key first gets this many search steps, in key order; keys not decided by then are
+searched fully afterwards (in parallel with ``workers`` > 1). So an obviously bad key is
+refuted at once even when another key is hard."""
 
 
 def check_history(
@@ -136,15 +161,27 @@ def check_history(
     model: str | Model = "register",
     timeout_s: float | None = None,
     *,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.process_time,
+    max_states: int | None = None,
+    workers: int = 1,
 ) -> CheckResult:
     """Pair ``events`` into operations and check them against ``model``.
 
     Raises :class:`~raft.lincheck.history.HistoryError` for a malformed history and
     :class:`~raft.lincheck.models.UnsupportedOperationError` for operations the model does
-    not know; returns UNKNOWN when ``timeout_s`` (seconds, ``None`` = no limit) runs out.
+    not know; returns UNKNOWN when the budget runs out: ``timeout_s`` seconds on ``clock``
+    (CPU time of the process doing the search by default, so a loaded machine does not eat
+    the budget; ``None`` = no limit) or ``max_states`` configurations explored in one key.
+    ``workers`` > 1 searches the hard keys in that many processes (see :data:`QUICK_STEPS`).
     """
-    return check_operations(pair_events(events), model, timeout_s, clock=clock)
+    return check_operations(
+        pair_events(events),
+        model,
+        timeout_s,
+        clock=clock,
+        max_states=max_states,
+        workers=workers,
+    )
 
 
 def check_operations(
@@ -152,62 +189,184 @@ def check_operations(
     model: str | Model = "register",
     timeout_s: float | None = None,
     *,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.process_time,
+    max_states: int | None = None,
+    workers: int = 1,
 ) -> CheckResult:
     """Check already-paired operations; see :func:`check_history`."""
     m = get_model(model)
     start = clock()
     deadline = math.inf if timeout_s is None else start + timeout_s
+    if not ops:
+        # Nothing was read: "linearizable" would be a claim about nothing.
+        return CheckResult(
+            Verdict.UNKNOWN, m.name, 0, 0, 0, 0, clock() - start, reason="no operations to check"
+        )
     for op in ops:
         if op.status != OpStatus.FAIL:
             m.validate(op)
     live = [op for op in ops if op.status != OpStatus.FAIL]
     parts = m.partition(live)
-    searched = 0
-    states = 0
     dropped = len(ops) - len(live)
+    prepared: list[tuple[Any, list[Operation]]] = []
     for key, part_ops in parts:
         drop = m.droppable_info(part_ops)
         kept = [op for op in part_ops if op.id not in drop]
         dropped += len(part_ops) - len(kept)
-        searched += len(kept)
-        try:
-            outcome = _search_partition(m, key, kept, deadline, clock)
-        except _Timeout as timeout:
-            return CheckResult(
-                Verdict.UNKNOWN,
-                m.name,
-                searched,
-                dropped,
-                len(parts),
-                states + timeout.states,
-                clock() - start,
-                reason=f"time budget of {timeout_s}s ran out before the search finished",
+        prepared.append((key, kept))
+    searched = sum(len(k) for _, k in prepared)
+    budget = _Budget(deadline, max_states, clock)
+    states = 0
+    partial: list[dict[str, Any]] = []
+
+    def result(verdict: Verdict, reason: str, cx: dict[str, Any] | None = None) -> CheckResult:
+        return CheckResult(
+            verdict,
+            m.name,
+            searched,
+            dropped,
+            len(parts),
+            states,
+            clock() - start,
+            counterexample=cx,
+            reason=reason,
+            partial=partial or None,
+        )
+
+    def refuted(key: Any, outcome: _PartitionOutcome) -> CheckResult:
+        where = "" if key is None else f" for key {thaw(key)!r}"
+        return result(
+            Verdict.NOT_LINEARIZABLE, "no linearization exists" + where, outcome.counterexample
+        )
+
+    # Pass 1: every key gets a few steps, in order: easy keys (and obvious refutations) are
+    # decided before any hard key can use up the budget.
+    hard: list[int] = []
+    for i, (key, kept) in enumerate(prepared):
+        impossible = getattr(m, "impossible", None)  # optional for user models
+        bad = impossible(kept) if impossible is not None else None
+        if bad is not None:
+            try:  # the search's counterexample says more, when it comes quickly
+                outcome = _check_partition(m, key, kept, budget, max_steps=QUICK_STEPS)
+                if outcome.verdict is Verdict.NOT_LINEARIZABLE:
+                    states += outcome.states
+                    return refuted(key, outcome)
+            except (_StepLimit, _Timeout) as stopped:
+                states += stopped.states
+            desc = bad.to_json()
+            desc["model_accepts"] = False
+            where = "" if key is None else f" for key {thaw(key)!r}"
+            line = f"line {bad.invoke_line}" if bad.invoke_line is not None else f"op {bad.id}"
+            return result(
+                Verdict.NOT_LINEARIZABLE,
+                f"no linearization exists{where}: {bad.f} at {line} observes "
+                f"{json_value(bad)} which no operation invoked before it completed could "
+                "have left",
+                {
+                    "key": thaw(key),
+                    "linearized": [],
+                    "state": None,
+                    "unlinearizable": [desc],
+                    "deadline": bad.to_json(),
+                    "impossible_value": True,
+                },
             )
+        try:
+            outcome = _check_partition(m, key, kept, budget, max_steps=QUICK_STEPS)
+        except _StepLimit as limit:
+            states += limit.states
+            hard.append(i)
+            continue
+        except _Timeout as timeout:
+            states += timeout.states
+            hard.append(i)
+            continue
         states += outcome.states
         if outcome.verdict is Verdict.NOT_LINEARIZABLE:
-            return CheckResult(
-                Verdict.NOT_LINEARIZABLE,
-                m.name,
-                searched,
-                dropped,
-                len(parts),
-                states,
-                clock() - start,
-                counterexample=outcome.counterexample,
-                reason="no linearization exists"
-                + ("" if key is None else f" for key {thaw(key)!r}"),
+            return refuted(key, outcome)
+    # Pass 2: the hard keys, fully, in parallel when asked.
+    unknown: list[Any] = []
+    if workers > 1 and len(hard) > 1:
+        outcomes = _search_parallel(m, [prepared[i] for i in hard], budget, timeout_s, workers)
+    else:
+        outcomes = (_search_one(m, prepared[i][0], prepared[i][1], budget) for i in hard)
+    for key, got, cut in outcomes:
+        if cut is not None:
+            states += cut.states
+            unknown.append(key)
+            partial.append(
+                {
+                    "key": thaw(key),
+                    "longest_linearizable_prefix": cut.depth,
+                    "operations": cut.total,
+                    "operations_left": cut.total - cut.depth,
+                }
             )
-    return CheckResult(
-        Verdict.LINEARIZABLE,
-        m.name,
-        searched,
-        dropped,
-        len(parts),
-        states,
-        clock() - start,
-        reason="a linearization exists",
-    )
+            continue
+        assert got is not None
+        states += got.states
+        if got.verdict is Verdict.NOT_LINEARIZABLE:
+            if isinstance(outcomes, Generator):
+                outcomes.close()  # stops the other workers
+            return refuted(key, got)
+    if unknown:
+        what = []
+        if timeout_s is not None:
+            what.append(f"time budget of {timeout_s}s (CPU time)")
+        if max_states is not None:
+            what.append(f"state budget of {max_states}")
+        keys = ", ".join(repr(thaw(k)) for k in unknown[:5])
+        return result(
+            Verdict.UNKNOWN,
+            f"{' or '.join(what)} ran out before the search finished"
+            + ("" if unknown == [None] else f" (undecided keys: {keys})"),
+        )
+    return result(Verdict.LINEARIZABLE, "a linearization exists")
+
+
+def json_value(op: Operation) -> str:
+    """The value an operation observed, for messages."""
+    seen = op.value[0] if op.f == "cas" else op.value
+    return repr(thaw(seen))
+
+
+def _search_one(
+    model: Model, key: Hashable, ops: Sequence[Operation], budget: _Budget
+) -> tuple[Hashable, _PartitionOutcome | None, _Timeout | None]:
+    try:
+        return key, _search_partition(model, key, ops, budget), None
+    except _Timeout as timeout:
+        return key, None, timeout
+
+
+def _worker(
+    task: tuple[Model, Hashable, list[Operation], float | None, int | None],
+) -> tuple[Hashable, _PartitionOutcome | None, _Timeout | None]:
+    model, key, ops, timeout_s, max_states = task
+    now = time.process_time()
+    deadline = math.inf if timeout_s is None else now + timeout_s
+    return _search_one(model, key, ops, _Budget(deadline, max_states, time.process_time))
+
+
+def _search_parallel(
+    model: Model,
+    parts: list[tuple[Any, list[Operation]]],
+    budget: _Budget,
+    timeout_s: float | None,
+    workers: int,
+) -> Iterator[tuple[Hashable, _PartitionOutcome | None, _Timeout | None]]:
+    """Search ``parts`` in ``workers`` processes, yielding outcomes as they finish; closing
+    the generator (the first refutation) terminates the workers. Each worker has the CPU
+    budget left to the caller (CPU time is per process)."""
+    left = None if timeout_s is None else max(budget.deadline - budget.clock(), 0.0)
+    tasks = [(model, key, ops, left, budget.max_states) for key, ops in parts]
+    ctx = multiprocessing.get_context("fork")
+    pool = ctx.Pool(processes=min(workers, len(parts)))
+    try:
+        yield from pool.imap_unordered(_worker, tasks)
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 _FIRST_PASS_STEPS_PER_OP = 200
@@ -218,8 +377,7 @@ def _search_partition(
     model: Model,
     key: Hashable,
     ops: Sequence[Operation],
-    deadline: float,
-    clock: Callable[[], float],
+    budget: _Budget,
 ) -> _PartitionOutcome:
     """Decide one partition: a plain search first, then, if info ops make it long, rounds
     with a growing budget of info ops.
@@ -234,40 +392,45 @@ def _search_partition(
     """
     has_info = any(op.complete_time is None for op in ops)
     if not has_info:
-        return _check_partition(model, key, ops, deadline, clock)
+        return _check_partition(model, key, ops, budget)
     limit = _FIRST_PASS_STEPS_PER_OP * len(ops) + _FIRST_PASS_STEPS_MIN
+    deepest = 0
     try:
-        return _check_partition(model, key, ops, deadline, clock, max_steps=limit)
+        return _check_partition(model, key, ops, budget, max_steps=limit)
     except _StepLimit as first:
         states = first.states
+        deepest = first.depth
+    except _Timeout as timeout:
+        raise _Timeout(timeout.states, timeout.depth, len(ops)) from None
     cache: dict[tuple[int, Hashable], Any] = {}
-    budget = 0
+    info_budget = 0
     while True:
         try:
-            out = _check_partition(model, key, ops, deadline, clock, budget=budget, cache=cache)
+            out = _check_partition(model, key, ops, budget, info_budget=info_budget, cache=cache)
         except _Timeout as timeout:
-            raise _Timeout(states + timeout.states) from None
+            deepest = max(deepest, timeout.depth)
+            raise _Timeout(states + timeout.states, deepest, len(ops)) from None
         states += out.states
+        deepest = max(deepest, out.best_depth)
         if out.verdict is Verdict.LINEARIZABLE or not out.budget_cut:
             return _PartitionOutcome(out.verdict, states, out.counterexample)
-        budget += 1
+        info_budget += 1
 
 
 def _check_partition(
     model: Model,
     key: Hashable,
     part_ops: Sequence[Operation],
-    deadline: float,
-    clock: Callable[[], float],
+    limits: _Budget,
     *,
-    budget: int | None = None,
+    info_budget: int | None = None,
     cache: dict[tuple[int, Hashable], Any] | None = None,
     max_steps: int | None = None,
 ) -> _PartitionOutcome:
-    """WGL search over one independent sub-history; raises _Timeout past ``deadline`` and
-    _StepLimit past ``max_steps``.
+    """WGL search over one independent sub-history; raises _Timeout past the budget's
+    deadline or state count and _StepLimit past ``max_steps``.
 
-    With ``budget``, at most that many info ops are linearized, and ``cache`` (shared by the
+    With ``info_budget``, at most that many info ops are linearized, and ``cache`` (shared by the
     rounds of :func:`_search_partition`) holds ``(info bitset, allowance)`` pairs: the
     configuration was explored and failed using at most ``allowance`` more info ops.
 
@@ -331,6 +494,42 @@ def _check_partition(
             class_sizes[c] += 1
     class_done = [0] * len(class_sizes)
 
+    # Dead info ops: once every operation that could observe an info op's effect is
+    # linearized (all completed observers have slots below ``base``), linearizing it can
+    # only precede a blind write or end the history, so it is never tried, and whether it
+    # was linearized earlier does not matter for the future: the memo ORs dead ops into the
+    # info bitset (dead_prefix[base]), so configurations that differ only in them meet.
+    n_done = counts[0]
+    dead_base = [n_done + 1] * n
+    observers_of = getattr(model, "info_observers", None)
+    observed = observers_of(ops) if observers_of is not None else None
+    if observed is not None:
+        # An info op observed by info ops is dead once they are dead too (a chain of info
+        # ops whose last value nobody completed observes is followed by a blind op or
+        # nothing, so it can be left out whole): the least fixpoint of that rule.
+        index_of = {op.id: i for i, op in enumerate(ops)}
+        info_watchers: list[list[int]] = [[] for _ in range(n)]
+        for i in range(n):
+            if is_info[i] and ops[i].id in observed:
+                last, pending_ids = observed[ops[i].id]
+                if last is None or last in index_of:
+                    dead_base[i] = 0 if last is None else slot[index_of[last]] + 1
+                    info_watchers[i] = [index_of[j] for j in pending_ids if j in index_of]
+        changed = True
+        while changed:
+            changed = False
+            for i in range(n):
+                for j in info_watchers[i]:
+                    if dead_base[j] > dead_base[i]:
+                        dead_base[i] = dead_base[j]
+                        changed = True
+    dead_prefix = [0] * (n_done + 2)
+    for i in range(n):
+        if is_info[i] and dead_base[i] <= n_done:
+            dead_prefix[dead_base[i]] |= 1 << slot[i]
+    for b in range(1, n_done + 2):
+        dead_prefix[b] |= dead_prefix[b - 1]
+
     # An info op linearized right before a blind op (a write) could as well be left out, so
     # the search never does that: after an info op, blind ops wait.
     blind = [model.blind(op) for op in ops]
@@ -357,14 +556,18 @@ def _check_partition(
     best_depth = -1
     best: tuple[Any, Hashable, int, list[int]] | None = None
     steps = 0
+    clock, deadline, max_states = limits.clock, limits.deadline, limits.max_states
+    budget = info_budget
     scanning_main = True
     entry = nxt[head]  # the cursor in the main list
     first_return = -1  # while trying info ops: the first return node in the main list
     while True:
-        if not steps & (_CLOCK_EVERY_STEPS - 1) and clock() >= deadline:
-            raise _Timeout(explored)
+        if not steps & (_CLOCK_EVERY_STEPS - 1) and (
+            clock() >= deadline or (max_states is not None and explored > max_states)
+        ):
+            raise _Timeout(explored, max(best_depth, depth), n)
         if max_steps is not None and steps > max_steps:
-            raise _StepLimit(explored)
+            raise _StepLimit(explored, max(best_depth, depth))
         steps += 1
         if scanning_main:
             if entry == -1:  # every completed op is linearized; the rest are info: omit them
@@ -408,7 +611,7 @@ def _check_partition(
                     scanning_main = True
                     entry = nxt[call]
                 continue
-            if rank[entry] != class_done[klass[entry]]:
+            if rank[entry] != class_done[klass[entry]] or dead_base[entry] <= base:
                 entry = inxt[entry]
                 continue
             if budget is not None and info.bit_count() >= budget:
@@ -437,31 +640,32 @@ def _check_partition(
             memo_key = (packed, new_state)
             seen = cache.get(memo_key)
             fresh = True
+            canon = new_info | dead_prefix[new_base]
             if budget is not None:
                 allowance = budget - new_info.bit_count()
                 if seen is None:
-                    cache[memo_key] = [(new_info, allowance)]
+                    cache[memo_key] = [(canon, allowance)]
                 else:
                     for m, r in seen:
-                        if r >= allowance and m | new_info == new_info:
+                        if r >= allowance and m | canon == canon:
                             fresh = False
                             break
                     if fresh:
-                        seen.append((new_info, allowance))
+                        seen.append((canon, allowance))
             elif seen is None:
-                cache[memo_key] = new_info  # one info bitset, or a list of them
+                cache[memo_key] = canon  # one info bitset, or a list of them
             elif isinstance(seen, int):
-                if seen | new_info == new_info:
+                if seen | canon == canon:
                     fresh = False
                 else:
-                    cache[memo_key] = [seen, new_info]
+                    cache[memo_key] = [seen, canon]
             else:
                 for m in seen:
-                    if m | new_info == new_info:
+                    if m | canon == canon:
                         fresh = False
                         break
                 if fresh:
-                    seen.append(new_info)
+                    seen.append(canon)
             if fresh:
                 explored += 1
                 stack = (candidate, state, base, rel, info, first_return, stack)
@@ -492,6 +696,7 @@ def _check_partition(
         Verdict.NOT_LINEARIZABLE,
         explored,
         _counterexample(model, key, ops, best),
+        best_depth=best_depth,
         budget_cut=budget_cut,
     )
 

@@ -35,17 +35,20 @@ __all__ = [
     "Format",
     "HistoryParseError",
     "Keyword",
+    "ParsedHistory",
     "Symbol",
     "parse",
     "parse_edn",
     "parse_jepsen_log",
     "parse_jsonl",
     "read_edn",
+    "read_history",
     "render",
     "render_edn",
     "render_jepsen_log",
     "render_jsonl",
     "sniff",
+    "unpack_tuples",
     "write_edn",
 ]
 
@@ -95,30 +98,110 @@ _EXTENSIONS = {
 
 
 def sniff(text: str, filename: str | None = None) -> Format:
-    """The format of a history: by file extension when it is a known one, else by content
-    (a JSON object line, an EDN form, or Jepsen log lines). Defaults to ``jsonl``."""
+    """The format of a history, from its content: a JSON object line is ``jsonl``, an EDN
+    form (``{:``, ``[``, ``(``, ``#``, ``;``) is ``jepsen-edn``, a Jepsen operation line
+    (``P :invoke :f value`` with any whitespace) is ``jepsen-log``. Only when the content
+    says nothing (empty, or junk) does the file extension decide; then ``jsonl``."""
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if first.startswith('{"') or first.startswith('{ "') or first == "{}":
+        return Format.JSONL
+    if first[:1] in ("{", "[", "(", "#", ";"):
+        return Format.JEPSEN_EDN
+    if any(_SNIFF_OP.search(ln) for ln in text.splitlines()[:10_000]):
+        return Format.JEPSEN_LOG
     if filename is not None:
         for ext, fmt in _EXTENSIONS.items():
             if filename.lower().endswith(ext):
                 return fmt
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    if "\t:invoke\t" in text and not first.startswith("{"):
-        return Format.JEPSEN_LOG
-    if first.startswith('{"') or first.startswith('{ "'):
-        return Format.JSONL
-    if first[:1] in ("{", "[", "(", "#", ";"):
-        return Format.JEPSEN_EDN
     return Format.JSONL
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedHistory:
+    """A history read from text, with what the reader could not use.
+
+    ``skipped`` lists lines that look like operations but could not be read (1-based line,
+    why); a checker must not judge a history with skipped lines as if it were complete.
+    ``ignored`` counts lines that are not operations at all (other log lines, ``:nemesis``
+    entries). ``unpacked_keys`` is the number of keys when Jepsen ``independent`` tuples
+    (``:value [k v]``) were unpacked into per-key operations, else 0.
+    """
+
+    events: list[HistoryEvent]
+    format: Format
+    skipped: tuple[tuple[int, str], ...] = ()
+    ignored: int = 0
+    unpacked_keys: int = 0
+
+
+def read_history(
+    text: str, fmt: Format | str | None = None, filename: str | None = None
+) -> ParsedHistory:
+    """Read a history in ``fmt`` (default: :func:`sniff`), report skipped lines, and unpack
+    Jepsen ``independent`` tuples per key (see :func:`unpack_tuples`)."""
+    f = Format(fmt) if fmt is not None else sniff(text, filename)
+    skipped: list[tuple[int, str]] = []
+    ignored = [0]
+    if f is Format.JSONL:
+        events = parse_jsonl(text)
+    elif f is Format.JEPSEN_EDN:
+        events = _parse_edn(text, ignored)
+    else:
+        events = _parse_log(text, skipped, ignored)
+    tagged = f is Format.JEPSEN_EDN and "#jepsen.independent/tuple" in text
+    unpacked = unpack_tuples(events, force=tagged)
+    keys = 0
+    if unpacked is not None:
+        events = unpacked
+        keys = len({repr(e.key) for e in events})
+    return ParsedHistory(events, f, tuple(skipped), ignored[0], keys)
+
+
+def _is_pair(v: Any) -> bool:
+    return isinstance(v, list | tuple) and len(v) == 2
+
+
+def unpack_tuples(
+    events: Sequence[HistoryEvent], *, force: bool = False
+) -> list[HistoryEvent] | None:
+    """Jepsen's ``independent`` histories carry ``[key value]`` tuples as values; return the
+    events with ``key`` and ``value`` split out, or ``None`` when the history is not of that
+    form.
+
+    Without the EDN tag (``force``) the form is recognised when no event has a key, every
+    invocation's value is a pair, and some read or cas invocation shows it: a plain
+    register's read invokes with ``nil`` and its cas with ``[old new]``, while a tuple read
+    invokes with ``[k nil]`` and a tuple cas with ``[k [old new]]``. A completion without a
+    tuple (an error keyword) takes its invocation's key.
+    """
+    if not events or any(e.key is not None for e in events):
+        return None
+    invokes = [e for e in events if e.type == "invoke"]
+    if not invokes or not all(_is_pair(e.value) for e in invokes):
+        return None
+    if not force:
+        telling = [e for e in invokes if e.f in ("read", "cas")]
+        if not telling or not all(e.f == "read" or _is_pair(e.value[1]) for e in telling):
+            return None
+    open_key: dict[int, Any] = {}
+    out = []
+    for e in events:
+        if e.type == "invoke":
+            key, value = e.value[0], e.value[1]
+            open_key[e.process] = key
+        elif _is_pair(e.value) and e.value[0] == open_key.get(e.process, e.value[0]):
+            key, value = e.value[0], e.value[1]
+        else:
+            key, value = open_key.get(e.process), e.value
+        out.append(
+            HistoryEvent(e.process, e.type, e.f, key, value, e.time, e.node, e.error, e.line)
+        )
+    return out
 
 
 def parse(text: str, fmt: Format | str) -> list[HistoryEvent]:
     """Parse ``text`` in format ``fmt`` (a :class:`Format` or its value)."""
-    fmt = Format(fmt)
-    if fmt is Format.JSONL:
-        return parse_jsonl(text)
-    if fmt is Format.JEPSEN_EDN:
-        return parse_edn(text)
-    return parse_jepsen_log(text)
+    return read_history(text, fmt).events
 
 
 def render(events: Iterable[HistoryEvent], fmt: Format | str) -> str:
@@ -478,6 +561,10 @@ def write_edn_safe(value: Any) -> str:
 
 def parse_edn(text: str) -> list[HistoryEvent]:
     """Parse a Jepsen ``history.edn``: maps one per line, or one vector/list of maps."""
+    return _parse_edn(text, [0])
+
+
+def _parse_edn(text: str, ignored: list[int]) -> list[HistoryEvent]:
     forms = _read_forms(text)
     maps: list[tuple[int, Any]]
     if len(forms) == 1 and isinstance(forms[0][1], list):
@@ -495,6 +582,7 @@ def parse_edn(text: str) -> list[HistoryEvent]:
         if isinstance(process, str) or process is None:
             if process is None:
                 raise HistoryParseError(line, "operation map has no :process")
+            ignored[0] += 1
             continue  # :nemesis and other non-client processes
         raw.append((line, op))
     with_time = all(isinstance(op.get("time"), int) for _, op in raw)
@@ -555,19 +643,34 @@ def render_edn(events: Iterable[HistoryEvent]) -> str:
 # Jepsen log lines
 
 _LOG_LINE = re.compile(
-    r"(?:^|\s)(?P<process>[^\s]+)\t:(?P<type>[\w-]+)\t:(?P<f>[\w-]+)(?:\t(?P<value>.*?))?\s*$"
+    r"(?:^|\s)(?P<process>[^\s:-]\S*|-\d+|:[\w.-]+)\s+:(?P<type>[\w-]+)\s+:(?P<f>[\w-]+)"
+    r"(?:\s+(?P<value>.*?))?\s*$"
 )
+_LOOKS_LIKE_OP = re.compile(r"jepsen\.util\s+-\s|(?:^|\s):(?:invoke|ok|fail|info)(?:\s|$)")
+_SNIFF_OP = re.compile(r"(?:^|\s)-?\d+\s+:(?:invoke|ok|fail|info)\s+:[\w-]+")
+"""A line that is meant to be an operation (so failing to read it is a skipped line, not
+another log line)."""
 
 
 def parse_jepsen_log(text: str) -> list[HistoryEvent]:
-    """Parse Jepsen's log lines; lines that are not operation lines are skipped."""
+    """Parse Jepsen's log lines (fields separated by any whitespace); lines that are not
+    operation lines are ignored. See :func:`read_history` for the skipped lines."""
+    return _parse_log(text, [], [0])
+
+
+def _parse_log(text: str, skipped: list[tuple[int, str]], ignored: list[int]) -> list[HistoryEvent]:
     events = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         m = _LOG_LINE.search(raw)
         if m is None:
+            if _LOOKS_LIKE_OP.search(raw):
+                skipped.append((lineno, f"not an operation line: {raw.strip()[:80]!r}"))
+            elif raw.strip():
+                ignored[0] += 1
             continue
         proc_tok = m.group("process")
         if proc_tok.startswith(":"):
+            ignored[0] += 1
             continue  # :nemesis
         if not re.fullmatch(r"-?\d+", proc_tok):
             raise HistoryParseError(lineno, f"process {proc_tok!r} is not an integer")

@@ -31,12 +31,26 @@ class EventType(enum.StrEnum):
 
 
 class OpFunction(enum.StrEnum):
-    """The operations the models know (``f`` in the history)."""
+    """The operations the models know (``f`` in the history); each model accepts a subset
+    (raft/lincheck/models.py)."""
 
     READ = "read"
     WRITE = "write"
     CAS = "cas"
     DELETE = "delete"
+    GET = "get"
+    PUT = "put"
+    APPEND = "append"
+    ADD = "add"
+    ENQUEUE = "enqueue"
+    DEQUEUE = "dequeue"
+    ACQUIRE = "acquire"
+    RELEASE = "release"
+
+
+RESULT_FUNCTIONS = frozenset({OpFunction.READ, OpFunction.GET, OpFunction.DEQUEUE})
+"""Operations whose meaning is the value their ``ok`` completion returns (not the value they
+were invoked with)."""
 
 
 class OpStatus(enum.StrEnum):
@@ -104,7 +118,8 @@ class HistoryEvent:
         if self.type not in _EVENT_TYPES:
             raise HistoryError(f"{where}: type {self.type!r} is not one of invoke, ok, fail, info")
         if self.f not in _FUNCTIONS:
-            raise HistoryError(f"{where}: f {self.f!r} is not one of read, write, cas, delete")
+            known = ", ".join(f.value for f in OpFunction)
+            raise HistoryError(f"{where}: f {self.f!r} is not one of {known}")
         if isinstance(self.time, bool) or not isinstance(self.time, int):
             raise HistoryError(f"{where}: time must be an integer (nanoseconds)")
 
@@ -114,9 +129,9 @@ class Operation:
     """An invocation paired with its completion.
 
     ``value`` is what the operation means: the value written, ``(expected, new)`` for ``cas``,
-    the value read for an ``ok`` read (``None`` for a read that did not complete). Values are
-    frozen (hashable). ``complete_time`` is ``None`` for ``info`` operations: they may take
-    effect at any time after ``invoke_time``, or never.
+    the value read for an ``ok`` read, get or dequeue (``None`` when it did not complete).
+    Values are frozen (hashable). ``complete_time`` is ``None`` for ``info`` operations: they
+    may take effect at any time after ``invoke_time``, or never.
     """
 
     id: int
@@ -212,7 +227,7 @@ def pair_events(events: Iterable[HistoryEvent]) -> list[Operation]:
 
 def _make_op(op_id: int, inv: HistoryEvent, done: HistoryEvent | None) -> Operation:
     status = OpStatus.INFO if done is None else OpStatus(done.type)
-    if inv.f == OpFunction.READ:
+    if inv.f in RESULT_FUNCTIONS:
         value = freeze(done.value) if done is not None and status == OpStatus.OK else None
     else:
         value = freeze(inv.value)

@@ -9,17 +9,34 @@ Wing 1990 §3.3 "locality": a history of several objects is linearizable iff eac
 subhistory is), and which unknown-outcome (``info``) operations can be dropped without
 changing the verdict (see :meth:`RegisterModel.droppable_info`).
 
-Models here:
+Models here (docs/checker.md, "Models", has examples of each):
 
 - ``register``: read / write, initial value ``None``.
 - ``cas-register``: read / write / cas ``[expected, new]`` (a cas that found another value
   completes with ``fail`` and is dropped, as in Knossos).
-- ``kv``: a map of independent cas-registers with delete; partitioned by key. A read of a key
-  that is absent returns ``None``; delete makes it absent.
+- ``kv``: a map of independent registers: read (or ``get``), write (or ``put``), cas,
+  delete and ``append`` (string concatenation, as Porcupine's and MIT 6.824's kv store); an
+  absent key reads as ``None`` or ``""`` and appends to ``""``. Partitioned by key.
+- ``multi-register``: one map read and written as a whole: ``write {k v ...}`` sets those
+  keys, an ``ok`` ``read`` returns ``{k v ...}`` for the keys it read (absent: ``None``).
+- ``set``: ``add x``; ``read`` returns the whole set.
+- ``counter``: ``add n`` (n may be negative); ``read`` returns the total (starts at 0).
+- ``queue``: ``enqueue x``; ``dequeue`` returns the oldest element (``None`` when empty).
+- ``mutex``: ``acquire`` succeeds only when free, ``release`` only when held.
+
+Every model checks each key of the history on its own (a history of ``[key value]`` Jepsen
+tuples, or with a ``key`` field, is a set of independent objects), except
+``multi-register``, whose reads span keys.
+
+Adding a model: subclass :class:`BaseModel` with a ``name``, the ``functions`` it accepts,
+``init()`` and ``step(state, op)`` (pure; states hashable and compared with ``==``), and
+``describe(state)`` if the state is not JSON-ready; register it in :data:`MODELS`.
+:meth:`BaseModel.droppable_info` and :meth:`BaseModel.blind` are optional optimisations.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -29,11 +46,22 @@ from raft.lincheck.history import Operation, OpFunction, OpStatus, thaw
 
 __all__ = [
     "CAS_REGISTER",
+    "COUNTER",
     "KV",
     "MODELS",
+    "MULTI_REGISTER",
+    "MUTEX",
+    "QUEUE",
     "REGISTER",
+    "SET",
+    "BaseModel",
+    "CounterModel",
     "Model",
+    "MultiRegisterModel",
+    "MutexModel",
+    "QueueModel",
     "RegisterModel",
+    "SetModel",
     "UnsupportedOperationError",
     "get_model",
 ]
@@ -45,7 +73,12 @@ class UnsupportedOperationError(ValueError):
 
 
 class Model(Protocol):
-    """What the checker needs from a sequential specification."""
+    """What the checker needs from a sequential specification.
+
+    Two optional methods are used when present (see :class:`RegisterModel`):
+    ``impossible(ops)``, an operation no order can accept (a cheap refutation before the
+    search), and ``info_observers(ops)``, which lets the search retire info operations whose
+    effect nobody left can observe."""
 
     @property
     def name(self) -> str: ...
@@ -88,13 +121,57 @@ def _op_where(op: Operation) -> str:
     return f"{where}: process {op.process}"
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterModel:
-    """A single register (or, with ``keyed``, one register per key), value ``None`` at first.
+class BaseModel:
+    """The parts most models share: validation against ``functions``, one partition per
+    key, ``info`` operations of pure queries dropped (they change nothing), no blind ops.
+    Subclasses set ``name`` and ``functions`` and write ``init`` and ``step``."""
 
-    The state is the register's value. For ``keyed`` models each key is checked on its own
-    (partition), so the state is still one value.
-    """
+    name: str = ""
+    functions: frozenset[str] = frozenset()
+    queries: frozenset[str] = frozenset({"read"})
+    """Functions that never change the state (their ``info`` ops can be dropped)."""
+    per_key: bool = True
+
+    def init(self) -> Hashable:
+        raise NotImplementedError
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        raise NotImplementedError
+
+    def validate(self, op: Operation) -> None:
+        if op.f not in self.functions:
+            known = ", ".join(sorted(self.functions))
+            raise UnsupportedOperationError(
+                f"{_op_where(op)}: model {self.name} does not support {op.f} (only {known})"
+            )
+
+    def partition(self, ops: Sequence[Operation]) -> list[tuple[Any, list[Operation]]]:
+        if not self.per_key:
+            return [(None, list(ops))]
+        parts: dict[Any, list[Operation]] = {}
+        for op in ops:
+            parts.setdefault(op.key, []).append(op)
+        return sorted(parts.items(), key=lambda kv: repr(kv[0]))
+
+    def droppable_info(self, ops: Sequence[Operation]) -> frozenset[int]:
+        return frozenset(op.id for op in ops if op.status == OpStatus.INFO and op.f in self.queries)
+
+    def describe(self, state: Hashable) -> Any:
+        return thaw(state)
+
+    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
+        return None
+
+    def blind(self, op: Operation) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterModel(BaseModel):
+    """A register per key, value ``None`` at first; each key is checked on its own
+    (:meth:`BaseModel.partition`), so the state is one value. ``keyed`` says the model is
+    meant for keyed histories (``kv``); single-register models check a keyed history (Jepsen
+    ``independent`` tuples) key by key too."""
 
     name: str
     functions: frozenset[str]
@@ -105,38 +182,21 @@ class RegisterModel:
 
     def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
         f = op.f
-        if f == OpFunction.READ:
-            return state == op.value, state
-        if f == OpFunction.WRITE:
+        if f == OpFunction.READ or f == OpFunction.GET:
+            return state == op.value or (state is None and op.value == ""), state
+        if f == OpFunction.WRITE or f == OpFunction.PUT:
             return True, op.value
         if f == OpFunction.CAS:
             expected, new = op.value
             if state == expected:
                 return True, new
             return False, state
+        if f == OpFunction.APPEND:
+            if not isinstance(op.value, str) or not isinstance(state, str | None):
+                return False, state
+            return True, (state or "") + op.value
         # delete
         return True, None
-
-    def validate(self, op: Operation) -> None:
-        if op.f not in self.functions:
-            known = ", ".join(sorted(self.functions))
-            raise UnsupportedOperationError(
-                f"{_op_where(op)}: model {self.name} does not support {op.f} (only {known})"
-            )
-
-    def partition(self, ops: Sequence[Operation]) -> list[tuple[Any, list[Operation]]]:
-        if not self.keyed:
-            keys = {op.key for op in ops}
-            if len(keys) > 1:
-                raise UnsupportedOperationError(
-                    f"model {self.name} checks one register but the history uses "
-                    f"{len(keys)} keys; use the kv model"
-                )
-            return [(next(iter(keys)) if keys else None, list(ops))]
-        parts: dict[Any, list[Operation]] = {}
-        for op in ops:
-            parts.setdefault(op.key, []).append(op)
-        return sorted(parts.items(), key=lambda kv: repr(kv[0]))
 
     def droppable_info(self, ops: Sequence[Operation]) -> frozenset[int]:
         """Info reads, and info writes/cas/deletes whose resulting value nobody observes
@@ -155,10 +215,10 @@ class RegisterModel:
             if op.status == OpStatus.FAIL:
                 continue
             observed: Hashable
-            if op.f == OpFunction.READ and op.status == OpStatus.OK:
-                observed = op.value
+            if op.f in (OpFunction.READ, OpFunction.GET) and op.status == OpStatus.OK:
+                observed = "" if op.value is None else op.value
             elif op.f == OpFunction.CAS:
-                observed = op.value[0]
+                observed = "" if op.value[0] is None else op.value[0]
             else:
                 continue
             last_seen[observed] = max(last_seen.get(observed, -math.inf), op.return_time)
@@ -166,34 +226,233 @@ class RegisterModel:
         for op in ops:
             if op.status != OpStatus.INFO:
                 continue
-            if (
-                op.f == OpFunction.READ
-                or last_seen.get(_value_left_by(op), -math.inf) < op.invoke_time
-            ):
+            if op.f in (OpFunction.READ, OpFunction.GET):
+                drop.add(op.id)
+            elif op.f == OpFunction.APPEND:
+                continue  # its effect shows in every later value: never dropped
+            elif last_seen.get(_value_left_by(op), -math.inf) < op.invoke_time:
                 drop.add(op.id)
         return frozenset(drop)
 
-    def describe(self, state: Hashable) -> Any:
-        return thaw(state)
+    def info_observers(
+        self, ops: Sequence[Operation]
+    ) -> dict[int, tuple[int | None, list[int]]] | None:
+        """For each info write, cas, put or delete X: among the completed operations that
+        could observe the value X leaves (reads of it, cas expecting it) and complete after X
+        was invoked, the id of the one invoked last (``None`` if there is none); and the ids
+        of the info cas ops expecting that value. ``None`` when the key has appends (they
+        observe every value)."""
+        if any(op.f == OpFunction.APPEND for op in ops):
+            return None
+        done: dict[Hashable, list[Operation]] = {}
+        pending: dict[Hashable, list[int]] = {}
+        for op in ops:
+            if op.f in (OpFunction.READ, OpFunction.GET):
+                if op.status != OpStatus.OK:
+                    continue
+                seen = "" if op.value is None else op.value
+            elif op.f == OpFunction.CAS:
+                seen = "" if op.value[0] is None else op.value[0]
+            else:
+                continue
+            if op.complete_time is None:
+                pending.setdefault(seen, []).append(op.id)
+            else:
+                done.setdefault(seen, []).append(op)
+        # Per value: observers by completion time, and for each suffix the latest-invoked.
+        index: dict[Hashable, tuple[list[int], list[tuple[int, int] | None]]] = {}
+        for v, obs in done.items():
+            obs.sort(key=lambda o: o.complete_time or 0)
+            latest: list[tuple[int, int] | None] = [None] * (len(obs) + 1)
+            for k in range(len(obs) - 1, -1, -1):
+                cand = (obs[k].invoke_time, obs[k].id)
+                nxt = latest[k + 1]
+                latest[k] = cand if nxt is None or cand > nxt else nxt
+            index[v] = ([o.complete_time or 0 for o in obs], latest)
+        out: dict[int, tuple[int | None, list[int]]] = {}
+        for op in ops:
+            if op.status != OpStatus.INFO or op.f in (OpFunction.READ, OpFunction.GET):
+                continue
+            v = _value_left_by(op)
+            last: int | None = None
+            if v in index:
+                times, latest = index[v]
+                got = latest[bisect.bisect_left(times, op.invoke_time)]
+                last = None if got is None else got[1]
+            out[op.id] = (last, [j for j in pending.get(v, []) if j != op.id])
+        return out
+
+    def impossible(self, ops: Sequence[Operation]) -> Operation | None:
+        """The first completed read (or cas) that observes a value no write, cas or delete
+        invoked by its completion could have left: in every order it sees a value that was
+        never there. Skipped when the key has appends (values are built up)."""
+        if any(op.f == OpFunction.APPEND for op in ops):
+            return None
+        first_invoked: dict[Hashable, int] = {"": -1}  # the initial value (None reads as "")
+        for op in ops:
+            if op.f in (OpFunction.WRITE, OpFunction.PUT, OpFunction.CAS, OpFunction.DELETE):
+                v = _value_left_by(op)
+                if op.invoke_time < first_invoked.get(v, op.invoke_time + 1):
+                    first_invoked[v] = op.invoke_time
+        bad: Operation | None = None
+        for op in ops:
+            if op.complete_time is None:
+                continue
+            if op.f in (OpFunction.READ, OpFunction.GET):
+                seen = "" if op.value is None else op.value
+            elif op.f == OpFunction.CAS:
+                seen = "" if op.value[0] is None else op.value[0]
+            else:
+                continue
+            t = first_invoked.get(seen)
+            if (t is None or t > op.complete_time) and (
+                bad is None or op.complete_time < (bad.complete_time or 0)
+            ):
+                bad = op
+        return bad
 
     def blind(self, op: Operation) -> bool:
-        return op.f in (OpFunction.WRITE, OpFunction.DELETE)
+        return op.f in (OpFunction.WRITE, OpFunction.PUT, OpFunction.DELETE)
 
 
 def _value_left_by(op: Operation) -> Hashable:
-    """The register's value after a write, cas or delete takes effect."""
-    if op.f == OpFunction.WRITE:
-        return op.value  # type: ignore[no-any-return]
+    """The register's value after a write, cas or delete takes effect, as a read shows it
+    (an absent key reads as ``""`` too, so both spellings count as observing it)."""
+    if op.f in (OpFunction.WRITE, OpFunction.PUT):
+        return "" if op.value is None else op.value
     if op.f == OpFunction.CAS:
-        return op.value[1]  # type: ignore[no-any-return]
-    return None
+        return "" if op.value[1] is None else op.value[1]
+    return ""
 
 
 REGISTER = RegisterModel("register", frozenset({"read", "write"}))
 CAS_REGISTER = RegisterModel("cas-register", frozenset({"read", "write", "cas"}))
-KV = RegisterModel("kv", frozenset({"read", "write", "cas", "delete"}), keyed=True)
+KV = RegisterModel(
+    "kv", frozenset({"read", "write", "cas", "delete", "get", "put", "append"}), keyed=True
+)
 
-MODELS: dict[str, Model] = {m.name: m for m in (REGISTER, CAS_REGISTER, KV)}
+
+def _as_map(value: Any, op: Operation) -> dict[Any, Any] | None:
+    """A frozen JSON/EDN map (sorted item tuples) back to a dict; None if not a map."""
+    if value is None:
+        return {}
+    if isinstance(value, tuple) and all(isinstance(i, tuple) and len(i) == 2 for i in value):
+        return dict(value)
+    return None
+
+
+class MultiRegisterModel(BaseModel):
+    """Several registers read and written together (Knossos's multi-register): ``write
+    {k v}`` sets each given key at once, an ``ok`` ``read`` returns ``{k v}`` for the keys it
+    read (a key never written reads ``None``). State: sorted ``(key, value)`` pairs."""
+
+    name = "multi-register"
+    functions = frozenset({"read", "write"})
+    per_key = False
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        current = dict(state)  # type: ignore[call-overload]
+        given = _as_map(op.value, op)
+        if given is None:
+            return False, state
+        if op.f == OpFunction.READ:
+            return all(current.get(k) == v for k, v in given.items()), state
+        current.update(given)
+        return True, tuple(sorted(current.items(), key=repr))
+
+    def describe(self, state: Hashable) -> Any:
+        return {str(k): thaw(v) for k, v in state}  # type: ignore[attr-defined]
+
+
+class SetModel(BaseModel):
+    """A grow-only set: ``add x``; an ``ok`` ``read`` returns every element (any order)."""
+
+    name = "set"
+    functions = frozenset({"add", "read"})
+
+    def init(self) -> Hashable:
+        return frozenset()
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        assert isinstance(state, frozenset)
+        if op.f == OpFunction.ADD:
+            return True, state | {op.value}
+        got = op.value
+        if isinstance(got, tuple | frozenset):
+            return frozenset(got) == state, state
+        return got is None and not state, state
+
+
+class CounterModel(BaseModel):
+    """A counter from 0: ``add n`` adds n (an integer, possibly negative); an ``ok``
+    ``read`` returns the total."""
+
+    name = "counter"
+    functions = frozenset({"add", "read"})
+
+    def init(self) -> Hashable:
+        return 0
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        assert isinstance(state, int)
+        if op.f == OpFunction.ADD:
+            if isinstance(op.value, bool) or not isinstance(op.value, int):
+                return False, state
+            return True, state + op.value
+        return op.value == state, state
+
+
+class QueueModel(BaseModel):
+    """A FIFO queue: ``enqueue x``; ``dequeue`` returns the oldest element, or ``None``
+    when the queue is empty. State: the elements, oldest first."""
+
+    name = "queue"
+    functions = frozenset({"enqueue", "dequeue"})
+    queries = frozenset()
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        assert isinstance(state, tuple)
+        if op.f == OpFunction.ENQUEUE:
+            return True, (*state, op.value)
+        if op.status == OpStatus.INFO:  # an unknown dequeue may remove the head
+            return bool(state), state[1:]
+        if not state:
+            return op.value is None, state
+        return state[0] == op.value, state[1:]
+
+
+class MutexModel(BaseModel):
+    """A lock: ``acquire`` succeeds only when it is free, ``release`` only when it is held
+    (owners are not tracked: a release by another process than the holder is accepted)."""
+
+    name = "mutex"
+    functions = frozenset({"acquire", "release"})
+    queries = frozenset()
+
+    def init(self) -> Hashable:
+        return False
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        if op.f == OpFunction.ACQUIRE:
+            return not state, True
+        return bool(state), False
+
+
+MULTI_REGISTER = MultiRegisterModel()
+SET = SetModel()
+COUNTER = CounterModel()
+QUEUE = QueueModel()
+MUTEX = MutexModel()
+
+MODELS: dict[str, Model] = {
+    m.name: m for m in (REGISTER, CAS_REGISTER, KV, MULTI_REGISTER, SET, COUNTER, QUEUE, MUTEX)
+}
 """The models by the names the CLI and ``check_history`` accept."""
 
 

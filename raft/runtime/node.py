@@ -593,6 +593,11 @@ class RaftNode:
                 index=rd.snapshot.meta.index,
                 sterm=rd.snapshot.meta.term,
             )
+        # Core events (commit among them) are logged before the entries are applied, so the
+        # event log shows every apply after the commit that allowed it (docs/analysis.md,
+        # "Applied within commit").
+        for ev in rd.events:
+            self._record(ev)
         if rd.committed_entries:
             self._apply(rd)
         for rs in rd.read_states:
@@ -600,8 +605,6 @@ class RaftNode:
                 r.index = rs.index
                 self._ready_reads.append(r)
         self._serve_reads()
-        for ev in rd.events:
-            self._record(ev)
         if fast:
             self.core.advance_apply(rd)  # advance_append follows in _take_synced
         else:

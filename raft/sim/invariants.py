@@ -5,7 +5,10 @@ The world reports what each node does as it happens: every append to a node's di
 (:meth:`SafetyChecker.on_append`), each node's term/role/commit after every step
 (:meth:`SafetyChecker.on_state`) and every entry applied to a state machine
 (:meth:`SafetyChecker.on_apply`). Each call costs time proportional to what changed, so the
-checks run after every step of every simulated run. What is checked:
+checks run after every step of every simulated run. The properties are the ones of
+:mod:`raft.invariants` (one :class:`~raft.invariants.Invariant` enum, one spelling, shared with
+the event-log checker that judges lab and simulated runs from ``events.jsonl``). What is
+checked here:
 
 - **Election Safety**: at most one leader per term (ever, across all nodes).
 - **Leader Append-Only**: a leader never overwrites or deletes entries of its own log.
@@ -27,28 +30,15 @@ true commit term and the Leader Completeness check never fires on a correct run.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raft.core.errors import CompactedError, UnavailableError
 from raft.core.storage import LogReader
 from raft.core.types import Entry, NodeId, Role, Snapshot
+from raft.invariants import Invariant
 
-
-class Invariant(enum.Enum):
-    """What a :class:`Violation` broke."""
-
-    ELECTION_SAFETY = "election-safety"
-    LEADER_APPEND_ONLY = "leader-append-only"
-    LOG_MATCHING = "log-matching"
-    LEADER_COMPLETENESS = "leader-completeness"
-    STATE_MACHINE_SAFETY = "state-machine-safety"
-    COMMIT_MONOTONIC = "commit-monotonic"
-    LIVENESS = "liveness"
-    LINEARIZABILITY = "linearizability"
-    CORE_ERROR = "core-error"
-    """The core raised an exception the driver could not expect (a crash of the node)."""
+__all__ = ["Invariant", "LivenessMonitor", "SafetyChecker", "Violation"]
 
 
 @dataclass(frozen=True, slots=True)

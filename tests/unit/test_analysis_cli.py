@@ -115,7 +115,8 @@ def test_runs_lists_verdicts_and_points_latest_at_newest(
     capsys.readouterr()
     assert main(["runs", str(runs)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].split()[:3] == ["smoke", "20260101T000000Z", "unknown"]
+    # --no-lin: the invariants decide (linearizability is marked skipped, not unknown)
+    assert out[1].split()[:3] == ["smoke", "20260101T000000Z", "valid"]
     assert out[2].split()[:4] == ["smoke", "20260102T000000Z", "invalid", "invalid"]
     assert out[3].split()[:3] == ["kill", "20260103T000000Z", "not"]  # not analysed yet
     assert out[3].endswith("<- latest")
@@ -170,3 +171,25 @@ def test_jepsen_edn_history_beside_the_logs(
     assert res["inputs"]["history"] == "history.edn"
     assert res["verdicts"]["linearizability"] == "valid"
     assert sum(res["counts"]["operations"].values()) == len(events) // 2
+
+
+def test_no_lin_is_valid_when_invariants_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    standard_run(tmp_path, writes=3)
+    assert main(["analyze", str(tmp_path), "--no-report", "--no-lin", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdicts"]["linearizability"] == "skipped"
+    assert doc["verdicts"]["overall"] == "valid"
+
+
+def test_folder_with_only_a_history_is_analysed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = Path(__file__).parent / "data" / "histories" / "register_stale_read.jsonl"
+    (tmp_path / "history.jsonl").write_text(src.read_text())
+    assert main(["analyze", str(tmp_path), "--model", "register", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdicts"]["invariants"] == "skipped"
+    assert doc["verdicts"]["linearizability"] == "invalid"
+    assert (tmp_path / "report.html").is_file()

@@ -117,3 +117,43 @@ def test_two_runs_are_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str
     lat = d["a"]["commit_latency_ms"]
     assert lat["count"] > 100 and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
     assert d["events"]["role"][1] == d["events"]["role"][0] + 2
+
+
+def test_two_runs_verdicts_are_recomputed_not_read_from_results_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    standard_run(tmp_path / "a", seed=1)
+    standard_run(tmp_path / "b", seed=1, bug="double_leader")
+    forged = {"verdicts": {"invariants": "valid", "linearizability": "valid", "overall": "valid"}}
+    (tmp_path / "b" / "results.json").write_text(json.dumps(forged))
+    code, out = _diff(capsys, str(tmp_path / "a"), str(tmp_path / "b"), "--json")
+    assert code == 0
+    b = json.loads(out)["b"]["verdicts"]
+    assert b["invariants"] == "invalid" and b["overall"] == "invalid"
+    assert b["recorded_overall"] == "valid"
+
+
+def test_two_seeded_runs_show_where_they_part(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    standard_run(tmp_path / "a", seed=1)
+    standard_run(tmp_path / "same", seed=1)
+    standard_run(tmp_path / "b", seed=1, bug="double_leader")
+    for name in ("x", "y"):  # the same workload, a different first leader
+        c = SyntheticCluster(3, seed=5)
+        c.boot()
+        c.elect("n1" if name == "x" else "n2")
+        c.write(5)
+        c.write_run(tmp_path / name)
+    code, out = _diff(capsys, str(tmp_path / "a"), str(tmp_path / "same"), "--json", "--no-lin")
+    fd = json.loads(out)["first_differences"]
+    assert code == 0 and fd["leader_terms"] is None and fd["first_election"]["same"]
+    assert fd["committed"]["first_difference"] is None and fd["committed"]["agree_up_to"] > 100
+    _, out = _diff(capsys, str(tmp_path / "a"), str(tmp_path / "b"), "--json", "--no-lin")
+    fd = json.loads(out)["first_differences"]
+    assert fd["leader_terms"] == {"term": 2, "a": ["n2"], "b": ["n2", "n3"]}
+    first = fd["committed"]["first_difference"]
+    assert first["index"] == fd["committed"]["agree_up_to"] + 1 > 1
+    assert first["a"]["digest"] != first["b"]["digest"]
+    _, text = _diff(capsys, str(tmp_path / "x"), str(tmp_path / "y"), "--no-lin")
+    assert "first election: A n1 in term 1, B n2 in term 1" in text

@@ -51,10 +51,15 @@ def test_double_leader_is_flagged_with_term_nodes_and_lines(tmp_path: Path) -> N
 def test_divergent_apply_is_flagged_at_the_index(tmp_path: Path) -> None:
     c = standard_run(tmp_path, bug="diverge")
     (bad,) = [i for (n, i) in c.corrupt if n == "n3"]
-    (v,) = _only(_check(tmp_path), Invariant.STATE_MACHINE_SAFETY)
+    rep = _check(tmp_path)
+    assert set(rep.violation_counts) == {"state_machine_safety", "applied_by_quorum"}
+    (v,) = [v for v in rep.violations if v.invariant is Invariant.STATE_MACHINE_SAFETY]
     assert v.index == bad
     assert v.nodes == ("n1", "n2", "n3")
     assert "n3=(term 1, " in v.message
+    # n3's entry at that index is one nobody persisted: it was never committed by a quorum
+    (q,) = [v for v in rep.violations if v.invariant is Invariant.APPLIED_BY_QUORUM]
+    assert q.index == bad and q.nodes == ("n3",)
 
 
 def test_commit_regression_is_flagged(tmp_path: Path) -> None:
@@ -187,3 +192,47 @@ def test_replay_after_restart_with_a_different_result_is_flagged(tmp_path: Path)
     (v,) = _only(_check(tmp_path), Invariant.STATE_MACHINE_SAFETY)
     assert (v.nodes, v.index) == (("n1",), 2)
     assert "twice differently" in v.message and [s.line for s in v.sources] == [4, 7]
+
+
+def test_apply_before_commit_on_doctored_run_breaks_applied_within_commit(
+    tmp_path: Path,
+) -> None:
+    standard_run(tmp_path, seed=1)
+    path = tmp_path / "nodes" / "n2" / "events.jsonl"
+    lines = path.read_text().splitlines()
+    i = next(
+        i
+        for i in range(len(lines) - 1)
+        if json.loads(lines[i])["ev"] == "commit" and json.loads(lines[i + 1])["ev"] == "apply"
+    )
+    lines[i], lines[i + 1] = lines[i + 1], lines[i]  # apply logged before its commit
+    path.write_text("\n".join(lines) + "\n")
+    (v,) = _only(_check(tmp_path), Invariant.APPLIED_WITHIN_COMMIT)
+    assert v.nodes == ("n2",)
+    # the node's last commit record before it, then the apply (now on 1-based line i + 1)
+    assert v.sources[0].line < i + 1 and v.sources[-1].line == i + 1
+
+
+def test_applying_an_entry_no_quorum_persisted_breaks_applied_by_quorum(tmp_path: Path) -> None:
+    for name in ("n1", "n3"):
+        _start(_Log(tmp_path, name)).ev("persist", 1, first=1, last=1, entries=[[1, 1, "a"]])
+    n2 = _start(_Log(tmp_path, "n2")).ev(
+        "persist", 2, first=1, last=2, entries=[[1, 1, "a"], [2, 2, "z"]]
+    )
+    n2.ev("commit", 2, index=2, eterm=2).ev(
+        "apply", 2, entries=[[1, 1, "a", "r"], [2, 2, "z", "r"]]
+    )
+    (v,) = _only(_check(tmp_path), Invariant.APPLIED_BY_QUORUM)
+    assert (v.nodes, v.index, v.term) == (("n2",), 2, 2)
+    assert "only n2 persisted it; a quorum is 2 of 3" in v.message
+
+
+def test_entry_older_than_the_records_counts_as_possibly_held(tmp_path: Path) -> None:
+    # n1 and n3 started with logs reaching index 5: they may hold index 3 unseen.
+    for name in ("n1", "n3"):
+        _start(_Log(tmp_path, name), 1, last=5)
+    n2 = _start(_Log(tmp_path, "n2"), 1, last=2)
+    n2.ev("persist", 1, first=3, last=3, entries=[[3, 1, "c"]]).ev("commit", 1, index=3, eterm=1)
+    n2.ev("apply", 1, entries=[[3, 1, "c", "r"]])
+    rep = _check(tmp_path)
+    assert "applied_by_quorum" not in rep.violation_counts, rep.violation_counts

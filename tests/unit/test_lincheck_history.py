@@ -85,7 +85,7 @@ def test_contract_violations_name_line_and_process(
     ("kwargs", "message"),
     [
         ({"type": "done"}, "type 'done' is not one of invoke, ok, fail, info"),
-        ({"f": "append"}, "f 'append' is not one of read, write, cas, delete"),
+        ({"f": "frob"}, "f 'frob' is not one of read, write, cas, delete, get, put, append"),
         ({"process": "p1"}, "process must be an integer"),
         ({"time": 1.5}, "time must be an integer"),
     ],

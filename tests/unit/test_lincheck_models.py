@@ -53,8 +53,8 @@ def test_states_are_hashable_for_structured_values() -> None:
 def test_get_model() -> None:
     assert models.get_model("kv") is KV
     assert models.get_model(REGISTER) is REGISTER
-    with pytest.raises(ValueError, match="choose one of cas-register, kv, register"):
-        models.get_model("set")
+    with pytest.raises(ValueError, match="choose one of cas-register, counter, kv, multi-register"):
+        models.get_model("stack")
 
 
 def test_droppable_info_keeps_observed_values() -> None:
