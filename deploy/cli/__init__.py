@@ -1,5 +1,5 @@
 """The ``raftlab`` command: the lab's entry point (sim, testbed, run, check, analyze, diff,
-report, runs). Subcommands live in ``deploy.cli.cmd_<name>`` modules, see
+report, runs, heal). Subcommands live in ``deploy.cli.cmd_<name>`` modules, see
 :func:`raft.cli.build_parser`."""
 
 from __future__ import annotations

@@ -404,6 +404,7 @@ def test_interrupted_run_then_raftlab_heal_leaves_nothing(
         {"kind": "rate", "target": "nodes:h1", "duration_s": 300},
         {"kind": "pause", "target": "nodes:h2", "duration_s": 300},
         {"kind": "clock", "target": "nodes:h1", "duration_s": 300, "params": {"mode": "strobe"}},
+        {"kind": "disk-fsync", "target": "nodes:h3", "duration_s": 300},
     ]
     log = tmp_path / "nemesis.jsonl"
     proc = subprocess.Popen(
@@ -425,7 +426,7 @@ def test_interrupted_run_then_raftlab_heal_leaves_nothing(
     assert control.run("h1", net.rules_left_script()).stdout.strip()  # faults left behind
     heal = raftlab_heal(lab)
     assert heal.returncode == 0, heal.stderr
-    for what in ("RAFTLAB-NEMESIS", "qdiscs", "delayer", "resumed", "libfaketime"):
+    for what in ("RAFTLAB-NEMESIS", "qdiscs", "delayer", "resumed", "libfaketime", "fsync shim"):
         assert what in heal.stderr, heal.stderr
     assert_clean(control)
     again = raftlab_heal(lab)
