@@ -213,6 +213,8 @@ class RaftNode:
                 else ReadOnlyOption.SAFE
             ),
             applied=applied,
+            # -- recovery (issue 10 §1): storage says we may have lost acknowledged entries.
+            recovering=bool(getattr(self.storage, "recovering", False)),
         )
         self.core = RawNode(core_cfg, self.storage, rng=self._rng)
         st = self.state
@@ -549,6 +551,11 @@ class RaftNode:
         self._serve_reads()
         for ev in rd.events:
             self._record(ev)
+            if ev.ev == "recovered":
+                # -- recovery: the Ready that caught us up is persisted; drop the marker.
+                clear = getattr(self.storage, "clear_recovering", None)
+                if clear is not None:
+                    clear()
         self.core.advance(rd)
         st.last_index = self.storage.last_index()
         self._maybe_snapshot()

@@ -86,6 +86,8 @@ def fmt_msg(m: Message) -> str:
         s += " REJECT" if m.reject else " granted"
     elif t == MT.HEARTBEAT:
         s += f" commit={m.commit}"
+    elif t == MT.HEARTBEAT_RESP and m.reject:
+        s += f" LOST last={m.index}"
     elif t == MT.SNAP and m.snapshot is not None:
         meta = m.snapshot.meta
         s += f" snap={meta.index}/{meta.term} voters={','.join(sorted(meta.conf_state.voters))}"
