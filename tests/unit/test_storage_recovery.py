@@ -427,6 +427,25 @@ def test_cli_repair_dry_run_then_repair(data_dir: Path, capsys: pytest.CaptureFi
     assert "nothing to repair" in capsys.readouterr().out
 
 
+def test_cli_repair_wiped_marks_a_lost_node_and_accept_loss_clears_it(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from raft.cli import CliError
+
+    wiped = tmp_path / "replaced-disk" / "n2"
+    assert run_cli(["repair", "--wiped", str(wiped)]) == 0
+    assert "recovering" in capsys.readouterr().out
+    with open_disk(wiped) as s:
+        assert s.recovering and s.last_index() == 0
+    with pytest.raises(CliError, match="not a wiped data directory"):
+        run_cli(["repair", "--wiped", str(data_dir)])
+    assert run_cli(["repair", "--accept-loss", str(wiped)]) == 0
+    with open_disk(wiped) as s:
+        assert not s.recovering
+    assert run_cli(["repair", "--accept-loss", str(wiped)]) == 0
+    assert "not marked recovering" in capsys.readouterr().out
+
+
 def test_cli_repair_missing_dir_is_a_user_error(tmp_path: Path) -> None:
     from raft.cli import CliError
 
