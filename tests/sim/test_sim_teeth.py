@@ -42,12 +42,13 @@ def _first_violation(
     return None
 
 
-def test_a_forgotten_vote_is_caught_as_election_safety() -> None:
-    configs = [
+def _busy_configs(faults: str) -> list[SimConfig]:
+    """Three nodes, faults every 1-12 ticks lasting 1-12 ticks, no linearizability check."""
+    return [
         SimConfig(
             seed=s,
             nodes=3,
-            faults=parse_faults("crash"),
+            faults=parse_faults(faults),
             steps=300,
             lincheck=False,
             fault_gap_ticks=(1, 12),
@@ -55,6 +56,10 @@ def test_a_forgotten_vote_is_caught_as_election_safety() -> None:
         )
         for s in range(SEEDS_MAX)
     ]
+
+
+def test_a_forgotten_vote_is_caught_as_election_safety() -> None:
+    configs = _busy_configs("crash")
     found = _first_violation(configs, disk_factory=ForgetfulVoteDisk)
     assert found is not None, f"no violation in {SEEDS_MAX} seeds"
     assert found[1] is Invariant.ELECTION_SAFETY
@@ -200,18 +205,7 @@ def test_core_exception_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_an_unreported_disk_loss_is_caught_as_leader_completeness() -> None:
-    configs = [
-        SimConfig(
-            seed=s,
-            nodes=3,
-            faults=parse_faults("crash,disk,partition"),
-            steps=300,
-            lincheck=False,
-            fault_gap_ticks=(1, 12),
-            fault_duration_ticks=(1, 12),
-        )
-        for s in range(SEEDS_MAX)
-    ]
+    configs = _busy_configs("crash,disk,partition")
     found = _first_violation(configs, disk_factory=UnreportedLossDisk)
     assert found is not None, f"no violation in {SEEDS_MAX} seeds"
     assert found[1] in (Invariant.LEADER_COMPLETENESS, Invariant.STATE_MACHINE_SAFETY)
