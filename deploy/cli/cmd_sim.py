@@ -26,9 +26,10 @@ def register(subparsers: Any) -> None:
         description=(
             "Run the real Raft core (raft.core.RawNode) under a seeded hostile world: lost, "
             "duplicated, reordered and delayed messages, partitions, crashes that lose "
-            "unsynced writes, pauses and clock skew. Safety invariants are checked after "
-            "every step, liveness after the faults heal, and the clients' history with the "
-            "linearizability checker. A failing seed prints the command that replays it."
+            "unsynced writes, damaged disks on a minority, pauses and clock skew. Safety "
+            "invariants are checked after every step, liveness after the faults heal, and "
+            "the clients' history with the linearizability checker. A failing seed prints "
+            "the command that replays it."
         ),
     )
     p.add_argument(
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--faults",
         default="all",
-        help="comma-separated: drop,dup,reorder,delay,partition,oneway,crash,pause,skew, "
+        help="comma-separated: drop,dup,reorder,delay,partition,oneway,crash,pause,skew,disk, "
         "or all, or none (default all)",
     )
     p.add_argument(

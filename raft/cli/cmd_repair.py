@@ -25,6 +25,24 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="only report what would be dropped; change nothing"
     )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--wiped",
+        action="store_true",
+        help=(
+            "the node's data was lost (disk replaced, directory emptied): create the "
+            "directory marked recovering, so the node does not vote until a leader brought "
+            "it back (a node cannot tell a wiped directory from a new one by itself)"
+        ),
+    )
+    mode.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help=(
+            "remove the recovering mark (the node votes again at once). Only when no leader "
+            "can bring it back, e.g. a majority lost data: acknowledged writes may be lost"
+        ),
+    )
     p.set_defaults(func=run)
 
 
@@ -32,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from raft.cli import CliError
     from raft.storage import StorageError, repair
 
+    if getattr(args, "wiped", False) or getattr(args, "accept_loss", False):
+        return _mark(args)
     try:
         report = repair(args.data_dir, dry_run=args.dry_run)
     except FileNotFoundError as exc:
@@ -42,4 +62,29 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if args.dry_run and report.changed():
         return 1
+    return 0
+
+
+def _mark(args: argparse.Namespace) -> int:
+    from raft.cli import CliError
+    from raft.storage import StorageError
+    from raft.storage.repair import accept_loss, mark_wiped
+
+    verb = "would " if args.dry_run else ""
+    try:
+        if args.wiped:
+            if not args.dry_run:
+                mark_wiped(args.data_dir)
+            print(f"{verb}mark {args.data_dir} recovering: it votes again once caught up")
+        else:
+            had = accept_loss(args.data_dir, dry_run=args.dry_run)
+            print(
+                f"{verb}remove the recovering mark of {args.data_dir}"
+                if had
+                else f"{args.data_dir} is not marked recovering"
+            )
+    except (FileNotFoundError, FileExistsError) as exc:
+        raise CliError(str(exc)) from exc
+    except StorageError as exc:
+        raise CliError(str(exc)) from exc
     return 0

@@ -53,6 +53,13 @@ class Config:
     """Initial learners (additive field; see ``voters``)."""
     max_committed_bytes_per_ready: int = 1 << 22
     """Bound on ``Ready.committed_entries`` by size (at least one entry is always given)."""
+    recovering: bool = False
+    """Storage reported that this node lost, or cannot prove, entries it may have
+    acknowledged (a cut torn or corrupt tail, ``raft repair``, a marked wiped directory).
+    Protocol-aware recovery (docs/storage.md): such a node neither votes nor campaigns until
+    it has appended, from a leader of a term at least its own, everything that leader held
+    (an AppendEntries marked ``APPEND_TAIL``); it then emits a ``recovered`` event, after
+    which the driver clears the durable marker once the Ready is persisted."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or self.id == NONE:

@@ -90,6 +90,10 @@ class Progress:
     snapshot_elapsed_ticks: int = 0
     """In SNAPSHOT state: leader ticks since the snapshot was sent (a fallback timeout for
     drivers that never report a lost snapshot)."""
+    recovering: bool = False
+    """The peer said (a rejecting heartbeat response) it lost entries or is recovering
+    (docs/storage.md): appends that reach our last index are marked ``APPEND_TAIL`` so it
+    learns when it holds everything we hold."""
 
     def __post_init__(self) -> None:
         assert 0 <= self.match < self.next, (self.match, self.next)

@@ -60,6 +60,11 @@ CAMPAIGN_TRANSFER = b"transfer"
 """Context of a VOTE sent on TIMEOUT_NOW: voters skip the leader-stickiness check for it
 (thesis §3.10: the old leader asked for this election)."""
 
+APPEND_TAIL = b"tail"
+"""Context of an AppendEntries whose entries reach the leader's last index. A recovering
+follower (``Config.recovering``) that accepts one holds everything that leader held, hence
+every entry it may have acknowledged before its loss (docs/storage.md), and may vote again."""
+
 SNAPSHOT_TIMEOUT_ELECTIONS = 4
 """A snapshot neither acknowledged by the follower nor reported by the driver within this
 many election timeouts is presumed lost, and the follower is probed again."""
@@ -129,6 +134,9 @@ class Raft:
         self._step_role: Callable[[Message], None] = self._step_follower
         self._reported_role: tuple[Role, NodeId] | None = None
         self._reported_commit = 0
+        self.recovering = cfg.recovering
+        """Protocol-aware recovery: this node may have lost entries it acknowledged, so it
+        neither votes nor campaigns until a leader brought it to that leader's tail."""
 
         hs, cs = storage.initial_state()
         if not (cs.voters or cs.learners or cs.voters_outgoing):
@@ -142,6 +150,10 @@ class Raft:
             # cover more; never go below it).
             self.raft_log.applied_to(min(cfg.applied, self.raft_log.committed))
         self._reported_commit = self.raft_log.committed
+        if self.recovering and self.trk.is_singleton() and self.id in self.trk.voters.ids():
+            # The only voter: nobody holds what it lost, and waiting would stop it for good.
+            self.recovering = False
+            self._event("recovered", index=self.raft_log.last_index(), leader=self.id)
         self.become_follower(self.term, NONE)
         self._post_step()
 
@@ -258,6 +270,7 @@ class Raft:
             pr.recent_active = False
             pr.sent_commit = 0
             pr.snapshot_elapsed_ticks = 0
+            pr.recovering = False
             pr.is_learner = learner
         self.pending_conf_index = 0
         self.uncommitted_bytes = 0
@@ -346,6 +359,7 @@ class Raft:
         return (
             pr is not None
             and not pr.is_learner
+            and not self.recovering
             and not self.raft_log.has_next_or_in_progress_snapshot()
         )
 
@@ -450,7 +464,9 @@ class Raft:
         candidate is granted again), §5.4.1 only for an up-to-date log. A pre-vote for a
         future term is granted without recording a vote (thesis §9.6)."""
         pre = m.type == MT.PRE_VOTE
-        can_vote = (
+        # A recovering node may have lost entries it acknowledged: its up-to-date check
+        # could elect a leader missing committed entries (docs/storage.md), so it abstains.
+        can_vote = not self.recovering and (
             self.vote == m.sender
             or (self.vote == NONE and self.lead == NONE)
             or (pre and m.term > self.term)
@@ -461,6 +477,10 @@ class Raft:
                 self.election_elapsed = 0
                 self.vote = m.sender
             self._event("vote", candidate=m.sender, granted=True, pre=pre)
+        elif self.term == 0:
+            # A recovering node that lost even its term (a marked wiped directory) has no
+            # term to reject with; the candidate's timeout settles it.
+            self._event("vote", candidate=m.sender, granted=False, pre=pre)
         else:
             self._send(
                 Message(type=_vote_resp_type(m.type), to=m.sender, term=self.term, reject=True)
@@ -539,6 +559,11 @@ class Raft:
         last_new = self.raft_log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
             self._send(Message(type=MT.APP_RESP, to=m.sender, index=last_new))
+            if self.recovering and m.context == APPEND_TAIL:
+                # Our log now matches this leader's whole log (term >= ours): every entry
+                # we may have acknowledged before the loss is back (docs/storage.md).
+                self.recovering = False
+                self._event("recovered", index=last_new, leader=m.sender)
             return
         # Step 2 failed: reject with a hint so the leader can skip a whole term at a time.
         hint_index = min(m.index, self.raft_log.last_index())
@@ -556,8 +581,16 @@ class Raft:
 
     def _handle_heartbeat(self, m: Message) -> None:
         # The leader sends min(its commit, our match), which our log is known to hold.
-        self.raft_log.commit_to(min(m.commit, self.raft_log.last_index()))
-        self._send(Message(type=MT.HEARTBEAT_RESP, to=m.sender, context=m.context))
+        last = self.raft_log.last_index()
+        self.raft_log.commit_to(min(m.commit, last))
+        # ``m.commit`` is at most what we acknowledged: holding less means we lost entries
+        # (torn tail, repair, wiped directory). Say so, with our last index, so the leader
+        # stops counting on its old match and probes us; a recovering node also asks for an
+        # append that reaches the leader's tail (issue 10 §2).
+        lost = self.recovering or last < m.commit
+        self._send(
+            Message(type=MT.HEARTBEAT_RESP, to=m.sender, context=m.context, index=last, reject=lost)
+        )
 
     def _handle_snapshot(self, m: Message) -> None:
         assert m.snapshot is not None, "SNAP without a snapshot"
@@ -675,6 +708,7 @@ class Raft:
             return False
         if ents:
             assert ents[0].index == prev_index + 1, (ents[0].index, prev_index)
+        tail = pr.recovering and prev_index + len(ents) == self.raft_log.last_index()
         self._send(
             Message(
                 type=MT.APP,
@@ -683,6 +717,7 @@ class Raft:
                 log_term=prev_term,
                 entries=tuple(ents),
                 commit=self.raft_log.committed,
+                context=APPEND_TAIL if tail else b"",
             )
         )
         pr.sent_entries(prev_index + len(ents), len(ents))
@@ -758,7 +793,10 @@ class Raft:
             pr.probe_sent = False
             if pr.state == ProgressState.REPLICATE and pr.inflights.full():
                 pr.inflights.free_first_one()  # let a stuck window make progress
-            if pr.match < self.raft_log.last_index():
+            pr.recovering = m.reject
+            if m.reject and m.index < pr.match:
+                self._follower_lost_entries(pr, m.sender, m.index)
+            if pr.match < self.raft_log.last_index() or m.reject:
                 self._send_append(m.sender)
             if self.read_only.option != ReadOnlyOption.SAFE or not m.context:
                 return
@@ -822,8 +860,24 @@ class Raft:
             return
         self._send_read_index_response(m)
 
+    def _follower_lost_entries(self, pr: Progress, nid: NodeId, hint: int) -> None:
+        """The follower holds less than ``pr.match`` (it lost a synced tail, was repaired or
+        wiped): forget what it acknowledged, so it no longer counts toward a commit quorum
+        for those entries, and probe it from ``hint`` (issue 10 §2). ``match`` never
+        decreasing would leave it behind for as long as this leader lives."""
+        self._event("follower_lost", peer=nid, match=pr.match, hint=hint)
+        pr.match = 0
+        pr.become_probe()
+        pr.next = max(1, min(hint, self.raft_log.last_index()) + 1)
+
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         pr.recent_active = True
+        if m.reject and m.index <= pr.match:
+            # A correct follower never rejects a prevLogIndex it acknowledged, unless it
+            # lost entries (or the rejection is a stale duplicate; probing again is cheap).
+            self._follower_lost_entries(pr, m.sender, m.reject_hint)
+            self._send_append(m.sender)
+            return
         if m.reject:
             next_probe = m.reject_hint
             if m.log_term > 0:

@@ -64,6 +64,8 @@ class Status:
     """Current membership (additive field)."""
     lead_transferee: NodeId = NONE
     """Leadership transfer target in progress, if any (additive field)."""
+    recovering: bool = False
+    """Protocol-aware recovery in progress: no vote until caught up (``Config.recovering``)."""
 
 
 class RawNode:
@@ -303,6 +305,7 @@ class RawNode:
             progress=progress,
             conf_state=r.trk.conf_state(),
             lead_transferee=r.lead_transferee,
+            recovering=r.recovering,
         )
 
 

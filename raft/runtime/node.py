@@ -250,6 +250,8 @@ class RaftNode:
                 else ReadOnlyOption.SAFE
             ),
             applied=applied,
+            # -- recovery (issue 10 §1): storage says we may have lost acknowledged entries.
+            recovering=bool(getattr(self.storage, "recovering", False)),
         )
         self.core = RawNode(core_cfg, self.storage, rng=self._rng)
         st = self.state
@@ -598,6 +600,12 @@ class RaftNode:
         # "Applied within commit").
         for ev in rd.events:
             self._record(ev)
+            if ev.ev == "recovered":
+                # -- recovery: the Ready that caught us up was written in place (durable, see
+                # _async_ok), so the marker may go.
+                clear = getattr(self.storage, "clear_recovering", None)
+                if clear is not None:
+                    clear()
         if rd.committed_entries:
             self._apply(rd)
         for rs in rd.read_states:
@@ -613,11 +621,14 @@ class RaftNode:
         self._maybe_snapshot()
 
     def _async_ok(self, rd: Ready) -> bool:
-        """The fast path: send at once, write, let the writer sync. Not for a snapshot or a
-        term/vote change: those must be durable before any message that depends on them
-        leaves (a vote, or an append of a new term), so they take the path in place."""
+        """The fast path: send at once, write, let the writer sync. Not for a snapshot, a
+        term/vote change or the end of recovery: those must be durable before any message
+        that depends on them leaves (a vote, or an append of a new term) or before the
+        recovery marker goes, so they take the path in place."""
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             return False
+        if any(ev.ev == "recovered" for ev in rd.events):
+            return False  # the marker is dropped only once what caught us up is durable
         hs = rd.hard_state
         return hs is None or (hs.term, hs.vote) == (self._latest_hs.term, self._latest_hs.vote)
 

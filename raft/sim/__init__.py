@@ -13,7 +13,7 @@ result.violation          # None, or the first broken invariant
 """
 
 from raft.sim.clients import ClientPool, Workload
-from raft.sim.disk import ForgetfulVoteDisk, SimDisk
+from raft.sim.disk import ForgetfulVoteDisk, SimDisk, UnreportedLossDisk
 from raft.sim.faults import ALL_FAULTS, FaultKind, FaultSpecError, format_faults, parse_faults
 from raft.sim.invariants import Invariant, LivenessMonitor, SafetyChecker, Violation
 from raft.sim.network import Network
@@ -51,6 +51,7 @@ __all__ = [
     "SimDisk",
     "SimResult",
     "SwarmSummary",
+    "UnreportedLossDisk",
     "Violation",
     "Workload",
     "World",

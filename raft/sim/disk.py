@@ -16,6 +16,8 @@ the snapshot's (index, term) and ``_ents[i]`` has log index ``i + _ents[0].index
 
 from __future__ import annotations
 
+import random
+
 from raft.core.storage import MemoryStorage
 from raft.core.types import NONE, ConfState, Entry, HardState, Snapshot
 
@@ -32,6 +34,10 @@ class SimDisk(MemoryStorage):
         """How many times ``sync`` ran (a statistic, and what the tests look at)."""
         self.dirty = False
         """True while something written is not durable yet."""
+        self.recovering = False
+        """A disk fault cut synced entries (found by CRC at restart): the node restarts in
+        protocol-aware recovery (``Config.recovering``) until the core reports
+        ``recovered``. Survives crashes, like the RECOVERING marker of raft.storage."""
 
     # -- write side ----------------------------------------------------------------------
     def append(self, entries: list[Entry]) -> None:
@@ -81,6 +87,37 @@ class SimDisk(MemoryStorage):
         self._ents = list(self._durable_ents)
         self.dirty = False
 
+    def damage(self, rng: random.Random) -> str:
+        """A disk fault on a crashed node (FaultKind.DISK): it loses its last 1..5 synced
+        entries, or a bit flips in one of its last 8 records, which the CRC check at
+        restart finds and cuts from there on, as raft.storage does. Either way the storage
+        knows and reports it (:attr:`recovering`). Term and vote are kept; the commit index
+        is lowered to the kept log. Returns what happened ("" when the log was empty)."""
+        base = self._durable_ents[0].index
+        # Entries the snapshot covers are not read back at restart (raft.storage scans from
+        # the snapshot on), so the fault never reaches below it.
+        first = max(base, self._durable_snapshot.meta.index)
+        last = self.durable_last_index()
+        if last <= first:
+            return ""
+        if rng.random() < 0.5:
+            n = rng.randint(1, min(5, last - first))
+            keep = last - n
+            what = f"lost its last {n} synced entries ({keep + 1}..{last})"
+        else:
+            bad = rng.randint(max(first + 1, last - 7), last)
+            keep = bad - 1
+            what = f"bit flip in entry {bad}, CRC cut {bad}..{last}"
+        self._durable_ents = self._durable_ents[: keep - base + 1]
+        hs = self._durable_hard_state
+        self._durable_hard_state = HardState(hs.term, hs.vote, min(hs.commit, keep))
+        self.crash()
+        self.recovering = True
+        return what
+
+    def clear_recovering(self) -> None:
+        self.recovering = False
+
     @property
     def durable_hard_state(self) -> HardState:
         return self._durable_hard_state
@@ -99,3 +136,15 @@ class ForgetfulVoteDisk(SimDisk):
         hs = self._hard_state
         self._hard_state = HardState(term=hs.term, vote=NONE, commit=hs.commit)
         self._durable_hard_state = self._hard_state
+
+
+class UnreportedLossDisk(SimDisk):
+    """A broken disk for the simulator's own tests: disk faults cut synced entries but the
+    loss is never reported, so the node votes at once with a log missing entries it
+    acknowledged (protocol-aware recovery disabled). A stale candidate can then win with
+    its vote and overwrite committed entries, which the safety checker must catch."""
+
+    def damage(self, rng: random.Random) -> str:
+        what = super().damage(rng)
+        self.recovering = False
+        return what

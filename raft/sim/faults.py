@@ -30,6 +30,7 @@ class FaultKind(enum.Enum):
     CRASH = "crash"  # a node loses power: unsynced writes are lost, it restarts later
     PAUSE = "pause"  # a node stops (SIGSTOP): no ticks, inbound messages queue up
     SKEW = "skew"  # a node's clock runs fast or slow (ticks at another rate)
+    DISK = "disk"  # a crash that also damages a minority node's disk (lost synced tail)
 
 
 ALL_FAULTS: frozenset[FaultKind] = frozenset(FaultKind)
@@ -80,7 +81,11 @@ class FaultTarget(Protocol):
 
     def is_paused(self, node: NodeId) -> bool: ...
 
-    def crash(self, node: NodeId) -> None: ...
+    def crash(self, node: NodeId, *, disk_fault: bool = False) -> None: ...
+
+    def disk_fault_nodes(self) -> Sequence[NodeId]:
+        """The minority of nodes whose disks may be damaged (FaultKind.DISK)."""
+        ...
 
     def restart(self, node: NodeId) -> None: ...
 
@@ -230,6 +235,12 @@ class Nemesis:
                 return
             w.crash(node)
             target = node
+        elif kind is FaultKind.DISK:
+            node = self._pick_node([n for n in w.disk_fault_nodes() if w.is_up(n)])
+            if node is None:
+                return
+            w.crash(node, disk_fault=True)
+            target = node
         elif kind is FaultKind.PAUSE:
             node = self._pick_node([n for n in ids if w.is_up(n) and not w.is_paused(n)])
             if node is None:
@@ -262,7 +273,7 @@ class Nemesis:
             # Overlapping link faults: the links heal when the last of them stops.
             if not any(a.kind in _LINK_KINDS for a in self.active):
                 net.heal_links()
-        elif kind is FaultKind.CRASH:
+        elif kind in (FaultKind.CRASH, FaultKind.DISK):
             if not w.is_up(f.target):
                 w.restart(f.target)
             return

@@ -404,6 +404,11 @@ class World:
         self.clients.on_event = self._note
         self._probe: _Probe | None = None
         self._targeted_crashes = FaultKind.CRASH in config.faults
+        # -- disk faults (issue 10): a fixed minority, drawn from its own rng so enabling
+        # them does not shift the seed's other choices.
+        self._disk_fault_nodes = tuple(
+            sorted(random.Random(config.seed ^ 0xD15C).sample(self._ids, (config.nodes - 1) // 2))
+        )
         self._dirty: list[_Node] = []
         self._note(
             f"world seed={config.seed} nodes={config.nodes} faults={format_faults(config.faults)} "
@@ -642,6 +647,8 @@ class World:
             disk.set_hard_state(hs)
         if rd.must_sync:
             disk.sync()
+        if disk.recovering and any(ev.ev == "recovered" for ev in rd.events):
+            disk.clear_recovering()  # -- disk faults: caught up, and that is persisted
         if rd.persisted_messages:
             self._send(node, rd.persisted_messages)
             if self._targeted_crashes:
@@ -803,6 +810,7 @@ class World:
             max_msg_bytes=self._max_msg_bytes,
             max_inflight_msgs=self._max_inflight,
             applied=applied,
+            recovering=disk.recovering,  # -- disk faults: the storage reported a loss
         )
         self.checker.on_restart(node.id, node.incarnation, applied)
         try:
@@ -835,10 +843,17 @@ class World:
     def is_paused(self, node: NodeId) -> bool:
         return self._nodes[node].paused
 
-    def crash(self, node: NodeId) -> None:
+    def disk_fault_nodes(self) -> Sequence[NodeId]:
+        return self._disk_fault_nodes
+
+    def crash(self, node: NodeId, *, disk_fault: bool = False) -> None:
         n = self._nodes[node]
         n.raw = None
         n.disk.crash()
+        if disk_fault:
+            self._note(
+                f"nemesis disk fault on {node}: {n.disk.damage(self.rng) or 'nothing to lose'}"
+            )
         n.paused = False
         n.backlog = []
         n.role = Role.FOLLOWER

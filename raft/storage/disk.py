@@ -38,6 +38,12 @@ from raft.storage.errors import (
     io_error,
 )
 from raft.storage.hardstate import HardStateFile
+from raft.storage.recovering import (
+    clear_recovering,
+    mark_recovering,
+    may_hold_acknowledged,
+    recovering_reason,
+)
 from raft.storage.snapshots import SnapshotStore
 from raft.storage.wal import (
     DEFAULT_SEGMENT_BYTES,
@@ -115,6 +121,9 @@ class RecoveryReport:
     commit_clamped: tuple[int, int] | None
     """``(stored, now)`` when the stored commit index pointed past the recovered log."""
     duration_s: float
+    recovering: str | None = None
+    """Why the node may have lost entries (or a vote) it acknowledged, if it may: it then
+    starts in protocol-aware recovery (``Config.recovering``, docs/storage.md)."""
 
     def is_clean(self) -> bool:
         return (
@@ -122,6 +131,7 @@ class RecoveryReport:
             and not self.removed_files
             and self.discarded_after_snapshot is None
             and self.commit_clamped is None
+            and self.recovering is None
         )
 
     def summary(self) -> str:
@@ -143,6 +153,8 @@ class RecoveryReport:
             parts.append(f"discarded entries {lo}..{hi} superseded by the snapshot")
         if self.commit_clamped is not None:
             parts.append(f"commit {self.commit_clamped[0]} clamped to {self.commit_clamped[1]}")
+        if self.recovering is not None:
+            parts.append(f"RECOVERING (no vote until caught up): {self.recovering}")
         return "; ".join(parts)
 
     def as_fields(self) -> dict[str, object]:
@@ -156,6 +168,7 @@ class RecoveryReport:
             if t is None
             else {"path": t.path, "offset": t.offset, "bytes": t.dropped_bytes},
             "removed_files": list(self.removed_files),
+            "recovering": self.recovering,
             "duration_s": round(self.duration_s, 6),
         }
 
@@ -255,6 +268,8 @@ class DiskStorage:
             removed += self._snaps.remove_stale_temps()
             removed += remove_stale_temps(wal_dir)
             self._hs = self._hs_file.load() or HardState()
+            # A directory written before term leases existed gets one now.
+            self._hs_file.lease.cover(self._hs.term, durable=self.policy is not FsyncPolicy.NEVER)
             self._snap = self._snaps.load_newest() or Snapshot()
             scan = scan_wal(wal_dir)
             torn = self._cut_torn_tail(scan, removed)
@@ -276,6 +291,7 @@ class DiskStorage:
             self._last_fsync = self._last_hs_write = self._clock()
             if self.policy is not FsyncPolicy.NEVER and removed:
                 fsync_dir(self.data_dir)
+            self._recovering = recovering_reason(self.data_dir)
         except BaseException:
             wal = getattr(self, "_wal", None)
             if wal is not None:
@@ -295,6 +311,7 @@ class DiskStorage:
             discarded_after_snapshot=discarded,
             commit_clamped=clamped,
             duration_s=time.perf_counter() - started,
+            recovering=self._recovering,
         )
 
     @classmethod
@@ -318,6 +335,15 @@ class DiskStorage:
                 d.path, d.offset, f"{d.reason} (run `raft repair {self.data_dir}`)"
             )
         size = os.path.getsize(d.path)
+        offset = 0 if scan.damaged_segment_dropped else d.offset
+        if may_hold_acknowledged(d.path, offset, d.reason):
+            # Not a torn write but a damaged record that was whole, hence possibly synced
+            # and acknowledged: say so durably *before* cutting it (docs/storage.md).
+            mark_recovering(
+                self.data_dir,
+                f"cut a damaged tail from index {d.index} ({d.reason}) in {d.path}",
+                durable=self.policy is not FsyncPolicy.NEVER,
+            )
         removed += cut_at_damage(scan, durable=True)
         offset = 0 if scan.damaged_segment_dropped else d.offset
         return TornTail(d.path, offset, size - offset, d.reason, d.index)
@@ -348,6 +374,20 @@ class DiskStorage:
             return (snap_index + 1, last) if last > snap_index else None
         wal.forget_before(snap_index + 1)
         return None
+
+    @property
+    def recovering(self) -> bool:
+        """Whether the node may have lost entries or a vote it acknowledged (the
+        ``RECOVERING`` marker): pass it to the core as ``Config.recovering``."""
+        return self._recovering is not None
+
+    def clear_recovering(self) -> None:
+        """The core reported ``recovered`` and that Ready is persisted: drop the marker."""
+        self._check_open()
+        if self._recovering is None:
+            return
+        clear_recovering(self.data_dir, durable=self.policy is not FsyncPolicy.NEVER)
+        self._recovering = None
 
     # -- read side (LogReader) ---------------------------------------------------------
     def initial_state(self) -> tuple[HardState, ConfState]:

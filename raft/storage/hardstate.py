@@ -23,6 +23,7 @@ import msgpack
 from raft.core.types import HardState
 from raft.storage._files import TEMP_SUFFIX, atomic_write, read_file
 from raft.storage.errors import CorruptHardStateError
+from raft.storage.recovering import TermLease
 
 HARDSTATE_FILE = "hardstate"
 _MAGIC = b"RAFTHS01"
@@ -62,6 +63,9 @@ class HardStateFile:
 
     def __init__(self, data_dir: str) -> None:
         self.path = os.path.join(data_dir, HARDSTATE_FILE)
+        self.lease = TermLease(data_dir)
+        """Upper bound on every term written here, kept in its own file: what lets
+        ``raft repair`` restore a damaged hard state without a second vote in a term."""
 
     def remove_stale_temp(self) -> str | None:
         """Delete ``hardstate.tmp`` left by an interrupted write; return its path if removed."""
@@ -79,5 +83,7 @@ class HardStateFile:
         return decode_hard_state(self.path, read_file(self.path))
 
     def write(self, hs: HardState, *, durable: bool) -> None:
-        """Replace the stored hard state. Durable on return when ``durable`` is true."""
+        """Replace the stored hard state. Durable on return when ``durable`` is true. The
+        term lease is raised first when ``hs.term`` passes it."""
+        self.lease.cover(hs.term, durable=durable)
         atomic_write(self.path, encode_hard_state(hs), durable=durable)

@@ -12,8 +12,12 @@ runs this repair, which:
   damage offset, every later segment is deleted, a log that does not connect to the snapshot
   is dropped entirely;
 - clamps the stored commit index to the kept log; a damaged hard state file is replaced by
-  ``(term = highest term seen, vote = none)``, which is reported loudly: the node may vote a
-  second time in that term.
+  ``(term = the term lease, vote withheld)``: the lease bounds every term the node stored,
+  so it cannot vote twice in a term (without a lease file: the highest term seen, and the
+  node is marked recovering);
+- marks the node recovering (``RECOVERING``, written before anything is cut) whenever it
+  drops entries: the node may have acknowledged them, so it must not vote until a leader
+  brought it back (protocol-aware recovery, docs/storage.md).
 
 Everything dropped (files, byte offsets, index range) is in the :class:`RepairReport`.
 """
@@ -28,6 +32,13 @@ from raft.storage._files import TEMP_SUFFIX, fsync_dir
 from raft.storage.disk import lock_data_dir
 from raft.storage.errors import CorruptHardStateError, CorruptSnapshotError, io_error
 from raft.storage.hardstate import HardStateFile
+from raft.storage.recovering import (
+    RECOVERING_FILE,
+    WITHHELD_VOTE,
+    clear_recovering,
+    load_term_lease,
+    mark_recovering,
+)
 from raft.storage.snapshots import SnapshotStore
 from raft.storage.wal import WAL_DIR, WalScan, cut_at_damage, scan_wal
 
@@ -52,6 +63,11 @@ class RepairReport:
     removed_snapshots: tuple[str, ...]
     commit_clamped: tuple[int, int] | None
     hardstate_reset: HardState | None
+    lease_missing: bool = False
+    """The hard state was damaged and no term lease bounded its term."""
+    recovering: str | None = None
+    """Why the node is marked recovering (it lost entries or a vote it may have
+    acknowledged), or None."""
 
     def changed(self) -> bool:
         """Whether the directory needs (or, without dry run, got) a change."""
@@ -92,8 +108,18 @@ class RepairReport:
         if self.hardstate_reset is not None:
             hs = self.hardstate_reset
             out.append(
-                f"{verb}replace the damaged hard state with term {hs.term}, no vote, commit "
-                f"{hs.commit}: WARNING this node may vote twice in term {hs.term}"
+                f"{verb}replace the damaged hard state with term {hs.term} (vote withheld in "
+                f"that term), commit {hs.commit}"
+            )
+            if self.lease_missing:
+                out.append(
+                    "WARNING: no term lease: if this node voted in a term above "
+                    f"{hs.term} it may vote twice in that term"
+                )
+        if self.recovering is not None:
+            out.append(
+                f"{verb}mark the node recovering: it will not vote until a leader brought it "
+                f"back ({self.recovering})"
             )
         return out
 
@@ -171,11 +197,15 @@ def _repair_locked(root: str, dry_run: bool) -> RepairReport:
     hs_file = HardStateFile(root)
     hs_reset = None
     clamped = None
+    lease_missing = False
     try:
         hs = hs_file.load() or HardState()
     except CorruptHardStateError:
         top_term = max(snap.meta.term, scan.terms[-1] if len(scan.terms) else 0)
-        hs = hs_reset = HardState(term=top_term, vote="", commit=min(snap_index, kept_last))
+        lease = load_term_lease(root)
+        lease_missing = lease is None
+        term = max(top_term, lease or 0)
+        hs = hs_reset = HardState(term=term, vote=WITHHELD_VOTE, commit=min(snap_index, kept_last))
     if hs.commit > kept_last:
         clamped = (hs.commit, kept_last)
         hs = HardState(hs.term, hs.vote, kept_last)
@@ -194,15 +224,31 @@ def _repair_locked(root: str, dry_run: bool) -> RepairReport:
         removed_snapshots=tuple(bad_snaps),
         commit_clamped=clamped,
         hardstate_reset=hs_reset,
+        lease_missing=lease_missing,
+        recovering=_recovering_reason(dropped_range, all_dropped, kept_first, lease_missing),
     )
     if not dry_run and report.changed():
         _apply(root, scan, all_dropped, report, hs)
     return report
 
 
+def _recovering_reason(
+    dropped: tuple[int, int] | None, all_dropped: bool, kept_first: int, lease_missing: bool
+) -> str | None:
+    if dropped is not None or all_dropped:
+        lo = kept_first if dropped is None or all_dropped else dropped[0]
+        return f"raft repair dropped entries from index {lo}"
+    if lease_missing:
+        return "raft repair restored a damaged hard state without a term lease"
+    return None
+
+
 def _apply(
     root: str, scan: WalScan, all_dropped: bool, report: RepairReport, hs: HardState
 ) -> None:
+    if report.recovering is not None:
+        # Before anything is cut, so a crash during the repair still leaves the marker.
+        mark_recovering(root, report.recovering)
     for path in report.removed_temp_files + report.removed_snapshots:
         try:
             os.unlink(path)
@@ -226,3 +272,36 @@ def _apply(
         d = os.path.join(root, sub)
         if os.path.isdir(d):
             fsync_dir(d)
+
+
+def mark_wiped(data_dir: str | os.PathLike[str]) -> None:
+    """``raft repair --wiped``: the node's data was lost. Create its (empty) directory
+    marked recovering, so it does not vote before a leader brought it back. Refuses a
+    directory that holds a log or a hard state: that is not a wiped node."""
+    root = os.fspath(data_dir)
+    os.makedirs(root, exist_ok=True)
+    lock_fd = lock_data_dir(root)
+    try:
+        for name in ("hardstate", WAL_DIR, "snap"):
+            p = os.path.join(root, name)
+            if os.path.exists(p) and (not os.path.isdir(p) or os.listdir(p)):
+                raise FileExistsError(f"{p} exists: {root} is not a wiped data directory")
+        mark_recovering(root, "raft repair --wiped: the node's data was lost")
+        fsync_dir(os.path.dirname(os.path.abspath(root)))
+    finally:
+        os.close(lock_fd)
+
+
+def accept_loss(data_dir: str | os.PathLike[str], *, dry_run: bool = False) -> bool:
+    """``raft repair --accept-loss``: drop the recovering mark. Returns whether there was
+    one."""
+    root = os.fspath(data_dir)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root} is not a directory")
+    lock_fd = lock_data_dir(root)
+    try:
+        if dry_run:
+            return os.path.exists(os.path.join(root, RECOVERING_FILE))
+        return clear_recovering(root)
+    finally:
+        os.close(lock_fd)

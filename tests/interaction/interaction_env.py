@@ -15,11 +15,14 @@ Commands:
   process-ready I | deliver-msgs I | stabilize | drop-msgs
   partition I [J ...] | cut I J | heal
   compact I INDEX | restart I | report-unreachable I J | report-snapshot I J ok|fail
+  lose-tail I KEEP [recovering]   crash I; it restarts holding entries 1..KEEP only (a cut
+                                  tail, a repair; KEEP=0: a wiped log), term and vote kept
   log I | status I | raft-state
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from raft.core import (
     Config,
     Entry,
     EntryType,
+    HardState,
     MemoryStorage,
     Message,
     MessageType,
@@ -86,6 +90,8 @@ def fmt_msg(m: Message) -> str:
         s += " REJECT" if m.reject else " granted"
     elif t == MT.HEARTBEAT:
         s += f" commit={m.commit}"
+    elif t == MT.HEARTBEAT_RESP and m.reject:
+        s += f" LOST last={m.index}"
     elif t == MT.SNAP and m.snapshot is not None:
         meta = m.snapshot.meta
         s += f" snap={meta.index}/{meta.term} voters={','.join(sorted(meta.conf_state.voters))}"
@@ -352,6 +358,23 @@ class Env:
         box.node = RawNode(cfg, box.storage, random.Random(self.seed * 7919))
         box.applied_data = [d for d in snap.data.split(b",") if d]
         self.p(f"restarted {node_id} from storage (snapshot {snap.meta.index})")
+
+    def cmd_lose_tail(self, args: list[str]) -> None:
+        node_id = nid(args[0])
+        keep = int(args[1])
+        recovering = "recovering" in args[2:]
+        box = self.boxes[node_id]
+        old = box.storage
+        hs, _ = old.initial_state()
+        box.storage = MemoryStorage()
+        if keep:
+            box.storage.append(old.entries(1, keep + 1))
+        box.storage.set_hard_state(HardState(hs.term, hs.vote, min(hs.commit, keep)))
+        cfg = dataclasses.replace(self._config(node_id, box.cfg.voters), recovering=recovering)
+        box.node = RawNode(cfg, box.storage, random.Random(self.seed * 7919))
+        box.applied_data = []
+        flag = " recovering" if recovering else ""
+        self.p(f"restarted {node_id} with entries 1..{keep} (term {hs.term}){flag}")
 
     def cmd_report_unreachable(self, args: list[str]) -> None:
         self.node(args[0]).report_unreachable(nid(args[1]))

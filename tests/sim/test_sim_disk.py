@@ -72,3 +72,40 @@ def test_forgetful_vote_disk_drops_only_the_vote() -> None:
     plain.sync()
     plain.crash()
     assert plain.initial_state()[0].vote == "n2"
+
+
+def test_disk_fault_cuts_synced_entries_reports_them_and_keeps_the_vote() -> None:
+    import random
+
+    for seed in range(20):
+        disk = SimDisk()
+        disk.append(_ents(1, 12, 2))
+        disk.set_hard_state(HardState(term=3, vote="n2", commit=12))
+        disk.sync()
+        what = disk.damage(random.Random(seed))
+        assert what
+        assert 3 <= disk.last_index() < 12  # at most 8 records back (a flip), 5 (a loss)
+        hs = disk.initial_state()[0]
+        assert (hs.term, hs.vote) == (3, "n2")
+        assert hs.commit == disk.last_index()
+        assert disk.recovering
+        disk.crash()  # the report survives crashes until the node caught up
+        assert disk.recovering
+        disk.clear_recovering()
+        assert not disk.recovering
+
+
+def test_disk_fault_never_reaches_below_the_snapshot() -> None:
+    import random
+
+    for seed in range(20):
+        disk = SimDisk()
+        disk.append(_ents(1, 10, 1))
+        disk.sync()
+        disk.create_snapshot(9, ConfState(voters=frozenset({"n1"})), b"s")
+        disk.compact(7)
+        disk.damage(random.Random(seed))
+        assert disk.last_index() == 9
+    empty = SimDisk()
+    assert empty.damage(random.Random(1)) == ""
+    assert not empty.recovering

@@ -20,6 +20,7 @@ class _FakeWorld:
         self.paused: set[NodeId] = set()
         self.periods: dict[NodeId, int] = {}
         self.notes: list[str] = []
+        self.damaged: list[NodeId] = []
 
     def node_ids(self) -> Sequence[NodeId]:
         return self.ids
@@ -33,9 +34,14 @@ class _FakeWorld:
     def is_paused(self, node: NodeId) -> bool:
         return node in self.paused
 
-    def crash(self, node: NodeId) -> None:
+    def crash(self, node: NodeId, *, disk_fault: bool = False) -> None:
         self.down.add(node)
         self.paused.discard(node)  # as in the world: a crashed process is not stopped
+        if disk_fault:
+            self.damaged.append(node)
+
+    def disk_fault_nodes(self) -> Sequence[NodeId]:
+        return self.ids[-1:]
 
     def restart(self, node: NodeId) -> None:
         self.down.discard(node)
@@ -69,6 +75,7 @@ def test_every_fault_kind_starts_and_stops() -> None:
         nem.step(now)
         seen.update(f.kind for f in nem.active)
     assert seen == set(ALL_FAULTS)
+    assert w.damaged and set(w.damaged) <= set(w.disk_fault_nodes())  # only the minority
     nem.stop_due(10**9)
     assert nem.active == []
     assert not w.down and not w.paused and not w.periods

@@ -3,7 +3,9 @@
 (a) a node that forgets its vote on restart -> Election Safety (§5.2: one vote per term,
     persisted); (b) a leader that commits an earlier-term entry by counting replicas ->
     Leader Completeness / State Machine Safety (§5.4.2, Figure 8); (c) a follower that does not
-    truncate a conflicting suffix -> Log Matching (Figure 2 AppendEntries step 3).
+    truncate a conflicting suffix -> Log Matching (Figure 2 AppendEntries step 3); (d) disk
+    faults whose loss storage never reports (protocol-aware recovery off: a node that lost
+    acknowledged entries votes at once) -> Leader Completeness (issue 10 §1).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from raft.sim import (
     Invariant,
     SimConfig,
     SimDisk,
+    UnreportedLossDisk,
     World,
     parse_faults,
     run_seed,
@@ -39,12 +42,13 @@ def _first_violation(
     return None
 
 
-def test_a_forgotten_vote_is_caught_as_election_safety() -> None:
-    configs = [
+def _busy_configs(faults: str) -> list[SimConfig]:
+    """Three nodes, faults every 1-12 ticks lasting 1-12 ticks, no linearizability check."""
+    return [
         SimConfig(
             seed=s,
             nodes=3,
-            faults=parse_faults("crash"),
+            faults=parse_faults(faults),
             steps=300,
             lincheck=False,
             fault_gap_ticks=(1, 12),
@@ -52,6 +56,10 @@ def test_a_forgotten_vote_is_caught_as_election_safety() -> None:
         )
         for s in range(SEEDS_MAX)
     ]
+
+
+def test_a_forgotten_vote_is_caught_as_election_safety() -> None:
+    configs = _busy_configs("crash")
     found = _first_violation(configs, disk_factory=ForgetfulVoteDisk)
     assert found is not None, f"no violation in {SEEDS_MAX} seeds"
     assert found[1] is Invariant.ELECTION_SAFETY
@@ -194,3 +202,12 @@ def test_core_exception_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) 
     assert r.violation.invariant is Invariant.CORE_ERROR
     assert "RuntimeError: boom" in r.violation.detail
     assert r.violation.node in {"n1", "n2", "n3"}
+
+
+def test_an_unreported_disk_loss_is_caught_as_leader_completeness() -> None:
+    configs = _busy_configs("crash,disk,partition")
+    found = _first_violation(configs, disk_factory=UnreportedLossDisk)
+    assert found is not None, f"no violation in {SEEDS_MAX} seeds"
+    assert found[1] in (Invariant.LEADER_COMPLETENESS, Invariant.STATE_MACHINE_SAFETY)
+    # Control: the same seeds with the loss reported (the node recovers first) are clean.
+    assert _first_violation(configs[: found[0] + 1], disk_factory=SimDisk) is None

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 from pathlib import Path
 
 import pytest
 
 from raft.cli import cmd_repair
+from raft.core import Config, Message, MessageType, RawNode
 from raft.core.types import ConfState, Entry, HardState, Snapshot, SnapshotMeta
 from raft.storage import (
     CorruptHardStateError,
@@ -20,7 +22,10 @@ from raft.storage import (
     FsyncPolicy,
     repair,
 )
+from raft.storage.recovering import TERM_LEASE_STEP, WITHHELD_VOTE
 from raft.storage.wal import SEGMENT_HEADER_SIZE, list_segments, scan_wal
+
+MT = MessageType
 
 SEG_BYTES = 1024
 N = 120
@@ -116,6 +121,32 @@ def test_flipped_byte_in_last_record_is_a_torn_tail(data_dir: Path) -> None:
         assert (s.recovery.torn_tail.path, s.recovery.torn_tail.offset) == (seg, off)
         assert "checksum" in s.recovery.torn_tail.reason
         assert_log(s, N - 1)
+        # A whole record failing its checksum was written, maybe synced and acknowledged:
+        # the node comes back recovering (issue 10 §1), and stays so across restarts.
+        assert s.recovering
+    with open_disk(data_dir) as s:
+        assert s.recovering and s.recovery.torn_tail is None
+
+
+def test_flipped_length_of_last_record_is_damage_not_a_torn_write(data_dir: Path) -> None:
+    seg, off = record_offset(data_dir, N)
+    flip(seg, off + 9)  # the length field's high byte: the record now runs past the end
+    with open_disk(data_dir) as s:
+        assert s.recovery.torn_tail is not None
+        assert "past end of file" in s.recovery.torn_tail.reason
+        assert s.recovering
+
+
+@pytest.mark.parametrize("cut", [1, 20])
+def test_a_torn_write_is_not_a_loss(data_dir: Path, cut: int) -> None:
+    """Only an unsynced write can be torn (fsync: always): nothing acknowledged is lost,
+    and the node must not sit out votes, or a power loss on every node would stop the
+    cluster for good."""
+    last_seg = segments(data_dir)[-1]
+    os.truncate(last_seg, os.path.getsize(last_seg) - cut)
+    with open_disk(data_dir) as s:
+        assert s.recovery.torn_tail is not None
+        assert not s.recovering
 
 
 def test_torn_segment_header_after_roll_removes_the_file(data_dir: Path) -> None:
@@ -174,9 +205,14 @@ def test_flipped_byte_mid_log_refuses_then_repair_keeps_prefix(data_dir: Path) -
     assert later and all(not os.path.exists(p) for p in later)
     assert rep.commit_clamped == (N - 5, 49)
     with open_disk(data_dir) as s:
-        assert s.recovery.is_clean()
+        # Entries 50.. may have been acknowledged: the node starts recovering.
+        assert s.recovering and s.recovery.recovering
+        assert "index 50" in s.recovery.recovering
         assert_log(s, 49)
         assert s.hard_state == HardState(term=4, vote="n2", commit=49)
+        s.clear_recovering()
+    with open_disk(data_dir) as s:
+        assert s.recovery.is_clean() and not s.recovering
     assert not repair(data_dir).changed()
 
 
@@ -267,11 +303,47 @@ def test_damaged_hard_state_refuses_and_repair_resets_without_vote(data_dir: Pat
     with pytest.raises(CorruptHardStateError):
         open_disk(data_dir)
     rep = repair(data_dir)
-    assert rep.hardstate_reset == HardState(term=entry(N).term, vote="", commit=0)
+    # The term lease (4 + 16) bounds every term the node stored; the vote is withheld in it.
+    assert rep.hardstate_reset == HardState(term=4 + TERM_LEASE_STEP, vote=WITHHELD_VOTE)
+    assert not any("may vote twice" in line for line in rep.lines())
+    assert rep.recovering is None  # the log is intact
+    with open_disk(data_dir) as s:
+        assert s.hard_state == rep.hardstate_reset
+        assert not s.recovering
+        assert_log(s, N)
+
+
+def _vote_granted(s: DiskStorage, term: int) -> bool:
+    cfg = Config(id="n1", voters=("n1", "n2", "n3"), recovering=s.recovering)
+    node = RawNode(cfg, s, random.Random(1))
+    node.step(Message(type=MT.VOTE, to="n1", sender="n3", term=term, index=N, log_term=9))
+    rd = node.ready()
+    return any(m.type is MT.VOTE_RESP and not m.reject for m in rd.persisted_messages)
+
+
+def test_repaired_hard_state_never_votes_twice_in_a_term(data_dir: Path) -> None:
+    """Issue 10 §1: the node voted for n2 in term 4 (hard state). Damaged and repaired, it
+    must not grant n3 a vote in term 4, nor in any term up to the lease, whatever the
+    log's terms say; a term past the lease is one it never saw."""
+    flip(str(data_dir / "hardstate"), 17)
+    repair(data_dir)
+    for term in (4, 4 + TERM_LEASE_STEP):
+        with open_disk(data_dir) as s:
+            assert not _vote_granted(s, term), term
+    with open_disk(data_dir) as s:
+        assert _vote_granted(s, 4 + TERM_LEASE_STEP + 1)
+
+
+def test_repaired_hard_state_without_a_lease_is_marked_recovering(data_dir: Path) -> None:
+    os.unlink(data_dir / "termlease")
+    flip(str(data_dir / "hardstate"), 17)
+    rep = repair(data_dir)
+    assert rep.lease_missing and rep.recovering is not None
     assert any("may vote twice" in line for line in rep.lines())
     with open_disk(data_dir) as s:
-        assert s.hard_state == HardState(term=entry(N).term, vote="", commit=0)
-        assert_log(s, N)
+        assert s.recovering
+        assert s.hard_state.vote == WITHHELD_VOTE
+        assert not _vote_granted(s, 5)
 
 
 def test_damaged_newest_snapshot_refuses_and_repair_falls_back(data_dir: Path) -> None:
@@ -353,6 +425,25 @@ def test_cli_repair_dry_run_then_repair(data_dir: Path, capsys: pytest.CaptureFi
     assert "drop entries 50..120" in out and "would" not in out
     assert run_cli(["repair", str(data_dir), "--dry-run"]) == 0
     assert "nothing to repair" in capsys.readouterr().out
+
+
+def test_cli_repair_wiped_marks_a_lost_node_and_accept_loss_clears_it(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from raft.cli import CliError
+
+    wiped = tmp_path / "replaced-disk" / "n2"
+    assert run_cli(["repair", "--wiped", str(wiped)]) == 0
+    assert "recovering" in capsys.readouterr().out
+    with open_disk(wiped) as s:
+        assert s.recovering and s.last_index() == 0
+    with pytest.raises(CliError, match="not a wiped data directory"):
+        run_cli(["repair", "--wiped", str(data_dir)])
+    assert run_cli(["repair", "--accept-loss", str(wiped)]) == 0
+    with open_disk(wiped) as s:
+        assert not s.recovering
+    assert run_cli(["repair", "--accept-loss", str(wiped)]) == 0
+    assert "not marked recovering" in capsys.readouterr().out
 
 
 def test_cli_repair_missing_dir_is_a_user_error(tmp_path: Path) -> None:
