@@ -43,7 +43,9 @@ def test_violation_exits_1_and_prints_replay(
     code = main(["sim", "--seeds", "4", "--jobs", "1", "--no-lincheck"])
     out, _ = capsys.readouterr()
     assert code == 1
-    m = re.search(r"VIOLATION seed (\d+): (log-matching|state-machine-safety) at n\d", out)
+    m = re.search(
+        r"VIOLATION seed (\d+): (log-matching|state-machine-safety|quorum|conformance) at n\d", out
+    )
     assert m is not None, out
     assert "last events:" in out
     seed = m.group(1)
