@@ -92,6 +92,7 @@ class ClientPool:
         *,
         open_loop: bool = False,
         sticky: bool = False,
+        leader_bias: float = 0.9,
     ) -> None:
         self._rng = rng
         self.workload = workload
@@ -106,6 +107,8 @@ class ClientPool:
         self._max_slots = 2 * processes
         """Open loop: a new client joins when all are busy, up to this many at once."""
         self._sticky = sticky
+        self._leader_bias = leader_bias
+        """Chance that an operation goes to the newest leader rather than a random node."""
         self._home: dict[int, NodeId] = {}
         """Sticky clients: the node each slot keeps using until it refuses (a client that
         trusts a deposed leader makes that leader grow a long suffix of its own)."""
@@ -144,7 +147,11 @@ class ClientPool:
             node = home
         else:
             leader = world.leader_hint()
-            node = leader if leader is not None and rng.random() < 0.9 else rng.choice(self._nodes)
+            node = (
+                leader
+                if leader is not None and rng.random() < self._leader_bias
+                else rng.choice(self._nodes)
+            )
         roll = rng.random()
         value: Any
         if roll < 0.4:

@@ -140,6 +140,8 @@ class Nemesis:
         buggify: bool = False,
         skew_range: tuple[float, float] = (0.5, 2.0),
         late_hold: tuple[int, int] = (0, 0),
+        max_delay_ticks: int = 8,
+        max_jitter_ticks: int = 4,
     ) -> None:
         self.kinds = tuple(k for k in FaultKind if k in kinds)  # enum order: deterministic
         self.weights: tuple[int, ...] = tuple(1 for _ in self.kinds)
@@ -162,6 +164,8 @@ class Nemesis:
         self._subticks = subticks
         self._skew_range = skew_range
         self._late_hold = late_hold
+        self._max_delay = max_delay_ticks * subticks
+        self._max_jitter = max_jitter_ticks * subticks
         self.active: list[ActiveFault] = []
         self.started = 0
         self.membership_changes = 0
@@ -246,10 +250,12 @@ class Nemesis:
             net.dup_rate = rng.uniform(0.05, 0.3)
             w.note(f"nemesis start dup p={net.dup_rate:.2f}")
         elif kind is FaultKind.REORDER:
-            net.reorder_jitter = rng.randint(self._subticks // 2, 4 * self._subticks)
+            net.reorder_jitter = rng.randint(
+                min(self._subticks // 2, self._max_jitter), self._max_jitter
+            )
             w.note(f"nemesis start reorder jitter={net.reorder_jitter}")
         elif kind is FaultKind.DELAY:
-            net.extra_delay = rng.randint(self._subticks, 8 * self._subticks)
+            net.extra_delay = rng.randint(min(self._subticks, self._max_delay), self._max_delay)
             w.note(f"nemesis start delay +{net.extra_delay}")
         elif kind is FaultKind.PARTITION:
             leader = w.leader_hint()

@@ -113,7 +113,7 @@ LATE_HOLD_ELECTIONS = (2, 15)
 """A late message is held for this many election timeouts (uniform)."""
 STALE_RING = 256
 """Messages remembered for stale replays (the ``late`` fault re-delivers a few of them)."""
-INFLATION_MAX = (3, 8)
+INFLATION_MAX = (2, 3)
 """Term rises allowed in the stable window after heal, with and without pre-vote."""
 
 
@@ -381,6 +381,8 @@ class _Node:
     paused: bool = False
     backlog: list[Message] = field(default_factory=list)
     period: int = SUBTICKS
+    base_period: int = SUBTICKS
+    """The node's normal tick period (another one with ``Drift.BEYOND``)."""
     term: int = 0
     role: Role = Role.FOLLOWER
     leader: NodeId = ""
@@ -514,10 +516,18 @@ class World:
         self._conf_index = 0
         self._min_voters = 2 if config.nodes <= 4 else 3
         e = config.election_timeout_ticks * SUBTICKS
-        if self.read_mode is ReadMode.LEASE:
-            skew = (0.2, 5.0) if config.drift is Drift.BEYOND else (0.97, 1.03)
-        else:
-            skew = (0.5, 2.0)
+        faults = config.faults
+        delay_ticks, jitter_ticks = 8, 4
+        skew = (0.5, 2.0)
+        if self.read_mode is ReadMode.LEASE and config.drift is Drift.BEYOND:
+            skew = (3.0, 10.0)  # a slowed leader believes in its lease for far too long
+        elif self.read_mode is ReadMode.LEASE:
+            # Within what a lease assumes (thesis §6.4.1): clock drift of a few percent,
+            # message delay well below an election timeout, no process pauses (a paused
+            # leader's clock stops: unbounded drift) and no messages from long ago.
+            skew = (0.97, 1.03)
+            delay_ticks, jitter_ticks = 1, 1
+            faults = faults - {FaultKind.PAUSE, FaultKind.LATE}
         timing = NemesisTiming(
             gap_min=config.fault_gap_ticks[0] * SUBTICKS,
             gap_max=config.fault_gap_ticks[1] * SUBTICKS,
@@ -525,7 +535,7 @@ class World:
             duration_max=config.fault_duration_ticks[1] * SUBTICKS,
         )
         self.nemesis = Nemesis(
-            config.faults,
+            faults,
             rng,
             self,
             timing,
@@ -533,8 +543,16 @@ class World:
             buggify=config.buggify,
             skew_range=skew,
             late_hold=(LATE_HOLD_ELECTIONS[0] * e, LATE_HOLD_ELECTIONS[1] * e),
+            max_delay_ticks=delay_ticks,
+            max_jitter_ticks=jitter_ticks,
         )
         self.network.late_cap = self._heal_at
+        if config.drift is Drift.BEYOND:
+            # Every clock runs fast for good and the skew fault slows one (often the leader)
+            # down 3-10x: followers stop honouring a leader's lease long before the
+            # leader's own clock says it ran out.
+            for n in self._nodes.values():
+                n.base_period = n.period = max(1, int(SUBTICKS * rng.uniform(0.15, 0.5)))
         self.conformance = Conformance(self._check_quorum)
         self._stale: deque[Message] = deque(maxlen=STALE_RING)
         self._inflation_base: int | None = None
@@ -551,6 +569,7 @@ class World:
             timeout=30 * SUBTICKS,
             open_loop=self._open_loop,
             sticky=self._sticky,
+            leader_bias=0.3 if config.drift is Drift.BEYOND else 0.9,
         )
         self.clients.on_event = self._note
         self._probe: _Probe | None = None
@@ -1300,7 +1319,8 @@ class World:
             self._deliver(m)
 
     def set_tick_period(self, node: NodeId, period: int | None) -> None:
-        self._nodes[node].period = SUBTICKS if period is None else period
+        n = self._nodes[node]
+        n.period = n.base_period if period is None else period
 
     def campaign(self, node: NodeId) -> None:
         """Make ``node`` start an election now (scripts)."""
