@@ -18,7 +18,7 @@ from raft.core.log import RaftLog
 from raft.core.quorum import JointConfig, VoteResult, majority_committed_index
 from raft.core.quorum import majority_vote_result as _mvr
 from raft.core.raft import Raft
-from raft.sim import Drift, Invariant, SimConfig, SimResult, parse_faults, run_seed
+from raft.sim import Drift, Invariant, ReadMode, SimConfig, SimResult, parse_faults, run_seed
 
 MT = MessageType
 
@@ -187,18 +187,16 @@ def test_lease_read_without_check_quorum_is_caught(monkeypatch: pytest.MonkeyPat
         self._response_to_read_index(m, self.raft_log.committed)  # no round, no lease
 
     monkeypatch.setattr(Raft, "_send_read_index_response", lease_always)
-    _, r = _hunt(
-        _seeds(check_quorum=False, faults=parse_faults("partition,crash,pause,drop")), 60
-    )
+    _, r = _hunt(_seeds(check_quorum=False, faults=parse_faults("partition,crash,pause,drop")), 60)
     _expect(r, Invariant.LINEARIZABILITY)
 
 
 def test_lease_reads_beyond_the_drift_bound_are_caught() -> None:
-    """No bug planted: the real core's lease reads under clock skew far beyond what the
-    lease assumes. The checker must see the stale reads this causes."""
-    _, r = _hunt(
-        _seeds(drift=Drift.BEYOND, faults=parse_faults("skew,partition"), buggify=False), 60
-    )
+    """No bug planted: the real core's lease reads with every assumption of a lease broken
+    (fast clocks everywhere, a leader slowed 3-10x, pauses, messages from long ago). The
+    checker must see the stale reads this causes."""
+    faults = parse_faults("late,partition,pause,skew,dup")
+    _, r = _hunt(_seeds(nodes=3, drift=Drift.BEYOND, faults=faults, buggify=False), 40)
     _expect(r, Invariant.LINEARIZABILITY)
 
 
@@ -250,6 +248,6 @@ def _clean(configs: Iterable[SimConfig], n: int) -> Callable[[], None]:
 
 
 def test_controls_real_core_is_clean_on_the_hunting_configs() -> None:
-    _clean(_membership_seeds(), 15)()
-    _clean(_seeds(snapshot_every=1, pre_vote=False, check_quorum=False), 10)()
-    _clean(_seeds(check_quorum=True, read_mode=None, faults=parse_faults("skew,partition")), 10)()
+    _clean(_membership_seeds(), 6)()
+    _clean(_seeds(snapshot_every=1, pre_vote=False, check_quorum=False), 4)()
+    _clean(_seeds(check_quorum=True, read_mode=ReadMode.LEASE, faults=parse_faults("all")), 4)()
