@@ -61,6 +61,10 @@ class ClientTarget(Protocol):
 
     def leader_hint(self) -> NodeId | None: ...
 
+    def leader_seen_by(self, node: NodeId) -> NodeId | None:
+        """Who ``node`` believes leads (maybe a deposed leader, or itself)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -146,7 +150,13 @@ class ClientPool:
         if home is not None:
             node = home
         else:
-            leader = world.leader_hint()
+            # Half the time the client asks a random node who leads, as a real client does:
+            # a node cut off with a deposed leader points at it, so stale leaders get
+            # requests (and stale reads, if they serve any).
+            if rng.random() < 0.5:
+                leader = world.leader_seen_by(rng.choice(self._nodes))
+            else:
+                leader = world.leader_hint()
             node = (
                 leader
                 if leader is not None and rng.random() < self._leader_bias

@@ -1112,6 +1112,12 @@ class World:
                 best = node
         return None if best is None else best.id
 
+    def leader_seen_by(self, node: NodeId) -> NodeId | None:
+        n = self._nodes[node]
+        if n.raw is None or not n.leader:
+            return None
+        return n.leader
+
     def is_up(self, node: NodeId) -> bool:
         return self._nodes[node].raw is not None
 
