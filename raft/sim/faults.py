@@ -142,6 +142,7 @@ class Nemesis:
         late_hold: tuple[int, int] = (0, 0),
         max_delay_ticks: int = 8,
         max_jitter_ticks: int = 4,
+        lease_attack: bool = False,
     ) -> None:
         self.kinds = tuple(k for k in FaultKind if k in kinds)  # enum order: deterministic
         self.weights: tuple[int, ...] = tuple(1 for _ in self.kinds)
@@ -166,6 +167,8 @@ class Nemesis:
         self._late_hold = late_hold
         self._max_delay = max_delay_ticks * subticks
         self._max_jitter = max_jitter_ticks * subticks
+        self._lease_attack = lease_attack
+        """Slow a leader's clock whenever a partition cuts it off (``Drift.BEYOND``)."""
         self.active: list[ActiveFault] = []
         self.started = 0
         self.membership_changes = 0
@@ -268,6 +271,13 @@ class Nemesis:
             side = sorted(shuffled[:size])
             net.partition(side, sorted(shuffled[size:]))
             w.note(f"nemesis start partition {side} | {sorted(shuffled[size:])}")
+            if self._lease_attack and leader is not None and leader in side:
+                # Lease attack: the cut-off leader's clock also slows down, so it trusts its
+                # lease long after the majority elected another leader.
+                period = int(self._subticks * rng.uniform(*self._skew_range))
+                w.set_tick_period(leader, max(1, period))
+                w.note(f"nemesis start skew {leader} period={period} (with the partition)")
+                self.active.append(ActiveFault(FaultKind.SKEW, stop_at, leader))
         elif kind is FaultKind.ONEWAY:
             node = self._pick_node(ids)
             assert node is not None

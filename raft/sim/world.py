@@ -498,9 +498,11 @@ class World:
         if config.open_loop is not None:
             self._open_loop = config.open_loop
         if config.drift is Drift.BEYOND:
-            # Evidence mode: lease reads with clocks far outside the lease's assumption.
+            # Evidence mode: lease reads with clocks far outside the lease's assumption, and
+            # open-loop clients, so a client stuck at a cut-off leader blocks no other.
             self._check_quorum = True
             self.read_mode = ReadMode.LEASE
+            self._open_loop = True
         elif config.read_mode is not None:
             self.read_mode = config.read_mode
         else:
@@ -545,6 +547,7 @@ class World:
             late_hold=(LATE_HOLD_ELECTIONS[0] * e, LATE_HOLD_ELECTIONS[1] * e),
             max_delay_ticks=delay_ticks,
             max_jitter_ticks=jitter_ticks,
+            lease_attack=config.drift is Drift.BEYOND,
         )
         self.network.late_cap = self._heal_at
         if config.drift is Drift.BEYOND:
