@@ -16,11 +16,17 @@ def _stale_vote(to: str, term: int) -> Message:
     return Message(type=MT.VOTE, to=to, sender="n2", term=term, index=0, log_term=0)
 
 
-def test_refused_vote_adopts_the_term_but_keeps_the_timer() -> None:
+def _cluster_with_an_entry() -> Network:
+    """n1 leads three nodes without pre-vote or check-quorum; everyone holds one entry."""
     net = Network(3, pre_vote=False, check_quorum=False)
     net.elect("n1")
     net.node("n1").propose(b"a")
     net.stabilize()
+    return net
+
+
+def test_refused_vote_adopts_the_term_but_keeps_the_timer() -> None:
+    net = _cluster_with_an_entry()
     n3 = net.node("n3")
     net.tick("n3", 5)
     n3.step(_stale_vote("n3", n3.raft.term + 3))
@@ -29,10 +35,7 @@ def test_refused_vote_adopts_the_term_but_keeps_the_timer() -> None:
 
 
 def test_up_to_date_node_campaigns_despite_a_hopeless_disruptor() -> None:
-    net = Network(3, pre_vote=False, check_quorum=False)
-    net.elect("n1")
-    net.node("n1").propose(b"a")
-    net.stabilize()
+    net = _cluster_with_an_entry()
     n3 = net.node("n3")
     for _ in range(5):
         net.tick("n3", 9)  # just under the minimum election timeout (10)
