@@ -392,6 +392,8 @@ class _Node:
     """The configuration as of ``applied`` (what the node's snapshots record)."""
     decommissioned: bool = False
     """Removed from the cluster and powered off (restarted only when re-added)."""
+    keep_until: int = 0
+    """A node being re-added stays up until then even while its addition is pending."""
     elected_term: int = 0
     """Term whose election the quorum check has judged."""
     checked_commit: tuple[int, int] = (0, 0)
@@ -670,7 +672,10 @@ class World:
                 self._note("nemesis heal all")
                 for nid in self._ids:
                     if not self._is_member(nid):
-                        self._decommission(nid)
+                        self._decommission(nid, force=True)
+                    elif self._nodes[nid].decommissioned:
+                        # Every member runs after the heal (heal_all restarts it below).
+                        self._nodes[nid].decommissioned = False
                 self.nemesis.heal_all()
                 self.message_filter = None
                 self._drain_dirty()
@@ -1195,9 +1200,14 @@ class World:
                 majority = sorted(x for x in self._ids if x not in minority)
                 self.nemesis.start_partition(minority, majority, self.now)
 
-    def _decommission(self, node: NodeId) -> None:
+    def _decommission(self, node: NodeId, *, force: bool = False) -> None:
+        """Power ``node`` off if it is not a member; ``force`` (at heal) even while it is
+        being re-added (a learner left off never blocks liveness; a non-member left
+        running without pre-vote would disrupt the healed cluster)."""
         n = self._nodes[node]
         if n.decommissioned or self._is_member(node):
+            return
+        if self.now < n.keep_until and not force:
             return
         if n.raw is not None:
             n.raw = None
@@ -1211,14 +1221,17 @@ class World:
 
     def _recommission(self, node: NodeId) -> None:
         n = self._nodes[node]
+        e = self.config.election_timeout_ticks * SUBTICKS
+        # Powered off again unless the change that adds it commits; an earlier power-off
+        # still pending (it was removed moments ago) must not catch it while that change
+        # is in flight.
+        n.keep_until = self.now + 10 * e
+        self._at(n.keep_until, _EV_DECOMMISSION, node)
         if not n.decommissioned:
             return
         n.decommissioned = False
         self._start_node(n)
         self._note(f"recommission {node} with its old disk (term {n.term})")
-        e = self.config.election_timeout_ticks * SUBTICKS
-        # Powered off again unless the change that adds it commits.
-        self._at(self.now + 10 * e, _EV_DECOMMISSION, node)
 
     def change_membership(self) -> str | None:
         """Propose a random membership change at the leader, one the core should accept:
