@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from deploy.errors import LabError
 
 if TYPE_CHECKING:
-    from raft.sim import SimConfig, SwarmSummary
+    from raft.sim import SimConfig, SimResult, SwarmSummary
 
 DEFAULT_STEPS = 300
+LONG_STEPS = 3000
 
 
 def register(subparsers: Any) -> None:
@@ -42,17 +43,63 @@ def register(subparsers: Any) -> None:
     p.add_argument("--runs", default="runs", metavar="DIR", help="runs root for SPEC runs")
     p.add_argument("--seeds", type=int, default=100, metavar="N", help="run seeds 0..N-1")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run only seed S")
-    p.add_argument("--nodes", type=int, default=5, help="cluster size, 3..7 (default 5)")
+    p.add_argument(
+        "--nodes",
+        default="5",
+        help="cluster size, 3..7, or a list such as 3,4,5,7 (seed i gets the (i mod len)th; "
+        "default 5)",
+    )
+    p.add_argument(
+        "--clients",
+        type=int,
+        default=3,
+        metavar="N",
+        help="concurrent clients (default 3; open-loop seeds admit up to 2N)",
+    )
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help=f"long runs: {LONG_STEPS} ticks per seed unless --steps says otherwise",
+    )
+    p.add_argument(
+        "--lease-drift",
+        choices=("bounded", "beyond"),
+        default="bounded",
+        help="bounded: lease-read seeds keep clock drift within the lease's assumption (must "
+        "pass); beyond: every seed uses lease reads under wild clock skew (violations are "
+        "expected: evidence that the checker sees them)",
+    )
+    p.add_argument(
+        "--no-buggify",
+        dest="buggify",
+        action="store_false",
+        help="every enabled fault with the same weight on every seed (default: a random mix "
+        "per seed)",
+    )
+    p.add_argument(
+        "--max-events",
+        type=int,
+        default=2_000_000,
+        metavar="E",
+        help="event budget per seed; more is reported as a livelock (default 2000000)",
+    )
+    p.add_argument(
+        "--max-seed-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="wall-clock budget per seed; more is reported as a livelock (default 300)",
+    )
     p.add_argument(
         "--faults",
         default="all",
-        help="comma-separated: drop,dup,reorder,delay,partition,oneway,crash,pause,skew,disk, "
-        "or all, or none (default all)",
+        help="comma-separated: drop,dup,reorder,delay,partition,oneway,crash,pause,skew,disk,"
+        "late,member, or all, or none (default all)",
     )
     p.add_argument(
         "--steps",
         type=int,
-        default=DEFAULT_STEPS,
+        default=None,
         metavar="K",
         help=f"length of each run in ticks of virtual time (default {DEFAULT_STEPS})",
     )
@@ -103,6 +150,7 @@ class _ProgressBar:
 
 def func(args: argparse.Namespace) -> int:
     from raft.sim import (
+        Drift,
         FaultSpecError,
         SimConfig,
         SimConfigError,
@@ -123,34 +171,70 @@ def func(args: argparse.Namespace) -> int:
     if jobs < 1:
         raise LabError(f"--jobs must be >= 1, got {jobs}")
     seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
+    sizes = _parse_nodes(args.nodes)
+    steps = args.steps if args.steps is not None else LONG_STEPS if args.long else DEFAULT_STEPS
     try:
         configs = [
             SimConfig(
                 seed=s,
-                nodes=args.nodes,
+                nodes=sizes[s % len(sizes)],
                 faults=faults,
-                steps=args.steps,
+                steps=steps,
                 trace=args.trace,
                 workload=Workload(args.workload),
+                clients=args.clients,
                 lincheck=args.lincheck,
+                drift=Drift(args.lease_drift),
+                buggify=args.buggify,
+                max_events=args.max_events,
+                max_wall_s=args.max_seed_seconds,
             )
             for s in seeds
         ]
     except SimConfigError as exc:
         raise LabError(str(exc)) from None
+    by_seed = {c.seed: c for c in configs}
     progress = _ProgressBar(sys.stderr, len(configs)) if len(configs) > 1 else None
-    summary = run_swarm(configs, jobs=min(jobs, len(configs)), progress=progress)
+
+    def on_result(r: SimResult) -> None:
+        if not r.ok:  # printed at once: a swarm never hides a failure until it ends
+            _print_failure(r, by_seed[r.seed], sys.stdout)
+
+    summary = run_swarm(
+        configs, jobs=min(jobs, len(configs)), progress=progress, on_result=on_result
+    )
     try:
-        _report(summary, configs, seeds, args.trace, sys.stdout)
+        _report(summary, configs, args.trace, sys.stdout)
     except BrokenPipeError:  # `raftlab sim ... --trace | head`: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if summary.violations else 0
 
 
+def _parse_nodes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LabError(f"--nodes must be a number or a list like 3,4,5,7, got {text!r}") from None
+    if not sizes:
+        raise LabError("--nodes is empty")
+    return sizes
+
+
+def _print_failure(r: SimResult, cfg: SimConfig, out: TextIO) -> None:
+    try:
+        out.write(f"VIOLATION seed {r.seed}: {r.violation}\n")
+        out.write("  last events:\n")
+        for line in r.trace_tail[-20:]:
+            out.write(f"    {line}\n")
+        out.write(f"  replay: {cfg.replay_command()}\n")
+        out.flush()
+    except BrokenPipeError:
+        pass
+
+
 def _report(
     summary: SwarmSummary,
     configs: list[SimConfig],
-    seeds: list[int],
     trace: bool,
     out: TextIO,
 ) -> None:
@@ -159,18 +243,13 @@ def _report(
             out.write(f"--- trace of seed {r.seed} ---\n")
             for line in r.trace:
                 out.write(line + "\n")
-    for r in summary.failures:
-        cfg = configs[seeds.index(r.seed)]
-        out.write(f"VIOLATION seed {r.seed}: {r.violation}\n")
-        out.write("  last events:\n")
-        for line in r.trace_tail[-20:]:
-            out.write(f"    {line}\n")
-        out.write(f"  replay: {cfg.replay_command()}\n")
     verdicts = ", ".join(f"{n} {v}" for v, n in summary.lincheck)
     out.write(
         f"seeds {summary.seeds}  steps {summary.steps} ticks  events {summary.events}  "
         f"elections {summary.elections}  commits {summary.commits}  "
         f"client ops {summary.client_ops} (ok {summary.client_ok})  faults {summary.faults}  "
+        f"membership changes {summary.membership_changes}  late/stale messages "
+        f"{summary.late_messages}  snapshots installed {summary.snapshots_installed}  "
         f"lincheck: {verdicts}  violations {summary.violations}  "
         f"wall {summary.wall_s:.1f}s\n"
     )

@@ -437,6 +437,14 @@ class Raft:
                 pass  # the future term we asked about; handled when the pre-vote is won
             elif m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
                 self.become_follower(m.term, m.sender)  # §5.1: a newer leader
+            elif m.type == MT.VOTE and not self.raft_log.is_up_to_date(m.index, m.log_term):
+                # §5.1: adopt the term, but a vote we will refuse does not restart our
+                # election timer (Figure 2 restarts it on granting a vote only). Otherwise a
+                # candidate that can never win (stale log, no pre-vote) keeps resetting the
+                # timers of the nodes that could, and no leader is ever elected.
+                elapsed = self.election_elapsed
+                self.become_follower(m.term, NONE)
+                self.election_elapsed = elapsed
             else:
                 self.become_follower(m.term, NONE)  # §5.1: step down on a higher term
         elif m.term < self.term:
@@ -747,14 +755,26 @@ class Raft:
             )
 
     def _send_read_index_response(self, m: Message) -> None:
-        if self.read_only.option == ReadOnlyOption.SAFE:
-            # Thesis §6.4 step 2-3: confirm leadership with a heartbeat round.
-            self.read_only.add_request(self.raft_log.committed, m)
-            self.read_only.recv_ack(self.id, m.context)
-            self._bcast_heartbeat(m.context)
-        else:
-            # Lease: check-quorum guarantees no other leader within the lease (bounded drift).
+        if self.read_only.option == ReadOnlyOption.LEASE_BASED and self._lease_is_fresh():
             self._response_to_read_index(m, self.raft_log.committed)
+            return
+        # Thesis §6.4 step 2-3: confirm leadership with a heartbeat round.
+        self.read_only.add_request(self.raft_log.committed, m)
+        self.read_only.recv_ack(self.id, m.context)
+        self._bcast_heartbeat(m.context)
+
+    def _lease_is_fresh(self) -> bool:
+        """Thesis §6.4.1: a quorum answered messages sent in this check-quorum round, less
+        than half an election timeout ago, so none of them votes for another leader before
+        its own election timeout runs out (given bounded clock drift and message delay).
+        Not "check-quorum has not deposed us": a leader keeps its role up to two timeouts
+        after its last contact (the check looks back a whole round) while followers may
+        elect another after one; a lease that long serves stale reads. Outside the fresh
+        window a lease read falls back to a heartbeat round."""
+        return (
+            self.trk.quorum_active()
+            and self.election_elapsed < self.cfg.election_timeout_ticks // 2
+        )
 
     def _release_pending_read_index_messages(self) -> None:
         if not self._committed_entry_in_current_term():
@@ -798,7 +818,7 @@ class Raft:
                 self._follower_lost_entries(pr, m.sender, m.index)
             if pr.match < self.raft_log.last_index() or m.reject:
                 self._send_append(m.sender)
-            if self.read_only.option != ReadOnlyOption.SAFE or not m.context:
+            if not m.context:
                 return
             acks = self.read_only.recv_ack(m.sender, m.context)
             if acks is None or self.trk.voters.vote_result(acks) != VoteResult.WON:

@@ -1,7 +1,8 @@
 """The deterministic simulator: the real Raft core (:class:`raft.core.RawNode`) under a
 seeded, hostile world (lossy network, partitions, crashes that lose unsynced writes, pauses,
-clock skew), with Raft's safety properties checked after every step, liveness after faults
-heal, and the clients' history checked for linearizability.
+clock skew, very late and replayed messages, membership changes), with Raft's safety
+properties and protocol conformance checked after every step, liveness after faults heal,
+and the clients' history checked for linearizability.
 
 ```python
 from raft.sim import SimConfig, run_seed, run_swarm
@@ -13,6 +14,7 @@ result.violation          # None, or the first broken invariant
 """
 
 from raft.sim.clients import ClientPool, Workload
+from raft.sim.conformance import Conformance
 from raft.sim.disk import ForgetfulVoteDisk, SimDisk, UnreportedLossDisk
 from raft.sim.faults import ALL_FAULTS, FaultKind, FaultSpecError, format_faults, parse_faults
 from raft.sim.invariants import Invariant, LivenessMonitor, SafetyChecker, Violation
@@ -21,7 +23,9 @@ from raft.sim.swarm import SwarmSummary, run_swarm
 from raft.sim.world import (
     SUBTICKS,
     DiskFactory,
+    Drift,
     MessageFilter,
+    ReadMode,
     Script,
     ScriptAction,
     SimConfig,
@@ -35,7 +39,9 @@ __all__ = [
     "ALL_FAULTS",
     "SUBTICKS",
     "ClientPool",
+    "Conformance",
     "DiskFactory",
+    "Drift",
     "FaultKind",
     "FaultSpecError",
     "ForgetfulVoteDisk",
@@ -43,6 +49,7 @@ __all__ = [
     "LivenessMonitor",
     "MessageFilter",
     "Network",
+    "ReadMode",
     "SafetyChecker",
     "Script",
     "ScriptAction",

@@ -61,6 +61,10 @@ class ClientTarget(Protocol):
 
     def leader_hint(self) -> NodeId | None: ...
 
+    def leader_seen_by(self, node: NodeId) -> NodeId | None:
+        """Who ``node`` believes leads (maybe a deposed leader, or itself)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -89,6 +93,10 @@ class ClientPool:
         ns_per_unit: int,
         timeout: int,
         keys: int = 3,
+        *,
+        open_loop: bool = False,
+        sticky: bool = False,
+        leader_bias: float = 0.9,
     ) -> None:
         self._rng = rng
         self.workload = workload
@@ -99,6 +107,15 @@ class ClientPool:
         self._slots: list[int] = list(range(processes))
         """Process number currently behind each client slot (replaced after ``info``)."""
         self._next_process = processes
+        self._open_loop = open_loop
+        self._max_slots = 2 * processes
+        """Open loop: a new client joins when all are busy, up to this many at once."""
+        self._sticky = sticky
+        self._leader_bias = leader_bias
+        """Chance that an operation goes to the newest leader rather than a random node."""
+        self._home: dict[int, NodeId] = {}
+        """Sticky clients: the node each slot keeps using until it refuses (a client that
+        trusts a deposed leader makes that leader grow a long suffix of its own)."""
         self._pending: dict[int, _Pending] = {}
         """Outstanding operation per slot."""
         self._next_value = 1
@@ -119,13 +136,32 @@ class ClientPool:
         """A random idle client invokes one operation (nothing when all are busy)."""
         idle = [s for s in range(len(self._slots)) if s not in self._pending]
         if not idle:
-            return
+            if not self._open_loop or len(self._slots) >= self._max_slots:
+                return
+            # Open loop: requests keep arriving whether or not earlier ones completed.
+            self._slots.append(self._next_process)
+            self._next_process += 1
+            idle = [len(self._slots) - 1]
         rng = self._rng
         slot = rng.choice(idle)
         process = self._slots[slot]
         key = rng.choice(self._keys)
-        leader = world.leader_hint()
-        node = leader if leader is not None and rng.random() < 0.9 else rng.choice(self._nodes)
+        home = self._home.get(slot) if self._sticky else None
+        if home is not None:
+            node = home
+        else:
+            # Half the time the client asks a random node who leads, as a real client does:
+            # a node cut off with a deposed leader points at it, so stale leaders get
+            # requests (and stale reads, if they serve any).
+            if rng.random() < 0.5:
+                leader = world.leader_seen_by(rng.choice(self._nodes))
+            else:
+                leader = world.leader_hint()
+            node = (
+                leader
+                if leader is not None and rng.random() < self._leader_bias
+                else rng.choice(self._nodes)
+            )
         roll = rng.random()
         value: Any
         if roll < 0.4:
@@ -221,6 +257,11 @@ class ClientPool:
         self, slot: int, op: _Pending, kind: str, now: int, error: str | None = None
     ) -> None:
         self._pending.pop(slot, None)
+        if self._sticky:
+            if kind == "ok":
+                self._home[slot] = op.node
+            elif kind == "info" or error in ("NotLeaderError", "unavailable", "node crashed"):
+                self._home.pop(slot, None)
         value = op.value if kind != "fail" or op.f != "read" else None
         self._record(op.process, kind, op.f, op.key, value, now, op.node, error)
         if kind == "ok":

@@ -31,6 +31,8 @@ class FaultKind(enum.Enum):
     PAUSE = "pause"  # a node stops (SIGSTOP): no ticks, inbound messages queue up
     SKEW = "skew"  # a node's clock runs fast or slow (ticks at another rate)
     DISK = "disk"  # a crash that also damages a minority node's disk (lost synced tail)
+    LATE = "late"  # some messages arrive many election timeouts late; old ones are replayed
+    MEMBER = "member"  # membership changes (add, remove, promote, demote, joint, leader leaves)
 
 
 ALL_FAULTS: frozenset[FaultKind] = frozenset(FaultKind)
@@ -101,6 +103,15 @@ class FaultTarget(Protocol):
         """Record a nemesis action in the trace."""
         ...
 
+    def replay_stale(self, count: int) -> int:
+        """Deliver ``count`` copies of old messages again, later (a network may); returns
+        how many were scheduled."""
+        ...
+
+    def change_membership(self) -> str | None:
+        """Propose a random membership change at the leader; returns what, or None."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ActiveFault:
@@ -130,14 +141,48 @@ class Nemesis:
         world: FaultTarget,
         timing: NemesisTiming,
         subticks: int,
+        *,
+        buggify: bool = False,
+        skew_range: tuple[float, float] = (0.5, 2.0),
+        late_hold: tuple[int, int] = (0, 0),
+        max_delay_ticks: int = 8,
+        max_jitter_ticks: int = 4,
+        lease_attack: bool = False,
     ) -> None:
         self.kinds = tuple(k for k in FaultKind if k in kinds)  # enum order: deterministic
+        self.weights: tuple[int, ...] = tuple(1 for _ in self.kinds)
+        """Relative chance of each kind when a fault starts."""
+        if buggify and self.kinds:
+            # BUGGIFY/VOPR: each seed its own mix. Some kinds are off, the rest weighted, so
+            # a seed may be all partitions and crashes, another mostly late messages.
+            weights = [0 if rng.random() < 0.3 else rng.choice((1, 2, 4, 8)) for _ in self.kinds]
+            if not any(weights):
+                weights[rng.randrange(len(weights))] = 1
+            self.weights = tuple(weights)
+        self._member_p = 0.0
+        """Chance of a membership change at each nemesis step (0 when ``member`` is off)."""
+        if FaultKind.MEMBER in self.kinds:
+            weight = self.weights[self.kinds.index(FaultKind.MEMBER)]
+            self._member_p = min(1.0, 0.15 * weight) if buggify else 0.5
         self._rng = rng
         self._world = world
         self._timing = timing
         self._subticks = subticks
+        self._skew_range = skew_range
+        self._late_hold = late_hold
+        self._max_delay = max_delay_ticks * subticks
+        self._max_jitter = max_jitter_ticks * subticks
+        self._lease_attack = lease_attack
+        """Slow a leader's clock whenever a partition cuts it off (``Drift.BEYOND``)."""
         self.active: list[ActiveFault] = []
         self.started = 0
+        self.membership_changes = 0
+
+    def describe(self) -> str:
+        """The seed's fault mix, e.g. ``crash:4 late:1`` (kinds with weight 0 left out)."""
+        return " ".join(
+            f"{k.value}:{w}" for k, w in zip(self.kinds, self.weights, strict=True) if w
+        )
 
     def next_gap(self) -> int:
         return self._rng.randint(self._timing.gap_min, self._timing.gap_max)
@@ -145,8 +190,14 @@ class Nemesis:
     def step(self, now: int) -> None:
         """Stop the faults that are due, then start one new fault (if any kind is enabled)."""
         self.stop_due(now)
-        if self.kinds:
-            self._start(self._rng.choice(self.kinds), now)
+        if not self.kinds:
+            return
+        kind = self._rng.choices(self.kinds, self.weights)[0]
+        if kind is not FaultKind.MEMBER:
+            self._start(kind, now)
+        # Membership changes run beside the faults (not instead of one), at the seed's rate.
+        if self._member_p and self._rng.random() < self._member_p:
+            self._start(FaultKind.MEMBER, now)
 
     def stop_due(self, now: int) -> None:
         due = [f for f in self.active if f.stop_at <= now]
@@ -167,6 +218,14 @@ class Nemesis:
             elif self._world.is_paused(node):
                 self._world.resume(node)
             self._world.set_tick_period(node, None)
+
+    def start_partition(self, side_a: Sequence[NodeId], side_b: Sequence[NodeId], now: int) -> None:
+        """An aimed partition (the world cuts the leader off in a joint phase); healed like
+        any other partition."""
+        self._world.network.partition(side_a, side_b)
+        self._world.note(f"nemesis aimed partition {list(side_a)} | {list(side_b)}")
+        self.started += 1
+        self.active.append(ActiveFault(FaultKind.PARTITION, now + self._duration()))
 
     # -- start/stop by kind --------------------------------------------------------------
     def _duration(self) -> int:
@@ -199,10 +258,12 @@ class Nemesis:
             net.dup_rate = rng.uniform(0.05, 0.3)
             w.note(f"nemesis start dup p={net.dup_rate:.2f}")
         elif kind is FaultKind.REORDER:
-            net.reorder_jitter = rng.randint(self._subticks // 2, 4 * self._subticks)
+            net.reorder_jitter = rng.randint(
+                min(self._subticks // 2, self._max_jitter), self._max_jitter
+            )
             w.note(f"nemesis start reorder jitter={net.reorder_jitter}")
         elif kind is FaultKind.DELAY:
-            net.extra_delay = rng.randint(self._subticks, 8 * self._subticks)
+            net.extra_delay = rng.randint(min(self._subticks, self._max_delay), self._max_delay)
             w.note(f"nemesis start delay +{net.extra_delay}")
         elif kind is FaultKind.PARTITION:
             leader = w.leader_hint()
@@ -215,6 +276,13 @@ class Nemesis:
             side = sorted(shuffled[:size])
             net.partition(side, sorted(shuffled[size:]))
             w.note(f"nemesis start partition {side} | {sorted(shuffled[size:])}")
+            if self._lease_attack and leader is not None and leader in side:
+                # Lease attack: the cut-off leader's clock also slows down, so it trusts its
+                # lease long after the majority elected another leader.
+                period = int(self._subticks * rng.uniform(*self._skew_range))
+                w.set_tick_period(leader, max(1, period))
+                w.note(f"nemesis start skew {leader} period={period} (with the partition)")
+                self.active.append(ActiveFault(FaultKind.SKEW, stop_at, leader))
         elif kind is FaultKind.ONEWAY:
             node = self._pick_node(ids)
             assert node is not None
@@ -250,10 +318,23 @@ class Nemesis:
         elif kind is FaultKind.SKEW:
             node = self._pick_node(ids)
             assert node is not None
-            period = int(self._subticks * rng.uniform(0.5, 2.0))
+            period = int(self._subticks * rng.uniform(*self._skew_range))
             w.set_tick_period(node, max(1, period))
             w.note(f"nemesis start skew {node} period={period}")
             target = node
+        elif kind is FaultKind.LATE:
+            net.late_rate = rng.uniform(0.02, 0.2)
+            net.late_hold = self._late_hold
+            replayed = w.replay_stale(rng.randint(1, 10))
+            w.note(f"nemesis start late p={net.late_rate:.2f}, {replayed} old messages replayed")
+        elif kind is FaultKind.MEMBER:
+            what = w.change_membership()
+            if what is None:
+                return
+            self.membership_changes += 1
+            w.note(f"nemesis membership {what}")
+            self.started += 1
+            return  # nothing to stop: the change stays (or fails on its own)
         self.started += 1
         self.active.append(ActiveFault(kind=kind, stop_at=stop_at, target=target))
 
@@ -269,6 +350,8 @@ class Nemesis:
             net.reorder_jitter = 0
         elif kind is FaultKind.DELAY:
             net.extra_delay = 0
+        elif kind is FaultKind.LATE:
+            net.late_rate = 0.0
         elif kind in (FaultKind.PARTITION, FaultKind.ONEWAY):
             # Overlapping link faults: the links heal when the last of them stops.
             if not any(a.kind in _LINK_KINDS for a in self.active):
@@ -286,5 +369,7 @@ class Nemesis:
         w.note(f"nemesis stop {kind.value} {f.target}".rstrip())
 
 
-_NETWORK_WIDE = frozenset({FaultKind.DROP, FaultKind.DUP, FaultKind.REORDER, FaultKind.DELAY})
+_NETWORK_WIDE = frozenset(
+    {FaultKind.DROP, FaultKind.DUP, FaultKind.REORDER, FaultKind.DELAY, FaultKind.LATE}
+)
 _LINK_KINDS = frozenset({FaultKind.PARTITION, FaultKind.ONEWAY})

@@ -70,6 +70,8 @@ class SafetyChecker:
         self._applied: dict[int, tuple[int, bytes, NodeId]] = {}
         self._next_apply: dict[tuple[NodeId, int], int] = {}
         self._completeness_checked: set[tuple[NodeId, int]] = set()
+        self._votes: dict[tuple[int, NodeId], NodeId] = {}
+        """(term, voter) -> the candidate its durable hard state voted for."""
 
     # -- statistics ----------------------------------------------------------------------
     @property
@@ -238,6 +240,56 @@ class SafetyChecker:
     def on_machine_restored(self, node: NodeId, incarnation: int, index: int) -> None:
         """``node``'s state machine was replaced by a snapshot taken at ``index``."""
         self._next_apply[(node, incarnation)] = index + 1
+
+    # -- quorums in the configuration in effect (joint consensus) ------------------------
+    def on_vote(self, voter: NodeId, term: int, candidate: NodeId) -> Violation | None:
+        """``voter`` made its vote for ``candidate`` in ``term`` durable (one per term)."""
+        seen = self._votes.setdefault((term, voter), candidate)
+        if seen != candidate:
+            return Violation(
+                Invariant.ELECTION_SAFETY,
+                voter,
+                f"voted for {seen} and then for {candidate} in term {term}",
+            )
+        return None
+
+    def on_elected(
+        self, node: NodeId, term: int, halves: Sequence[frozenset[NodeId]]
+    ) -> Violation | None:
+        """``node`` became leader of ``term`` with voter sets ``halves`` (one, or two when
+        joint): each half must have a majority of durable votes for it."""
+        for half in halves:
+            granted = sorted(v for v in half if self._votes.get((term, v)) == node)
+            if half and len(granted) < len(half) // 2 + 1:
+                return Violation(
+                    Invariant.QUORUM,
+                    node,
+                    f"leader of term {term} with votes of {granted} only, not a majority "
+                    f"of voters {sorted(half)} (config halves {[sorted(h) for h in halves]})",
+                )
+        return None
+
+    @staticmethod
+    def check_commit_quorum(
+        node: NodeId,
+        term: int,
+        index: int,
+        halves: Sequence[frozenset[NodeId]],
+        holders: frozenset[NodeId],
+    ) -> Violation | None:
+        """Leader ``node`` of ``term`` committed ``index``, held (same entry) by
+        ``holders``: each half of its configuration needs a majority of holders."""
+        for half in halves:
+            have = sorted(half & holders)
+            if half and len(have) < len(half) // 2 + 1:
+                return Violation(
+                    Invariant.QUORUM,
+                    node,
+                    f"leader of term {term} committed index {index} held by {have} only, not "
+                    f"a majority of voters {sorted(half)} (config halves "
+                    f"{[sorted(h) for h in halves]})",
+                )
+        return None
 
     # -- checks --------------------------------------------------------------------------
     def _check_commits(

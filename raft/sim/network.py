@@ -3,7 +3,11 @@
 Links are directed (``sender -> to``). Without faults every message arrives after a small
 random latency and links are FIFO, like TCP. Faults (set by the nemesis) add loss,
 duplication, reordering (a random jitter that may overtake earlier messages), extra delay,
-symmetric partitions and one-way blocks. :meth:`Network.heal` removes them all.
+symmetric partitions, one-way blocks and *very late* messages: with ``late_rate`` a message
+is held for many election timeouts (``late_hold``), so it arrives in a later term, after its
+sender was deposed or restarted, after its receiver's log was replaced. Late holds never end
+after ``late_cap`` (the heal time), so the calm phase is calm. :meth:`Network.heal` removes
+every fault.
 
 The network only answers "when"; the world owns the event queue and delivers. Times are world
 time units (``world.SUBTICKS`` per tick).
@@ -32,6 +36,12 @@ class Network:
         """When > 0, each message gets an extra random delay in [0, jitter] and links stop
         being FIFO."""
         self.extra_delay = 0
+        self.late_rate = 0.0
+        """Chance that a message is held for a time drawn from ``late_hold``."""
+        self.late_hold: tuple[int, int] = (0, 0)
+        self.late_cap = 1 << 62
+        """No late message is scheduled after this time (the world sets its heal time)."""
+        self.late = 0
         self._blocked: set[tuple[NodeId, NodeId]] = set()
         self._last_arrival: dict[tuple[NodeId, NodeId], int] = {}
         self.sent = 0
@@ -63,6 +73,7 @@ class Network:
         self.dup_rate = 0.0
         self.reorder_jitter = 0
         self.extra_delay = 0
+        self.late_rate = 0.0
 
     # -- routing -------------------------------------------------------------------------
     def route(self, sender: NodeId, to: NodeId, now: int) -> tuple[int, ...]:
@@ -85,6 +96,11 @@ class Network:
     def _arrival(self, sender: NodeId, to: NodeId, now: int) -> int:
         rng = self._rng
         t = now + rng.randint(self.latency_min, self.latency_max) + self.extra_delay
+        if self.late_rate and rng.random() < self.late_rate:
+            held = now + rng.randint(*self.late_hold)
+            if held < self.late_cap:
+                self.late += 1
+                return held  # overtakes nothing it should not: links are not FIFO for it
         if self.reorder_jitter:
             return t + rng.randint(0, self.reorder_jitter)
         link = (sender, to)

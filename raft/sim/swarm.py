@@ -19,6 +19,9 @@ from raft.sim.world import SimConfig, SimResult, run_seed
 
 Progress = Callable[[int, int], None]
 """Called with (done, total) after each seed."""
+OnResult = Callable[[SimResult], None]
+"""Called with each seed's result as soon as it is known (in completion order), so a
+failure is reported while the swarm goes on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,9 @@ class SwarmSummary:
     """Slowest recovery over the seeds: ticks from the heal to the first leader."""
     commit_after_heal_ticks_max: float | None = None
     """Slowest recovery over the seeds: ticks from the heal to a committed proposal."""
+    membership_changes: int = 0
+    late_messages: int = 0
+    snapshots_installed: int = 0
 
     @property
     def violations(self) -> int:
@@ -58,6 +64,7 @@ def run_swarm(
     configs: Sequence[SimConfig],
     jobs: int = 1,
     progress: Progress | None = None,
+    on_result: OnResult | None = None,
 ) -> SwarmSummary:
     """Run every config (one seed each) and summarise; ``jobs`` worker processes."""
     start = time.monotonic()
@@ -66,14 +73,19 @@ def run_swarm(
     if jobs <= 1 or total <= 1:
         for config in configs:
             results.append(run_seed(config))
+            if on_result is not None:
+                on_result(results[-1])
             if progress is not None:
                 progress(len(results), total)
     else:
         payloads = [json.dumps(c.to_json()) for c in configs]
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(processes=jobs) as pool:
-            for text in pool.imap_unordered(_run_json, payloads, chunksize=2):
+            # chunksize 1: a slow seed holds back no other seed's result.
+            for text in pool.imap_unordered(_run_json, payloads, chunksize=1):
                 results.append(SimResult.from_json(json.loads(text)))
+                if on_result is not None:
+                    on_result(results[-1])
                 if progress is not None:
                     progress(len(results), total)
     results.sort(key=lambda r: r.seed)
@@ -95,6 +107,9 @@ def run_swarm(
             (r.leader_after_heal_ticks for r in results if r.leader_after_heal_ticks is not None),
             default=None,
         ),
+        membership_changes=sum(r.membership_changes for r in results),
+        late_messages=sum(r.late_messages for r in results),
+        snapshots_installed=sum(r.snapshots_installed for r in results),
         commit_after_heal_ticks_max=max(
             (r.commit_after_heal_ticks for r in results if r.commit_after_heal_ticks is not None),
             default=None,

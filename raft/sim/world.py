@@ -24,8 +24,10 @@ state machine (:mod:`raft.machines`); serve read states; ``advance``.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import random
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -33,6 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raft.core import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
     Config,
     ConfState,
     EntryType,
@@ -44,9 +49,18 @@ from raft.core import (
     Role,
     decode_conf_change,
 )
-from raft.core.errors import NotLeaderError, ProposalDroppedError
+from raft.core.confchange import apply_conf_change
+from raft.core.errors import (
+    CompactedError,
+    ConfChangeError,
+    NotLeaderError,
+    ProposalDroppedError,
+    UnavailableError,
+)
+from raft.core.readonly import ReadOnlyOption
 from raft.machines import KV, Register, StateMachine, codec
 from raft.sim.clients import ClientPool, Workload
+from raft.sim.conformance import Conformance
 from raft.sim.disk import SimDisk
 from raft.sim.events import WorldObserver
 from raft.sim.faults import (
@@ -81,6 +95,7 @@ _EV_SNAP_REPORT = 6
 _EV_CRASH = 7
 _EV_RESTART = 8
 _EV_SCRIPT = 9
+_EV_DECOMMISSION = 10
 
 CRASH_AFTER_VOTE_P = 0.4
 """With crash faults on, chance that a node that just granted a vote crashes right after
@@ -89,6 +104,32 @@ CRASH_AFTER_ELECTED_P = 0.15
 """With crash faults on, chance that a node crashes right after winning an election."""
 CRASH_AFTER_LEADER_APPEND_P = 0.01
 """With crash faults on, chance that a leader crashes right after persisting new entries."""
+CRASH_IN_JOINT_P = 0.3
+"""With crash faults on, chance that a node that just entered a joint configuration crashes
+right after (membership changes aimed at their weak moment)."""
+PARTITION_IN_JOINT_P = 0.3
+"""With partition faults on, chance that the leader is cut off with a minority right after it
+enters a joint configuration."""
+LATE_HOLD_ELECTIONS = (2, 15)
+"""A late message is held for this many election timeouts (uniform)."""
+STALE_RING = 256
+"""Messages remembered for stale replays (the ``late`` fault re-delivers a few of them)."""
+INFLATION_MAX = (2, 3)
+"""Term rises allowed in the stable window after heal, with and without pre-vote."""
+
+
+class ReadMode(enum.Enum):
+    """How the leader confirms a read (``Config.read_only``)."""
+
+    INDEX = "index"  # ReadIndex with a heartbeat round (safe whatever the clocks do)
+    LEASE = "lease"  # the check-quorum lease, no round (safe only with bounded clock drift)
+
+
+class Drift(enum.Enum):
+    """Clock skew on seeds that use lease reads."""
+
+    BOUNDED = "bounded"  # within the bound the lease assumes: lease reads must stay correct
+    BEYOND = "beyond"  # far beyond it, lease reads forced on: violations are expected
 
 
 class SimConfigError(ValueError):
@@ -123,6 +164,21 @@ class SimConfig:
     """Ticks between two fault starts (uniform in the closed range)."""
     fault_duration_ticks: tuple[int, int] = (3, 50)
     """How long a fault lasts (uniform in the closed range)."""
+    open_loop: bool | None = None
+    """Clients issue requests whether or not earlier ones completed; None lets the seed
+    choose (1 seed in 3)."""
+    read_mode: ReadMode | None = None
+    """None lets the seed choose: lease on half the check-quorum seeds, ReadIndex otherwise."""
+    drift: Drift = Drift.BOUNDED
+    buggify: bool = True
+    """Per-seed random fault mix and weights (some kinds off, the rest weighted 1-8)."""
+    snapshot_every: int | None = None
+    """Applied entries between the driver's snapshots (0: never); None lets the seed choose,
+    down to every entry (aggressive compaction)."""
+    max_events: int = 2_000_000
+    """Event budget: a seed that needs more is reported as a livelock."""
+    max_wall_s: float = 300.0
+    """Wall-clock budget of one seed: more is reported as a livelock."""
 
     def __post_init__(self) -> None:
         if not NODES_MIN <= self.nodes <= NODES_MAX:
@@ -145,6 +201,11 @@ class SimConfig:
                 raise SimConfigError(f"{name} must be a range 1 <= lo <= hi, got ({lo}, {hi})")
         if self.clients < 0:
             raise SimConfigError(f"clients must be >= 0, got {self.clients}")
+        if self.max_events < 1000 or self.max_wall_s <= 0:
+            raise SimConfigError(
+                f"max_events must be >= 1000 and max_wall_s > 0, got {self.max_events}, "
+                f"{self.max_wall_s}"
+            )
 
     @property
     def calm_ticks(self) -> int:
@@ -171,6 +232,13 @@ class SimConfig:
             "check_quorum": self.check_quorum,
             "fault_gap_ticks": list(self.fault_gap_ticks),
             "fault_duration_ticks": list(self.fault_duration_ticks),
+            "open_loop": self.open_loop,
+            "read_mode": None if self.read_mode is None else self.read_mode.value,
+            "drift": self.drift.value,
+            "buggify": self.buggify,
+            "snapshot_every": self.snapshot_every,
+            "max_events": self.max_events,
+            "max_wall_s": self.max_wall_s,
         }
 
     @classmethod
@@ -196,6 +264,13 @@ class SimConfig:
                 int(obj["fault_duration_ticks"][0]),
                 int(obj["fault_duration_ticks"][1]),
             ),
+            open_loop=None if obj["open_loop"] is None else bool(obj["open_loop"]),
+            read_mode=None if obj["read_mode"] is None else ReadMode(obj["read_mode"]),
+            drift=Drift(obj["drift"]),
+            buggify=bool(obj["buggify"]),
+            snapshot_every=None if obj["snapshot_every"] is None else int(obj["snapshot_every"]),
+            max_events=int(obj["max_events"]),
+            max_wall_s=float(obj["max_wall_s"]),
         )
 
     def replay_command(self) -> str:
@@ -203,9 +278,16 @@ class SimConfig:
         workload = (
             "" if self.workload is Workload.REGISTER else f" --workload {self.workload.value}"
         )
+        extra = workload
+        if self.clients != 3:
+            extra += f" --clients {self.clients}"
+        if self.drift is Drift.BEYOND:
+            extra += " --lease-drift beyond"
+        if not self.buggify:
+            extra += " --no-buggify"
         return (
             f"raftlab sim --seed {self.seed} --nodes {self.nodes} "
-            f"--faults {format_faults(self.faults)} --steps {self.steps}{workload} --trace"
+            f"--faults {format_faults(self.faults)} --steps {self.steps}{extra} --trace"
         )
 
 
@@ -227,6 +309,11 @@ class SimResult:
     lincheck: str = "skipped"
     leader_after_heal_ticks: float | None = None
     commit_after_heal_ticks: float | None = None
+    membership_changes: int = 0
+    """Configuration changes applied (each joint step counts)."""
+    late_messages: int = 0
+    """Messages held for many election timeouts, plus stale replays."""
+    snapshots_installed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -251,6 +338,9 @@ class SimResult:
             "lincheck": self.lincheck,
             "leader_after_heal_ticks": self.leader_after_heal_ticks,
             "commit_after_heal_ticks": self.commit_after_heal_ticks,
+            "membership_changes": self.membership_changes,
+            "late_messages": self.late_messages,
+            "snapshots_installed": self.snapshots_installed,
         }
 
     @classmethod
@@ -276,6 +366,9 @@ class SimResult:
             lincheck=str(obj["lincheck"]),
             leader_after_heal_ticks=obj["leader_after_heal_ticks"],
             commit_after_heal_ticks=obj["commit_after_heal_ticks"],
+            membership_changes=int(obj.get("membership_changes", 0)),
+            late_messages=int(obj.get("late_messages", 0)),
+            snapshots_installed=int(obj.get("snapshots_installed", 0)),
         )
 
 
@@ -289,11 +382,23 @@ class _Node:
     paused: bool = False
     backlog: list[Message] = field(default_factory=list)
     period: int = SUBTICKS
+    base_period: int = SUBTICKS
+    """The node's normal tick period (another one with ``Drift.BEYOND``)."""
     term: int = 0
     role: Role = Role.FOLLOWER
     leader: NodeId = ""
     commit: int = 0
     applied: int = 0
+    conf: ConfState = field(default_factory=ConfState)
+    """The configuration as of ``applied`` (what the node's snapshots record)."""
+    decommissioned: bool = False
+    """Removed from the cluster and powered off (restarted only when re-added)."""
+    keep_until: int = 0
+    """A node being re-added stays up until then even while its addition is pending."""
+    elected_term: int = 0
+    """Term whose election the quorum check has judged."""
+    checked_commit: tuple[int, int] = (0, 0)
+    """(term, commit index) the leader's commit quorum check has judged."""
 
 
 @dataclass(slots=True)
@@ -309,6 +414,8 @@ Script = Sequence[tuple[float, ScriptAction]]
 """A targeted scenario: (time in ticks, action on the world), e.g. Figure 8 of the paper.
 Actions use the world's public methods (crash, restart, campaign, propose, network, ...)."""
 MessageFilter = Callable[[Message], bool]
+_TICK = Message(type=MessageType.HUP)
+"""Stands for a tick in the conformance check (a local input, term 0)."""
 
 
 def _clip(text: str, limit: int) -> str:
@@ -373,26 +480,94 @@ class World:
         # Overrides are applied after the draws so they never shift the seed's other choices.
         self._max_msg_bytes = rng.choice((1, 200, 1 << 20))
         self._max_inflight = rng.choice((1, 4, 256))
-        self._pre_vote = rng.random() < 0.75
-        self._check_quorum = rng.random() < 0.75
-        self._snapshot_every = rng.choice((0, 0, 8, 25))
+        # Pre-vote and check-quorum off half the time each: without them a deposed leader
+        # keeps accepting proposals and builds a long conflicting suffix.
+        self._pre_vote = rng.random() < 0.5
+        self._check_quorum = rng.random() < 0.5
+        # Aggressive compaction on some seeds: snapshots every 1-3 entries, nothing kept, so
+        # followers with conflicting suffixes get snapshots instead of entries.
+        self._snapshot_every = rng.choice((0, 0, 1, 3, 8, 25))
+        self._compact_keep = rng.choice((0, 2, 10))
+        self._open_loop = rng.random() < 1 / 3
+        self._sticky = rng.random() < 0.5
+        lease = rng.random() < 0.5
+        self._auto_leave_p = rng.choice((0.5, 1.0))
         if config.max_msg_bytes is not None:
             self._max_msg_bytes = config.max_msg_bytes
         if config.pre_vote is not None:
             self._pre_vote = config.pre_vote
         if config.check_quorum is not None:
             self._check_quorum = config.check_quorum
+        if config.snapshot_every is not None:
+            self._snapshot_every = config.snapshot_every
+        if config.open_loop is not None:
+            self._open_loop = config.open_loop
+        if config.drift is Drift.BEYOND:
+            # Evidence mode: lease reads with clocks far outside the lease's assumption, and
+            # open-loop clients, so a client stuck at a cut-off leader blocks no other.
+            self._check_quorum = True
+            self.read_mode = ReadMode.LEASE
+            self._open_loop = True
+        elif config.read_mode is not None:
+            self.read_mode = config.read_mode
+        else:
+            self.read_mode = ReadMode.LEASE if lease and self._check_quorum else ReadMode.INDEX
+        if self.read_mode is ReadMode.LEASE and not self._check_quorum:
+            raise SimConfigError("read_mode lease needs check_quorum (the lease comes from it)")
         self._machine_cls: type[StateMachine] = (
             Register if config.workload is Workload.REGISTER else KV
         )
         self._nodes = {nid: _Node(id=nid, disk=disk_factory()) for nid in self._ids}
+        self._conf = self._conf_state
+        """The latest configuration any node applied (committed), and its index."""
+        self._conf_index = 0
+        self._min_voters = 2 if config.nodes <= 4 else 3
+        e = config.election_timeout_ticks * SUBTICKS
+        faults = config.faults
+        delay_ticks, jitter_ticks = 8, 4
+        skew = (0.5, 2.0)
+        if self.read_mode is ReadMode.LEASE and config.drift is Drift.BEYOND:
+            skew = (3.0, 10.0)  # a slowed leader believes in its lease for far too long
+        elif self.read_mode is ReadMode.LEASE:
+            # Within what a lease assumes (thesis §6.4.1): clock drift of a few percent,
+            # message delay well below an election timeout, no process pauses (a paused
+            # leader's clock stops: unbounded drift) and no messages from long ago.
+            skew = (0.97, 1.03)
+            delay_ticks, jitter_ticks = 1, 1
+            faults = faults - {FaultKind.PAUSE, FaultKind.LATE}
         timing = NemesisTiming(
             gap_min=config.fault_gap_ticks[0] * SUBTICKS,
             gap_max=config.fault_gap_ticks[1] * SUBTICKS,
             duration_min=config.fault_duration_ticks[0] * SUBTICKS,
             duration_max=config.fault_duration_ticks[1] * SUBTICKS,
         )
-        self.nemesis = Nemesis(config.faults, rng, self, timing, SUBTICKS)
+        self.nemesis = Nemesis(
+            faults,
+            rng,
+            self,
+            timing,
+            SUBTICKS,
+            buggify=config.buggify,
+            skew_range=skew,
+            late_hold=(LATE_HOLD_ELECTIONS[0] * e, LATE_HOLD_ELECTIONS[1] * e),
+            max_delay_ticks=delay_ticks,
+            max_jitter_ticks=jitter_ticks,
+            lease_attack=config.drift is Drift.BEYOND,
+        )
+        self.network.late_cap = self._heal_at
+        if config.drift is Drift.BEYOND:
+            # Every clock runs fast for good and the skew fault slows one (often the leader)
+            # down 3-10x: followers stop honouring a leader's lease long before the
+            # leader's own clock says it ran out.
+            for n in self._nodes.values():
+                n.base_period = n.period = max(1, int(SUBTICKS * rng.uniform(0.15, 0.5)))
+        self.conformance = Conformance(self._check_quorum)
+        self._stale: deque[Message] = deque(maxlen=STALE_RING)
+        self._inflation_base: int | None = None
+        self._conf_changes = 0
+        self._replayed = 0
+        self._snapshots_installed = 0
+        self._budget_hit = False
         self.clients = ClientPool(
             rng,
             config.workload,
@@ -400,6 +575,9 @@ class World:
             self._ids,
             NS_PER_UNIT,
             timeout=30 * SUBTICKS,
+            open_loop=self._open_loop,
+            sticky=self._sticky,
+            leader_bias=0.3 if config.drift is Drift.BEYOND else 0.9,
         )
         self.clients.on_event = self._note
         self._probe: _Probe | None = None
@@ -414,7 +592,9 @@ class World:
             f"world seed={config.seed} nodes={config.nodes} faults={format_faults(config.faults)} "
             f"max_msg_bytes={self._max_msg_bytes} max_inflight={self._max_inflight} "
             f"pre_vote={self._pre_vote} check_quorum={self._check_quorum} "
-            f"snapshot_every={self._snapshot_every}"
+            f"snapshot_every={self._snapshot_every} keep={self._compact_keep} "
+            f"read={self.read_mode.value} open_loop={self._open_loop} sticky={self._sticky} "
+            f"mix=[{self.nemesis.describe()}]"
         )
 
     # -- queue ---------------------------------------------------------------------------
@@ -464,21 +644,29 @@ class World:
         queue = self._queue
         nodes = self._nodes
         end = self._end
+        max_events = self.config.max_events
+        wall_end = time.monotonic() + self.config.max_wall_s
         while queue and self.violation is None:
             t, _, kind, arg = heapq.heappop(queue)
             if t > end:
                 break
             self.now = t
             self.events += 1
+            if not self.events & 1023 and (self.events > max_events or time.monotonic() > wall_end):
+                self._livelock()
+                break
             if kind == _EV_MSG:
                 self._deliver(arg)
             elif kind == _EV_TICK:
                 node = nodes[arg]
                 self._at(t + node.period, _EV_TICK, arg)
                 if node.raw is not None and not node.paused:
-                    self._input(node, node.raw.tick)
-                    if t >= self._heal_at and self.liveness.commit_at is None:
-                        self._liveness_probe()
+                    self._input(node, node.raw.tick, _TICK)
+                    if t >= self._heal_at:
+                        if self.liveness.commit_at is None:
+                            self._liveness_probe()
+                        else:
+                            self._check_inflation()
             elif kind == _EV_CLIENT:
                 self.clients.expire(t)
                 if t < end - 5 * SUBTICKS:
@@ -492,9 +680,17 @@ class World:
                     self._at(t + self.nemesis.next_gap(), _EV_NEMESIS, None)
             elif kind == _EV_HEAL:
                 self._note("nemesis heal all")
+                for nid in self._ids:
+                    if not self._is_member(nid):
+                        self._decommission(nid, force=True)
+                    elif self._nodes[nid].decommissioned:
+                        # Every member runs after the heal (heal_all restarts it below).
+                        self._nodes[nid].decommissioned = False
                 self.nemesis.heal_all()
                 self.message_filter = None
                 self._drain_dirty()
+            elif kind == _EV_DECOMMISSION:
+                self._decommission(arg)
             elif kind == _EV_LIVENESS:
                 self._set_violation(self.liveness.check(t))
             elif kind == _EV_CRASH:
@@ -536,7 +732,51 @@ class World:
             commit_after_heal_ticks=None
             if lv.commit_at is None
             else (lv.commit_at - lv.healed_at) / SUBTICKS,
+            membership_changes=self._conf_changes,
+            late_messages=self.network.late + self._replayed,
+            snapshots_installed=self._snapshots_installed,
         )
+
+    def _livelock(self) -> None:
+        why = (
+            f"event budget {self.config.max_events}"
+            if self.events > self.config.max_events
+            else f"wall-clock budget {self.config.max_wall_s:.0f}s"
+        )
+        self._set_violation(
+            Violation(
+                Invariant.LIVELOCK,
+                "",
+                f"seed {self.config.seed} exceeded its {why} at tick {self.now / SUBTICKS:.1f} "
+                f"({self.events} events, {self.network.sent} messages)",
+            )
+        )
+
+    def _check_inflation(self) -> None:
+        """Once a leader committed after the heal, and a couple of election timeouts later,
+        the voters' terms must stay put: a rising term is a node disrupting a healthy
+        cluster (a few rises are allowed for a legitimate re-election)."""
+        lv = self.liveness
+        if lv.commit_at is None:
+            return
+        if self.now < lv.commit_at + 2 * self.config.election_timeout_ticks * SUBTICKS:
+            return
+        voters = self._conf.voters | self._conf.voters_outgoing
+        top = max((n.term for n in self._nodes.values() if n.id in voters), default=0)
+        if self._inflation_base is None:
+            self._inflation_base = top
+            return
+        allowed = INFLATION_MAX[0] if self._pre_vote else INFLATION_MAX[1]
+        if top - self._inflation_base > allowed:
+            who = max((n for n in self._nodes.values() if n.id in voters), key=lambda n: n.term)
+            self._set_violation(
+                Violation(
+                    Invariant.TERM_INFLATION,
+                    who.id,
+                    f"terms rose from {self._inflation_base} to {top} on a healed cluster "
+                    f"that had a leader (more than {allowed} rises; pre_vote={self._pre_vote})",
+                )
+            )
 
     def _lincheck(self) -> str:
         from raft.lincheck import Verdict, check_history
@@ -563,8 +803,11 @@ class World:
             self._note(f"VIOLATION {v}")
 
     # -- driving one node ----------------------------------------------------------------
-    def _input(self, node: _Node, fn: Callable[[], object]) -> None:
-        """Feed one input to the node, then do all the work its Readys ask for."""
+    def _input(self, node: _Node, fn: Callable[[], object], m: Message | None = None) -> None:
+        """Feed one input to the node, then do all the work its Readys ask for. With ``m``
+        (the message stepped, or :data:`_TICK`) the conformance checks judge the step."""
+        raw = node.raw
+        token = Conformance.before_step(raw) if m is not None and raw is not None else None
         try:
             fn()
         except NotLeaderError:
@@ -572,7 +815,52 @@ class World:
         except Exception as exc:
             self._core_error(node, exc)
             return
+        if token is not None and raw is not None and m is not None:
+            self._set_violation(self.conformance.after_step(node.id, raw, m, token))
+        self._check_leader(node)
         self._drain(node)
+
+    def _check_leader(self, node: _Node) -> None:
+        """Judge a leader's decisions by the configuration in effect right now: its election
+        needs durable votes from a majority of each half; each commit advance needs the
+        entry held by a majority of each half."""
+        raw = node.raw
+        if raw is None:
+            return
+        r = raw.raft
+        if r.role is not Role.LEADER:
+            return
+        voters = r.trk.voters
+        halves = (voters.incoming, voters.outgoing) if voters.outgoing else (voters.incoming,)
+        term = r.term
+        commit = r.raft_log.committed
+        if node.elected_term != term:
+            node.elected_term = term
+            node.checked_commit = (term, commit)
+            self._set_violation(self.checker.on_elected(node.id, term, halves))
+            return
+        if node.checked_commit[0] == term and commit <= node.checked_commit[1]:
+            return
+        node.checked_commit = (term, commit)
+        try:
+            entry_term = r.raft_log.term(commit)
+        except (CompactedError, UnavailableError):
+            return
+        holders = frozenset(
+            x for x in voters.ids() if x in self._nodes and self._holds(x, commit, entry_term)
+        )
+        self._set_violation(
+            self.checker.check_commit_quorum(node.id, term, commit, halves, holders)
+        )
+
+    def _holds(self, node: NodeId, index: int, term: int) -> bool:
+        disk = self._nodes[node].disk
+        try:
+            return disk.term(index) == term
+        except CompactedError:
+            return True  # in its snapshot: it committed the index (only committed is snapshotted)
+        except UnavailableError:
+            return False
 
     def _core_error(self, node: _Node, exc: BaseException) -> None:
         where = traceback.extract_tb(exc.__traceback__)[-1]
@@ -601,6 +889,7 @@ class World:
                 if self.violation is not None:
                     return
                 raw.advance(rd)
+                self._check_leader(node)
         except Exception as exc:
             self._core_error(node, exc)
             return
@@ -609,6 +898,7 @@ class World:
                 node.id, node.incarnation, node.term, node.role, node.commit, node.disk
             )
         )
+        self._set_violation(self.conformance.check_acks(node.id, raw))
         if node.role is Role.LEADER and self.now >= self._heal_at:
             self.liveness.leader_seen(self.now)
         self._maybe_snapshot(node)
@@ -631,6 +921,8 @@ class World:
         if hs is not None:
             node.term = hs.term
             node.commit = hs.commit
+            if hs.vote:
+                self._set_violation(checker.on_vote(node.id, hs.term, hs.vote))
         leader_term = node.term if node.role is Role.LEADER else None
         if leader_term is not None:
             self._set_violation(checker.on_role(node.id, node.term, node.role))
@@ -640,6 +932,7 @@ class World:
         if snap is not None:
             self._set_violation(checker.on_snapshot_installed(node.id, leader_term, snap))
             disk.apply_snapshot(snap)
+            self._snapshots_installed += 1
             self._note(f"{node.id} install snapshot @{snap.meta.index} t{snap.meta.term}")
         if rd.entries:
             self._append(node, leader_term, rd)
@@ -650,6 +943,8 @@ class World:
         if disk.recovering and any(ev.ev == "recovered" for ev in rd.events):
             disk.clear_recovering()  # -- disk faults: caught up, and that is persisted
         if rd.persisted_messages:
+            for m in rd.persisted_messages:
+                self.conformance.on_sent(node.id, raw, m)
             self._send(node, rd.persisted_messages)
             if self._targeted_crashes:
                 for m in rd.persisted_messages:
@@ -660,6 +955,7 @@ class World:
         if snap is not None:
             node.machine.restore(snap.data)
             node.applied = snap.meta.index
+            node.conf = snap.meta.conf_state
             checker.on_machine_restored(node.id, node.incarnation, snap.meta.index)
         if rd.committed_entries:
             self._apply(node, raw, rd)
@@ -709,7 +1005,9 @@ class World:
         for e in rd.committed_entries:
             self._set_violation(checker.on_apply(node.id, node.incarnation, e))
             if e.type is EntryType.CONF_CHANGE:
-                raw.apply_conf_change(decode_conf_change(e.data))
+                node.conf = raw.apply_conf_change(decode_conf_change(e.data))
+                self._check_leader(node)
+                self._conf_applied(node, e.index)
                 result = b""
             elif e.data:
                 result = node.machine.apply(e.index, e.data)
@@ -735,8 +1033,8 @@ class World:
         snap_index = disk.snapshot().meta.index
         if node.applied - snap_index < every or node.applied > disk.last_index():
             return
-        disk.create_snapshot(node.applied, self._conf_state, node.machine.snapshot())
-        disk.compact(max(snap_index, node.applied - 2))
+        disk.create_snapshot(node.applied, node.conf, node.machine.snapshot())
+        disk.compact(max(snap_index, node.applied - self._compact_keep))
         self._note(f"{node.id} snapshot @{node.applied}")
 
     def _send(self, node: _Node, msgs: Sequence[Message]) -> None:
@@ -747,7 +1045,9 @@ class World:
         flt = self.message_filter
         if len(msgs) > 1:
             msgs = sorted(msgs, key=_destination)
+        stale = self._stale
         for m in msgs:
+            stale.append(m)
             if flt is not None and flt(m):
                 self._trace.append((now, "drop", m))
                 continue
@@ -765,7 +1065,7 @@ class World:
         node = self._nodes[sender]
         raw = node.raw
         if raw is not None and not node.paused:
-            self._input(node, lambda: raw.report_snapshot(to, ok))
+            self._input(node, lambda: raw.report_snapshot(to, ok), _TICK)
 
     def _deliver(self, m: Message) -> None:
         node = self._nodes[m.to]
@@ -780,7 +1080,7 @@ class World:
         if self.observer is not None:
             self.observer.on_recv(self.now, m)
         raw = node.raw
-        self._input(node, lambda: raw.step(m))
+        self._input(node, lambda: raw.step(m), m)
 
     # -- lifecycle (used by the nemesis) --------------------------------------------------
     def _start_node(self, node: _Node) -> None:
@@ -794,6 +1094,10 @@ class World:
             applied = snap.meta.index
         node.incarnation += 1
         node.applied = applied
+        _, stored_conf = disk.initial_state()
+        node.conf = stored_conf if stored_conf.voters else self._conf_state
+        node.elected_term = 0
+        self.conformance.forget(node.id)
         node.term = hs.term
         node.commit = hs.commit
         node.role = Role.FOLLOWER
@@ -811,6 +1115,9 @@ class World:
             max_inflight_msgs=self._max_inflight,
             applied=applied,
             recovering=disk.recovering,  # -- disk faults: the storage reported a loss
+            read_only=ReadOnlyOption.LEASE_BASED
+            if self.read_mode is ReadMode.LEASE
+            else ReadOnlyOption.SAFE,
         )
         self.checker.on_restart(node.id, node.incarnation, applied)
         try:
@@ -837,6 +1144,12 @@ class World:
                 best = node
         return None if best is None else best.id
 
+    def leader_seen_by(self, node: NodeId) -> NodeId | None:
+        n = self._nodes[node]
+        if n.raw is None or not n.leader:
+            return None
+        return n.leader
+
     def is_up(self, node: NodeId) -> bool:
         return self._nodes[node].raw is not None
 
@@ -862,10 +1175,187 @@ class World:
 
     def restart(self, node: NodeId) -> None:
         n = self._nodes[node]
-        if n.raw is not None:
+        if n.raw is not None or n.decommissioned:
             return
         self._start_node(n)
         self._note(f"nemesis restart {node} (term {n.term}, commit {n.commit})")
+
+    # -- membership (used by the nemesis) ------------------------------------------------
+    def is_member(self, node: NodeId) -> bool:
+        """Whether ``node`` is in the latest configuration applied anywhere."""
+        return self._is_member(node)
+
+    def _is_member(self, node: NodeId) -> bool:
+        cs = self._conf
+        return (
+            node in cs.voters
+            or node in cs.voters_outgoing
+            or node in cs.learners
+            or node in cs.learners_next
+        )
+
+    def _conf_applied(self, node: _Node, index: int) -> None:
+        """``node`` applied the configuration change at ``index`` (now ``node.conf``)."""
+        if index <= self._conf_index:
+            return
+        cs = node.conf
+        self._conf_index = index
+        self._conf_changes += 1
+        self._conf = cs
+        joint = f" | outgoing {sorted(cs.voters_outgoing)}" if cs.voters_outgoing else ""
+        self._note(
+            f"config @{index}: voters {sorted(cs.voters)}{joint} learners "
+            f"{sorted(cs.learners | cs.learners_next)}"
+        )
+        chaos = self.now < self._heal_at
+        e = self.config.election_timeout_ticks * SUBTICKS
+        for nid in self._ids:
+            n = self._nodes[nid]
+            if not self._is_member(nid) and not n.decommissioned:
+                # The operator powers a removed node off some time after the removal
+                # commits; meanwhile it may still campaign (thesis §4.2.3).
+                when = self.now + (self.rng.randint(0, 3 * e) if chaos else 0)
+                self._at(when, _EV_DECOMMISSION, nid)
+        if not chaos or not cs.voters_outgoing:
+            return
+        # The joint phase is the weak moment of a membership change: aim faults at it.
+        rng = self.rng
+        if self._targeted_crashes and rng.random() < CRASH_IN_JOINT_P:
+            self._maybe_crash_soon(node, 1.0, "in the joint phase")
+        if FaultKind.PARTITION in self.config.faults and rng.random() < PARTITION_IN_JOINT_P:
+            leader = self.leader_hint()
+            if leader is not None:
+                others = [x for x in self._ids if x != leader]
+                rng.shuffle(others)
+                minority = sorted([leader, *others[: rng.randint(0, (len(self._ids) - 1) // 2)]])
+                majority = sorted(x for x in self._ids if x not in minority)
+                self.nemesis.start_partition(minority, majority, self.now)
+
+    def _decommission(self, node: NodeId, *, force: bool = False) -> None:
+        """Power ``node`` off if it is not a member; ``force`` (at heal) even while it is
+        being re-added (a learner left off never blocks liveness; a non-member left
+        running without pre-vote would disrupt the healed cluster)."""
+        n = self._nodes[node]
+        if n.decommissioned or self._is_member(node):
+            return
+        if self.now < n.keep_until and not force:
+            return
+        if n.raw is not None:
+            n.raw = None
+            n.disk.crash()
+            n.role = Role.FOLLOWER
+            self.clients.on_node_down(node, self.now)
+        n.paused = False
+        n.backlog = []
+        n.decommissioned = True
+        self._note(f"decommission {node} (not a member)")
+
+    def _recommission(self, node: NodeId) -> None:
+        n = self._nodes[node]
+        e = self.config.election_timeout_ticks * SUBTICKS
+        # Powered off again unless the change that adds it commits; an earlier power-off
+        # still pending (it was removed moments ago) must not catch it while that change
+        # is in flight.
+        n.keep_until = self.now + 10 * e
+        self._at(n.keep_until, _EV_DECOMMISSION, node)
+        if not n.decommissioned:
+            return
+        n.decommissioned = False
+        self._start_node(n)
+        self._note(f"recommission {node} with its old disk (term {n.term})")
+
+    def change_membership(self) -> str | None:
+        """Propose a random membership change at the leader, one the core should accept:
+        add a learner (a removed node comes back with its old disk), promote a learner,
+        remove or demote a voter (the leader too), replace a voter through a joint
+        configuration, or leave a joint configuration that does not leave by itself.
+        Returns what was proposed, or None when nothing was."""
+        leader = self.leader_hint()
+        if leader is None:
+            return None
+        n = self._nodes[leader]
+        raw = n.raw
+        if raw is None or n.paused or raw.raft.is_conf_change_pending():
+            return None
+        cs = raw.raft.trk.conf_state()
+        rng = self.rng
+        voters = sorted(cs.voters)
+        learners = sorted(cs.learners)
+        members = cs.voters | cs.learners | cs.voters_outgoing | cs.learners_next
+        others = [x for x in self._ids if x not in members]
+        auto = rng.random() < self._auto_leave_p
+        joint = rng.random() < 0.5
+
+        def one(kind: ConfChangeType, x: NodeId) -> ConfChange:
+            return ConfChange(
+                changes=(ConfChangeSingle(type=kind, node=x),), joint=joint, auto_leave=auto
+            )
+
+        options: list[tuple[str, ConfChange, NodeId]] = []
+        if cs.voters_outgoing:
+            if cs.auto_leave:
+                return None
+            options.append(("leave joint", ConfChange(), ""))
+        else:
+            options += [(f"add learner {x}", one(ConfChangeType.ADD_LEARNER, x), x) for x in others]
+            options += [(f"promote {x}", one(ConfChangeType.ADD_NODE, x), "") for x in learners]
+            if len(voters) > self._min_voters:
+                for x in voters:
+                    weight = 3 if x == leader else 1  # the leader removing itself, often
+                    options += [(f"remove {x}", one(ConfChangeType.REMOVE_NODE, x), "")] * weight
+                    options.append((f"demote {x}", one(ConfChangeType.ADD_LEARNER, x), ""))
+            if learners:
+                x, y = rng.choice(voters), rng.choice(learners)
+                cc = ConfChange(
+                    changes=(
+                        ConfChangeSingle(type=ConfChangeType.REMOVE_NODE, node=x),
+                        ConfChangeSingle(type=ConfChangeType.ADD_NODE, node=y),
+                    ),
+                    joint=True,
+                    auto_leave=auto,
+                )
+                options.append((f"replace {x} by {y}", cc, ""))
+        if not options:
+            return None
+        what, cc, bring_back = rng.choice(options)
+        try:
+            after = apply_conf_change(cs, cc)
+        except ConfChangeError:
+            return None
+        if len(after.voters) < self._min_voters:
+            return None
+        if bring_back:
+            self._recommission(bring_back)
+        try:
+            index, _ = raw.propose_conf_change(cc)
+        except (NotLeaderError, ProposalDroppedError):
+            return None
+        except Exception as exc:
+            self._core_error(n, exc)
+            return None
+        self._dirty.append(n)
+        mode = (
+            " (joint" + (", auto leave)" if auto else ")") if joint or len(cc.changes) > 1 else ""
+        )
+        return f"{what}{mode} proposed at {leader} index {index}"
+
+    def replay_stale(self, count: int) -> int:
+        """Deliver copies of ``count`` old messages again, each held for many election
+        timeouts (a network may duplicate and delay without bound)."""
+        stale = self._stale
+        if not stale:
+            return 0
+        lo, hi = self.network.late_hold if self.network.late_hold[1] else (SUBTICKS, SUBTICKS)
+        done = 0
+        for _ in range(count):
+            m = stale[self.rng.randrange(len(stale))]
+            when = self.now + self.rng.randint(lo, hi)
+            if when >= self._heal_at:
+                continue
+            self._at(when, _EV_MSG, m)
+            done += 1
+        self._replayed += done
+        return done
 
     def pause(self, node: NodeId) -> None:
         self._nodes[node].paused = True
@@ -882,7 +1372,8 @@ class World:
             self._deliver(m)
 
     def set_tick_period(self, node: NodeId, period: int | None) -> None:
-        self._nodes[node].period = SUBTICKS if period is None else period
+        n = self._nodes[node]
+        n.period = n.base_period if period is None else period
 
     def campaign(self, node: NodeId) -> None:
         """Make ``node`` start an election now (scripts)."""

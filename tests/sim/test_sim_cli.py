@@ -43,7 +43,9 @@ def test_violation_exits_1_and_prints_replay(
     code = main(["sim", "--seeds", "4", "--jobs", "1", "--no-lincheck"])
     out, _ = capsys.readouterr()
     assert code == 1
-    m = re.search(r"VIOLATION seed (\d+): (log_matching|state_machine_safety) at n\d", out)
+    m = re.search(
+        r"VIOLATION seed (\d+): (log_matching|state_machine_safety|quorum|conformance) at n\d", out
+    )
     assert m is not None, out
     assert "last events:" in out
     seed = m.group(1)
@@ -70,3 +72,17 @@ def test_usage_errors_exit_2(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_sizes_by_seed_clients_and_new_counters(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["sim", "--seeds", "2", "--nodes", "3,7", "--clients", "5", "--steps", "200", "--jobs", "1"]
+    )
+    out, _ = capsys.readouterr()
+    assert code == 0, out
+    assert "seeds 2" in out and "membership changes" in out and "late/stale messages" in out
+
+
+def test_bad_nodes_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--nodes", "3,x"]) == 2
+    assert "--nodes must be a number or a list" in capsys.readouterr().err

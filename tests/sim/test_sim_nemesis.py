@@ -21,6 +21,8 @@ class _FakeWorld:
         self.periods: dict[NodeId, int] = {}
         self.notes: list[str] = []
         self.damaged: list[NodeId] = []
+        self.replayed = 0
+        self.changes = 0
 
     def node_ids(self) -> Sequence[NodeId]:
         return self.ids
@@ -61,6 +63,14 @@ class _FakeWorld:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def replay_stale(self, count: int) -> int:
+        self.replayed += count
+        return count
+
+    def change_membership(self) -> str | None:
+        self.changes += 1
+        return "remove n5"
+
 
 def _blocked(net: Network, ids: Sequence[NodeId]) -> int:
     return sum(1 for a in ids for b in ids if a != b and net.is_blocked(a, b))
@@ -74,14 +84,18 @@ def test_every_fault_kind_starts_and_stops() -> None:
     for now in range(0, 3000, 3):
         nem.step(now)
         seen.update(f.kind for f in nem.active)
-    assert seen == set(ALL_FAULTS)
     assert w.damaged and set(w.damaged) <= set(w.disk_fault_nodes())  # only the minority
+    # Membership changes are instant (nothing to stop); stale replays come with "late".
+    assert seen == set(ALL_FAULTS) - {FaultKind.MEMBER}
+    assert w.changes > 0 and nem.membership_changes == w.changes
+    assert w.replayed > 0
     nem.stop_due(10**9)
     assert nem.active == []
     assert not w.down and not w.paused and not w.periods
     assert _blocked(w.network, w.ids) == 0
     net = w.network
     assert (net.drop_rate, net.dup_rate, net.reorder_jitter, net.extra_delay) == (0, 0, 0, 0)
+    assert net.late_rate == 0
 
 
 def test_links_heal_when_overlapping_link_faults_stop_together() -> None:
@@ -103,7 +117,10 @@ def test_world_is_healed_at_the_end_of_a_run() -> None:
     assert result.violation is None
     assert result.faults > 3
     ids = world.node_ids()
-    assert all(world.is_up(n) and not world.is_paused(n) for n in ids)
+    members = [n for n in ids if world.is_member(n)]
+    assert len(members) >= 3
+    assert all(world.is_up(n) and not world.is_paused(n) for n in members)
+    assert not any(world.is_up(n) for n in ids if n not in members)  # removed: powered off
     assert _blocked(world.network, ids) == 0
     assert result.leader_after_heal_ticks is not None
     assert result.commit_after_heal_ticks is not None

@@ -1,6 +1,7 @@
-"""A modest swarm of the real core under every fault: no invariant may break, no client
-history may be refuted by the linearizability checker, and the cluster must recover after
-the faults heal."""
+"""A modest swarm of the real core under every fault (membership changes, late and replayed
+messages, aggressive compaction, lease reads included), on 3, 4, 5 and 7 nodes: no invariant
+or conformance check may break, no client history may be refuted by the linearizability
+checker, and the cluster must recover after the faults heal."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ SEEDS = 200
 
 
 def test_swarm_all_faults_no_violation() -> None:
-    configs = [SimConfig(seed=s, nodes=5, faults=ALL_FAULTS, steps=250) for s in range(SEEDS)]
+    configs = [
+        SimConfig(seed=s, nodes=(3, 4, 5, 7)[s % 4], faults=ALL_FAULTS, steps=250)
+        for s in range(SEEDS)
+    ]
     summary = run_swarm(configs, jobs=2)
     failures = [(r.seed, str(r.violation), r.trace_tail[-5:]) for r in summary.failures]
     assert not failures, failures
@@ -25,3 +29,7 @@ def test_swarm_all_faults_no_violation() -> None:
     assert summary.elections >= SEEDS
     assert summary.client_ok > 20 * SEEDS
     assert all(r.commit_after_heal_ticks is not None for r in summary.results)
+    # The new weapons were used.
+    assert summary.membership_changes > SEEDS // 2
+    assert summary.late_messages > SEEDS
+    assert summary.snapshots_installed > SEEDS // 10

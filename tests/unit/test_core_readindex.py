@@ -111,3 +111,21 @@ def test_batched_reads_released_together() -> None:
     net.node("n1").read_index(b"c")
     net.stabilize()
     assert [rs.context for rs in net.boxes["n1"].read_states] == [b"a", b"b", b"c"]
+
+
+def test_lease_read_past_half_a_timeout_confirms_with_a_round() -> None:
+    """Found by the simulator (issue 11): check-quorum deposes a cut-off leader only up to
+    two election timeouts after its last contact, while its followers may elect another
+    after one, so "still leader" is no lease. Past half an election timeout into a
+    check-quorum round the leader confirms a lease read with a heartbeat round."""
+    net = Network(3, read_only=ReadOnlyOption.LEASE_BASED, check_quorum=True)
+    net.elect("n1")
+    net.isolate("n1")
+    net.tick("n1", 6)  # election timeout 10: the lease is no longer fresh
+    net.node("n1").read_index(b"old")
+    net.stabilize()
+    assert net.boxes["n1"].read_states == []  # not answered on a stale lease
+    net.heal()
+    net.tick("n1")  # the next heartbeat carries the pending read's context
+    net.stabilize()
+    assert net.boxes["n1"].read_states == [ReadState(index=1, context=b"old")]
