@@ -38,6 +38,11 @@ class SimDisk(MemoryStorage):
         """A disk fault cut synced entries (found by CRC at restart): the node restarts in
         protocol-aware recovery (``Config.recovering``) until the core reports
         ``recovered``. Survives crashes, like the RECOVERING marker of raft.storage."""
+        self.lost: dict[int, int] = {}
+        """Index -> term of the synced entries the last disk faults cut, kept while
+        :attr:`recovering` (for the checker only: the core never sees it). The node may have
+        acknowledged them; recovery keeps such an acknowledgement good, since the node votes
+        and counts again only after a leader gave it back what it lost."""
 
     # -- write side ----------------------------------------------------------------------
     def append(self, entries: list[Entry]) -> None:
@@ -108,6 +113,8 @@ class SimDisk(MemoryStorage):
             bad = rng.randint(max(first + 1, last - 7), last)
             keep = bad - 1
             what = f"bit flip in entry {bad}, CRC cut {bad}..{last}"
+        for e in self._durable_ents[keep - base + 1 :]:
+            self.lost.setdefault(e.index, e.term)
         self._durable_ents = self._durable_ents[: keep - base + 1]
         hs = self._durable_hard_state
         self._durable_hard_state = HardState(hs.term, hs.vote, min(hs.commit, keep))
@@ -117,6 +124,7 @@ class SimDisk(MemoryStorage):
 
     def clear_recovering(self) -> None:
         self.recovering = False
+        self.lost.clear()
 
     @property
     def durable_hard_state(self) -> HardState:

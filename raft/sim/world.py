@@ -855,6 +855,8 @@ class World:
 
     def _holds(self, node: NodeId, index: int, term: int) -> bool:
         disk = self._nodes[node].disk
+        if disk.recovering and disk.lost.get(index) == term:
+            return True  # acknowledged, then lost to a disk fault: recovery keeps the ack good
         try:
             return disk.term(index) == term
         except CompactedError:
@@ -1159,10 +1161,27 @@ class World:
     def disk_fault_nodes(self) -> Sequence[NodeId]:
         return self._disk_fault_nodes
 
+    def _recovering_minority(self, cs: ConfState, extra: NodeId | None = None) -> bool:
+        """Whether every half of ``cs`` keeps a majority of voters that are not in
+        protocol-aware recovery (with ``extra`` counted as recovering too). Recovering
+        nodes do not vote, and only a leader brings them back: a configuration whose
+        majority is recovering waits for an operator (docs/storage.md), so the simulated
+        operator neither reconfigures into one nor lets a disk fault make one."""
+        for half in (cs.voters, cs.voters_outgoing):
+            if not half:
+                continue
+            down = sum(1 for x in half if x == extra or self._nodes[x].disk.recovering)
+            if len(half) - down < len(half) // 2 + 1:
+                return False
+        return True
+
     def crash(self, node: NodeId, *, disk_fault: bool = False) -> None:
         n = self._nodes[node]
         n.raw = None
         n.disk.crash()
+        if disk_fault and not self._recovering_minority(self._conf, extra=node):
+            disk_fault = False
+            self._note(f"nemesis disk fault on {node} skipped: a majority would be recovering")
         if disk_fault:
             self._note(
                 f"nemesis disk fault on {node}: {n.disk.damage(self.rng) or 'nothing to lose'}"
@@ -1324,6 +1343,8 @@ class World:
             return None
         if len(after.voters) < self._min_voters:
             return None
+        if not self._recovering_minority(after):
+            return None  # the strict reconfiguration check an operator applies (docs/storage.md)
         if bring_back:
             self._recommission(bring_back)
         try:
