@@ -418,6 +418,10 @@ class Testbed:
             f"ListenAddress {address}\nPort 22\n"
             f"HostKey {key}\n"
             f"AuthorizedKeysFile {self.state_dir / 'authorized_keys'}\n"
+            # Also for a non-root (slice) user, who cannot read the root-only state dir:
+            # sshd reads the lab key as root through this command.
+            f"AuthorizedKeysCommand /bin/cat {self.state_dir / 'authorized_keys'}\n"
+            "AuthorizedKeysCommandUser root\n"
             "PidFile /run/sshd.pid\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nUseDNS no\nPrintMotd no\n"

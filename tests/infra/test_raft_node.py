@@ -25,6 +25,14 @@ STATUS_SCRIPT = (
 
 
 _VARS: dict[str, dict[str, Any]] = {}
+UNIT = "/etc/systemd/system/raftlab-node.service"
+CONTROL_SCRIPT = "/opt/raftlab/bin/raftlab-node"
+
+
+def _systemd(host: Any) -> bool:
+    """The role supervises the node with systemd where the host runs it (PID 1 is systemd),
+    else with the pidfile control script; the two are exclusive."""
+    return bool(host.file("/run/systemd/system").is_directory)
 
 
 def _vars(host: Any) -> dict[str, Any]:
@@ -61,7 +69,12 @@ def test_config_is_present_with_right_owner_and_mode(host: Any) -> None:
     cfg = host.file(CONFIG)
     assert cfg.is_file and cfg.user == "root" and cfg.group == "root" and cfg.mode == 0o644
     secret = host.file(SECRET)
-    assert secret.is_file and secret.user == "root" and secret.mode == 0o600
+    assert secret.is_file and secret.user == "root"
+    if _systemd(host):  # readable by the node's own user, nobody else
+        assert secret.group == "raftlab" and secret.mode == 0o640
+    else:
+        assert secret.mode == 0o600
+    # (Read as root: testinfra runs commands through sudo where the inventory says become.)
     assert len(secret.content_string.strip()) >= 32
 
 
@@ -77,15 +90,22 @@ def test_config_lists_every_node_of_the_group(host: Any) -> None:
 
 def test_node_process_is_running_under_its_supervisor(host: Any) -> None:
     v = _vars(host)
+    systemd = _systemd(host)
     procs = [
         p
-        for p in host.process.filter(user="root")
+        for p in host.process.filter(user="raftlab" if systemd else "root")
         if "serve" in p.args and f"--id {v['raft_node_id']}" in p.args
     ]
     assert len(procs) == 1, [p.args for p in procs]
-    if host.file("/opt/raftlab/bin/raftlab-node").exists:
-        st = host.run("/opt/raftlab/bin/raftlab-node status")
-        assert st.rc == 0 and "running" in st.stdout
+    if systemd:
+        svc = host.service("raftlab-node")
+        assert svc.is_running and svc.is_enabled
+        assert host.file(UNIT).contains("^User=raftlab")
+        assert not host.file(CONTROL_SCRIPT).exists
+    else:
+        assert not host.file(UNIT).exists
+        st = host.run(f"{CONTROL_SCRIPT} status")
+        assert st.rc == 0 and "running" in st.stdout, st.stdout + st.stderr
 
 
 @pytest.mark.parametrize("kind", ["peer", "client", "http"])
