@@ -55,7 +55,9 @@ def _write_real_inventory(lab: Lab, dest: Path, known_hosts_in_inventory: bool) 
     """hosts.yml of a "real" inventory: private addresses, jump host, slice user, become."""
     assert lab.plan.gateway is not None
     gw = str(lab.plan.gateway.outer_address)
-    key = lab.inventory / "id_ed25519"
+    state = lab.bed.load()
+    assert state is not None
+    key = Path(state.inventory_dir) / "id_ed25519"  # the testbed's lab key
     kh = dest / "known_hosts"
     lines = []
     for name, addr in [("gw", gw)] + [(h.name, str(h.address)) for h in lab.plan.hosts]:
