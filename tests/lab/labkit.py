@@ -196,6 +196,6 @@ def run_testinfra(lab: Lab) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PLAYBOOK_TIMEOUT_S,
         check=False,
     )
