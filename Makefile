@@ -32,7 +32,14 @@ lab: setup
 swarm: setup
 	raftlab sim --seeds $(SEEDS) --nodes 5 --faults all
 
+# bench_compare measures etcd (Debian's etcd-server) and PySyncObj (the `bench` extra) beside
+# raftlab; without root (or a package mirror) etcd is skipped and the results say so.
 bench: setup
+	@if ! command -v etcd >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq etcd-server >/dev/null || \
+	    echo "note: could not install etcd-server; bench_compare skips etcd"; \
+	  else echo "note: not root, etcd-server not installed; bench_compare skips etcd"; fi; fi
+	@$(PYTHON) -m pip install -q -e '.[bench]' || echo "note: PySyncObj not installed; skipped"
 	$(PYTHON) -m bench
 
 clean:

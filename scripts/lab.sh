@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # `make lab`: the main job. Bring up the local testbed (5 hosts, reused when already up),
-# deploy the cluster with Ansible, write and read a few keys, run an experiment (concurrent
-# clients for LAB_SECONDS while the leader is killed every LAB_KILL_EVERY seconds), collect
-# the node logs into runs/lab/<timestamp>/, then check the Raft invariants and the history's
-# linearizability and render report.html. Needs root (network namespaces). Re-running is safe.
+# deploy the cluster with Ansible, write and read a few keys, then run the default
+# experiment (experiments/lab-mixed.yml: about a minute of clients while the nemesis mixes
+# partitions, kills, pauses and packet loss) with `raftlab run`, which heals, collects the
+# node logs into runs/lab-mixed/<timestamp>/, checks the Raft invariants and the history's
+# linearizability and renders report.html. Needs root (network namespaces).
+#
+# Re-running is safe and judged the same: the deploy is idempotent, and each run has its own
+# client ids and keys, and its analysis reads only its own window of the node logs.
 #
 # Environment: LAB_HOSTS (default 5), LAB_STYLE (plain|gee, default plain), LAB_SUBNET
-# (default: the testbed's), LAB_SECONDS (30), LAB_CLIENTS (8), LAB_KILL_EVERY (8),
-# LAB_DOWN_FOR (3). The testbed stays up afterwards; remove it with `raftlab testbed down`.
+# (default: the testbed's), LAB_SPEC (default experiments/lab-mixed.yml), LAB_SEED (default:
+# the spec's). The testbed stays up afterwards; remove it with `raftlab testbed down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${LAB_HOSTS:-5}
@@ -50,9 +54,15 @@ PY
 )
 cluster=$(IFS=,; echo "${addrs[*]}")
 
+# The role turns client authentication on: clients prove they hold the cluster secret the
+# role keeps next to the inventory (on the hosts: /etc/raftlab/secret).
+export RAFT_CLIENT_TOKEN_FILE="$PWD/$INV/secret"
 # In the GEE style only the gateway is reachable: run the client inside the slice.
 if [ "$STYLE" = gee ]; then
-  raft_cmd() { ssh -F "$INV/ssh_config" h1 /opt/raftlab/venv/bin/raft "$@"; }
+  raft_cmd() {
+    ssh -F "$INV/ssh_config" h1 RAFT_CLIENT_TOKEN_FILE=/etc/raftlab/secret \
+      /opt/raftlab/venv/bin/raft "$@"
+  }
 else
   raft_cmd() { raft "$@"; }
 fi
@@ -68,39 +78,36 @@ for i in 1 2 3; do
   echo "lab-$i = $got"
 done
 
-run_dir="runs/lab/$stamp"
-mkdir -p "$run_dir"
-# The experiment: concurrent clients for LAB_SECONDS while the leader is killed (SIGKILL,
-# over SSH) every LAB_KILL_EVERY seconds and restarted LAB_DOWN_FOR seconds later. The
-# history and the fault log land in the run directory. In the GEE style the controller can
-# reach only the gateway, so the workload step is left out there.
-if [ "$STYLE" != gee ]; then
-  step "experiment: ${LAB_SECONDS:-30} s of clients, leader killed every ${LAB_KILL_EVERY:-8} s"
-  raftlab workload --inventory "$INV" --model kv --clients "${LAB_CLIENTS:-8}" \
-    --ops 100000 --duration "${LAB_SECONDS:-30}" \
-    --kill-leader-every "${LAB_KILL_EVERY:-8}" --down-for "${LAB_DOWN_FOR:-3}" \
-    --out "$run_dir/history.jsonl"
-fi
-
-step "status"
-raft_cmd status --cluster "$cluster"
-
-step "collect: node logs"
-cp -r "$INV/hosts.yml" "$run_dir/inventory.yml"
-ansible-playbook -i "$INV" playbooks/collect.yml -e "raft_node_collect_dir=$PWD/$run_dir"
-ln -sfn "lab/$stamp" runs/latest
-echo "logs in $run_dir/nodes/"
-
-if raftlab analyze --help >/dev/null 2>&1; then
+# In the GEE style the controller reaches only the gateway: no workload or faults from here,
+# only the node logs of the deploy and the smoke test above, collected and analysed.
+if [ "$STYLE" = gee ]; then
+  run_dir="runs/lab/$stamp"
+  mkdir -p "$run_dir"
+  step "collect: node logs"
+  cp -r "$INV/hosts.yml" "$run_dir/inventory.yml"
+  ansible-playbook -i "$INV" playbooks/collect.yml -e "raft_node_collect_dir=$PWD/$run_dir"
+  ln -sfn "lab/$stamp" runs/latest
   step "analyze"
   rc=0
   raftlab analyze "$run_dir" || rc=$?
-  # analyze renders the report too; render it apart only when it did not.
-  if [ ! -f "$run_dir/report.html" ] && raftlab report --help >/dev/null 2>&1; then
-    raftlab report "$run_dir" || true
-  fi
   [ -f "$run_dir/report.html" ] && echo "lab report: $run_dir/report.html"
   echo "analysis exit status: $rc (0 valid, 1 invalid, 2 unknown)"
   exit "$rc"
 fi
-echo "run directory: $run_dir"
+
+spec=${LAB_SPEC:-experiments/lab-mixed.yml}
+step "experiment: raftlab run $spec -i $INV"
+run_args=(run "$spec" -i "$INV")
+[ -n "${LAB_SEED:-}" ] && run_args+=(--seed "$LAB_SEED")
+rc=0
+out=$(mktemp)
+raftlab "${run_args[@]}" | tee "$out" || rc=$?
+report=$(sed -n 's/^report: //p' "$out" | tail -n 1)
+rm -f "$out"
+
+step "status"
+raft_cmd status --cluster "$cluster" || true
+
+[ -n "$report" ] && echo "lab report: $report"
+echo "experiment exit status: $rc (0 valid, 1 invalid, 2 unknown)"
+exit "$rc"

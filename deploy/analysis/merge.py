@@ -132,15 +132,26 @@ class MergedTimeline:
 
     def write_jsonl(self, path: Path) -> None:
         """One line per event: the original fields plus ``cts``, ``lamport`` and ``src``."""
+        dumps = json.dumps
         with path.open("w", encoding="utf-8") as fh:
+            out: list[str] = []
             for m in self.events:
                 e = m.event
-                obj: dict[str, Any] = {"ts": e.ts, "node": e.node, "term": e.term, "ev": e.ev}
-                obj.update(e.fields)
-                obj["cts"] = round(m.cts, 6)
-                obj["lamport"] = m.lamport
-                obj["src"] = str(e.source)
-                fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+                src = dumps(str(e.source))
+                tail = f'"cts":{round(m.cts, 6)!r},"lamport":{m.lamport},"src":{src}}}'
+                raw = e.raw
+                if raw.endswith("}") and raw.startswith("{"):
+                    # The line as read, extended: no re-serialisation of the event's fields.
+                    out.append(raw[:-1] + ("," if len(raw) > 2 else "") + tail)
+                else:
+                    obj: dict[str, Any] = {"ts": e.ts, "node": e.node, "term": e.term, "ev": e.ev}
+                    obj.update(e.fields)
+                    out.append(dumps(obj, separators=(",", ":"))[:-1] + "," + tail)
+                if len(out) >= 4096:
+                    fh.write("\n".join(out) + "\n")
+                    out.clear()
+            if out:
+                fh.write("\n".join(out) + "\n")
 
 
 def _match_pairs(

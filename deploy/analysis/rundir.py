@@ -13,6 +13,7 @@ the checker cannot read makes the linearizability verdict ``unknown``.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -31,6 +32,7 @@ from deploy.analysis.events import (
     Source,
     display_name,
     find_event_files,
+    gc_paused,
     load_event_logs,
     load_history,
     load_nemesis,
@@ -112,6 +114,12 @@ class Analysis:
     """Wall-clock second at which history/nemesis ``time`` 0 falls (on the merged clock)."""
     run_start_method: str
     problems: list[LineProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Why the run cannot be called valid even if every check passes (no operation
+    succeeded; faults were asked for and none fired): the ``run`` verdict is then unknown."""
+    window: tuple[float, float] | None = None
+    """The run's window (wall seconds) the node events were cut to, from results.json."""
+    events_outside_window: int = 0
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -120,6 +128,8 @@ class Analysis:
             v["invariants"] = UNKNOWN
         else:
             v["invariants"] = VALID if self.invariants.valid else INVALID
+        if self.warnings:
+            v["run"] = UNKNOWN
         if self.linearizability is not None:
             v["linearizability"] = {
                 "linearizable": VALID,
@@ -171,6 +181,14 @@ class Analysis:
                 "method": self.run_start_method,
             },
             "problems": [str(p) for p in self.problems[:200]],
+            "warnings": list(self.warnings),
+            "analysis_window": None
+            if self.window is None
+            else {
+                "start_ts": self.window[0],
+                "end_ts": self.window[1],
+                "events_outside": self.events_outside_window,
+            },
             "analyzed_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "inputs": {
                 "event_files": [display_name(p, self.inputs.root) for p in self.inputs.event_files],
@@ -357,13 +375,18 @@ def analyze(
     """Load, merge (clock offsets relative to ``reference``, default the first node by
     name), check invariants and, with a history, linearizability."""
     inputs = locate(path, history)
-    logs = load_event_logs(inputs.event_files, inputs.root)
+    with gc_paused():
+        logs = load_event_logs(inputs.event_files, inputs.root)
     problems = list(logs.problems)
     if reference is not None and reference not in logs.events_by_node:
         raise EventLogNotFoundError(
             f"reference node {reference!r} has no events; the logs have {', '.join(logs.nodes)}"
         )
-    timeline = merge(logs, reference)
+    prior = _read_results(inputs.results)
+    window = _run_window(prior)
+    outside = _cut_to_window(logs, window) if window is not None else 0
+    with gc_paused():
+        timeline = merge(logs, reference)
     problems.extend(timeline.problems)
     report = check_invariants([m.event for m in timeline.events])
     hist: list[HistoryOp] = []
@@ -375,13 +398,6 @@ def analyze(
         else:
             lin = {"verdict": "unknown", "reason": "not checked (--no-lin)"}
     nem = load_nemesis(inputs.nemesis, problems, inputs.root) if inputs.nemesis else []
-    prior: dict[str, Any] = {}
-    if inputs.results is not None:
-        try:
-            loaded = json.loads(inputs.results.read_text(encoding="utf-8"))
-            prior = loaded if isinstance(loaded, dict) else {}
-        except (OSError, json.JSONDecodeError):
-            prior = {}
     start_ts, start_how = _run_start(nem, prior, timeline, hist)
     return Analysis(
         inputs=inputs,
@@ -394,7 +410,72 @@ def analyze(
         run_start_ts=start_ts,
         run_start_method=start_how,
         problems=problems,
+        warnings=run_warnings(prior, hist if inputs.history is not None else None, nem),
+        window=window,
+        events_outside_window=outside,
     )
+
+
+# -- the run's own window and honest verdicts (docs/experiments.md) -----------------------
+
+WINDOW_MARGIN_S = 1.0
+"""Slack around the recorded run window for clock differences between the controller that
+recorded it and the nodes that stamped their events."""
+
+
+def _read_results(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _run_window(results: dict[str, Any]) -> tuple[float, float] | None:
+    """``run_window`` as recorded by ``raftlab run``/``workload``/``sim``: the wall seconds
+    the run spans; None when absent (a folder of logs, an older run)."""
+    w = results.get("run_window")
+    if not isinstance(w, dict):
+        return None
+    lo, hi = w.get("start_ts"), w.get("end_ts")
+    if not isinstance(lo, int | float) or isinstance(lo, bool):
+        return None
+    end = float(hi) if isinstance(hi, int | float) and not isinstance(hi, bool) else float("inf")
+    return float(lo) - WINDOW_MARGIN_S, end + WINDOW_MARGIN_S
+
+
+def _cut_to_window(logs: LoadedLogs, window: tuple[float, float]) -> int:
+    """Keep only the node events inside ``window`` (an earlier run on the same cluster left
+    its events in the same files); returns how many were dropped."""
+    lo, hi = window
+    dropped = 0
+    for node, evs in list(logs.events_by_node.items()):
+        inside = [e for e in evs if lo <= e.ts <= hi]
+        dropped += len(evs) - len(inside)
+        # ``seq`` is the position in the node's list (the merger indexes by it).
+        kept = [e if e.seq == i else dataclasses.replace(e, seq=i) for i, e in enumerate(inside)]
+        if kept:
+            logs.events_by_node[node] = kept
+        else:
+            del logs.events_by_node[node]
+    return dropped
+
+
+def run_warnings(
+    results: dict[str, Any], history: list[HistoryOp] | None, nemesis: list[NemesisEvent]
+) -> list[str]:
+    """Reasons a run proves nothing: a history in which no operation succeeded, or a run
+    that asked for faults (``faults_requested`` in results.json) of which none fired."""
+    out: list[str] = []
+    if history is not None and not any(o.outcome == "ok" for o in history):
+        out.append(f"no operation succeeded ({len(history)} recorded): the checks prove nothing")
+    asked = results.get("faults_requested")
+    fired = sum(1 for n in nemesis if n.action == "start")
+    if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0 and fired == 0:
+        out.append(f"{asked} fault(s) were requested and none fired")
+    return out
 
 
 def write_outputs(a: Analysis, out_dir: Path | None = None) -> Path:

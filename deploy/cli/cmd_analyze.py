@@ -103,6 +103,7 @@ def summary_text(a: Any) -> str:
         "leaders per term: "
         + (", ".join(f"{t}:{'+'.join(n)}" for t, n in c["leaders_per_term"].items()) or "none"),
     ]
+    lines += [f"WARNING: {w}" for w in getattr(a, "warnings", ())]
     clocks = a.timeline.clocks
     lines.append(
         f"clock offsets vs {clocks.reference}: "

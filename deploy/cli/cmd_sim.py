@@ -31,6 +31,14 @@ def register(subparsers: Any) -> None:
             "linearizability checker. A failing seed prints the command that replays it."
         ),
     )
+    p.add_argument(
+        "spec",
+        nargs="?",
+        metavar="SPEC",
+        help="an experiment spec (experiments/*.yml): run its workload and faults in the "
+        "simulator, one run directory per seed under --runs (like `raftlab run`)",
+    )
+    p.add_argument("--runs", default="runs", metavar="DIR", help="runs root for SPEC runs")
     p.add_argument("--seeds", type=int, default=100, metavar="N", help="run seeds 0..N-1")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run only seed S")
     p.add_argument("--nodes", type=int, default=5, help="cluster size, 3..7 (default 5)")
@@ -102,6 +110,8 @@ def func(args: argparse.Namespace) -> int:
         run_swarm,
     )
 
+    if args.spec is not None:
+        return _run_spec(args)
     try:
         faults = parse_faults(args.faults)
     except FaultSpecError as exc:
@@ -169,3 +179,28 @@ def _report(
             f"ticks, commit within {summary.commit_after_heal_ticks_max:.1f} ticks (worst "
             f"seed; bound {configs[0].liveness_bound_ticks})\n"
         )
+
+
+def _run_spec(args: argparse.Namespace) -> int:
+    """``raftlab sim SPEC``: each seed a run directory judged by the lab's checkers; exit
+    0 when every seed is valid, 1 when one is invalid, else 2."""
+    from pathlib import Path
+
+    from deploy.experiment import load_spec
+    from deploy.experiment.campaign import print_table, worst_exit
+    from deploy.experiment.simrun import run_sim_seeds
+
+    spec = load_spec(args.spec)
+    if args.seed is None and args.seeds < 1:
+        raise LabError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise LabError(f"--jobs must be >= 1, got {jobs}")
+    try:
+        nodes = int(str(args.nodes))
+    except ValueError:
+        raise LabError(f"--nodes: one cluster size with SPEC, got {args.nodes!r}") from None
+    rows = run_sim_seeds(spec, seeds, Path(args.runs), nodes=nodes, jobs=min(jobs, len(seeds)))
+    print_table(rows, sys.stdout)
+    return worst_exit(rows)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deploy.errors import LabError
+from deploy.experiment.record import honest_warnings, record_run
 
 DESCRIPTION = """\
 Run a bounded client workload against a cluster and write history.jsonl (docs/formats.md).
@@ -22,6 +23,11 @@ after --down-for seconds: on a `raft cluster up` cluster (--cluster-dir), or ove
 hosts of an inventory (--inventory, as written by `raftlab testbed up`). Each fault is
 recorded in nemesis.jsonl beside the history. Every killed node is restarted before the
 command ends, also when it is interrupted.
+
+The run lasts --duration seconds (--ops, when given, ends it earlier). Each run uses its
+own client ids and keys (--run-id, random by default), so a second run on the same cluster
+is judged like the first. Exit 0 when the workload ran; 2 (with a warning) when no operation
+succeeded or leader kills were asked for and none happened: such a run proves nothing.
 
 Afterwards: raftlab analyze DIR && raftlab report DIR
 """
@@ -42,10 +48,17 @@ def register(sub: Any) -> None:
         "--inventory",
         help="an inventory dir (e.g. inventories/local): the cluster the raft_node role deployed",
     )
-    p.add_argument("--model", choices=("register", "kv"), default="kv")
+    p.add_argument("--model", choices=("register", "cas-register", "kv"), default="kv")
     p.add_argument("--clients", type=int, default=5, help="concurrent clients (default 5)")
-    p.add_argument("--ops", type=int, default=1000, help="operations at most (default 1000)")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds at most (default 20)")
+    p.add_argument("--ops", type=int, default=None, help="operations at most (default: no limit)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="total invocations per second (default 0: closed loop)",
+    )
+    p.add_argument("--run-id", help="this run's id in client ids and keys (default: random)")
     p.add_argument("--keys", type=int, default=3, help="keys for the kv model (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -66,7 +79,7 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
         NodeControl,
         inventory_client_addresses,
     )
-    from deploy.workload import HistoryWriter, WorkloadSpec, run_workload
+    from deploy.workload import HistoryWriter, WorkloadSpec, client_token, run_workload
     from raft.cli._cluster_addrs import resolve
 
     cluster = args.cluster
@@ -81,6 +94,8 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
             duration_s=args.duration,
             keys=args.keys,
             seed=args.seed,
+            rate=args.rate,
+            **({"run_id": args.run_id} if args.run_id else {}),
         )
     except ValueError as exc:
         raise LabError(str(exc)) from None
@@ -97,13 +112,16 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
         )
         killer = LeaderKiller(control, args.kill_leader_every, args.down_for, nemesis_log, t0_ns)
         tasks.append(asyncio.create_task(killer.loop(stop)))
+    limit = "" if spec.ops_max is None else f" (at most {spec.ops_max} ops)"
     print(
-        f"workload: {spec.clients} clients, {spec.model}, at most {spec.ops_max} ops "
-        f"or {spec.duration_s:g} s",
+        f"workload {spec.run_id}: {spec.clients} clients, {spec.model}, "
+        f"{spec.duration_s:g} s{limit}",
         file=sys.stderr,
     )
     try:
-        summary = await run_workload(addrs, spec, HistoryWriter(out), stop, t0_ns)
+        summary = await run_workload(
+            addrs, spec, HistoryWriter(out), stop, t0_ns, token=client_token(args.inventory)
+        )
     finally:
         stop.set()
         for t in tasks:
@@ -111,32 +129,43 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
         if killer is not None:
             await asyncio.to_thread(killer.heal)
     result = summary.to_json()
+    asked = 0
     if killer is not None:
         result["leader_kills"] = killer.kills
+        asked = int(spec.duration_s // args.kill_leader_every)
     print(json.dumps(result))
-    _record_run(os.path.dirname(os.path.abspath(out.name)), start_ts, result)
-    return 0
-
-
-def _record_run(run_dir: str, start_ts: float, summary: dict[str, Any]) -> None:
-    """Note in ``results.json`` when history time 0 was on the controller's wall clock (so
-    the analysis can place the history on the nodes' timeline) and what the workload did;
-    keys already in the file are kept."""
-    path = os.path.join(run_dir, "results.json")
-    results: dict[str, Any] = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            loaded = json.load(f)
-        if isinstance(loaded, dict):
-            results = loaded
-    except (OSError, ValueError):
-        pass
-    results["start_ts"] = start_ts
-    results["workload"] = summary
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, path)
+    fired = killer.kills if killer is not None else 0
+    warnings = honest_warnings(summary.ok, asked, fired)
+    record_run(
+        os.path.dirname(os.path.abspath(out.name)),
+        {
+            "start_ts": start_ts,
+            "run_window": {"start_ts": start_ts, "end_ts": time.time()},
+            "run_id": spec.run_id,
+            "faults_requested": asked,
+            "faults_fired": fired,
+            "workload": result,
+            "parameters": {
+                "workload": {
+                    "model": spec.model,
+                    "clients": spec.clients,
+                    "duration_s": spec.duration_s,
+                    "ops_max": spec.ops_max,
+                    "keys": spec.keys,
+                    "rate": spec.rate,
+                    "seed": spec.seed,
+                    "client_ids": f"wl-{spec.run_id}-<i>",
+                    "key_prefix": f"{spec.run_id}.",
+                },
+                "kill_leader_every_s": args.kill_leader_every or None,
+                "down_for_s": args.down_for,
+            },
+            "warnings": warnings,
+        },
+    )
+    for w in warnings:
+        print(f"workload: WARNING: {w}; the run proves nothing", file=sys.stderr)
+    return 2 if warnings else 0
 
 
 def run(args: argparse.Namespace) -> int:

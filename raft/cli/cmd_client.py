@@ -28,6 +28,11 @@ def register(subparsers: Any) -> None:
         help="how to read VALUE arguments (default: str)",
     )
     p.add_argument("--json", action="store_true", help="print the full response as JSON")
+    p.add_argument(
+        "--token-file",
+        help="client token for a cluster with client_auth on (default $RAFT_CLIENT_TOKEN_FILE; "
+        "the role's deployment uses the cluster secret)",
+    )
     sub = p.add_subparsers(dest="op", metavar="OP", required=True)
     s = sub.add_parser("put", help="set KEY to VALUE")
     s.add_argument("key")
@@ -47,6 +52,25 @@ def register(subparsers: Any) -> None:
     b.add_argument("--reads", type=float, default=0.0, help="percentage of reads (0-100)")
     b.add_argument("--keys", type=int, default=1000, help="number of distinct keys")
     p.set_defaults(func=run)
+
+
+def _token(args: argparse.Namespace) -> bytes | None:
+    """--token-file, else $RAFT_CLIENT_TOKEN_FILE, else (when the addresses come from a
+    'raft cluster up' directory) that cluster's token if it has client_auth on."""
+    import os
+
+    from raft.cli import CliError
+    from raft.runtime.client import load_token
+
+    try:
+        token = load_token(args.token_file)
+        if token is None and not args.cluster and not os.environ.get("RAFT_CLUSTER"):
+            from raft.runtime.localcluster import LocalCluster
+
+            token = LocalCluster(args.dir or ".raftlab-cluster").client_token()
+    except (OSError, ValueError) as exc:
+        raise CliError(f"client token: {exc}") from None
+    return token
 
 
 def _value(text: str, kind: str) -> Any:
@@ -74,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from raft.cli._cluster_addrs import resolve
 
     addrs = resolve(args.cluster, args.dir)
+    token = _token(args)
     try:
         import uvloop
 
@@ -88,19 +113,19 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.reads <= 100:
             raise CliError("--reads must be a percentage between 0 and 100")
         spec = BenchSpec(args.ops, args.concurrency, args.size, args.reads / 100.0, args.keys)
-        result = asyncio.run(run_bench(addrs, spec))
+        result = asyncio.run(run_bench(addrs, spec, token))
         print(result.render())
         return 0 if result.completed else 2
-    return asyncio.run(_one(args, addrs))
+    return asyncio.run(_one(args, addrs, token))
 
 
-async def _one(args: argparse.Namespace, addrs: list[Any]) -> int:
+async def _one(args: argparse.Namespace, addrs: list[Any], token: bytes | None) -> int:
     import json
 
     from raft.runtime.client import RaftClient
     from raft.runtime.protocol import Status
 
-    async with RaftClient(addrs, op_timeout_s=args.timeout) as client:
+    async with RaftClient(addrs, op_timeout_s=args.timeout, token=token) as client:
         if args.op == "put":
             resp = await client.put(args.key, _value(args.value, args.type))
         elif args.op == "get":

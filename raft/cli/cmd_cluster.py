@@ -30,6 +30,11 @@ def register(subparsers: Any) -> None:
     up.add_argument(
         "--snapshot-entries", type=int, default=10000, help="snapshot every N applied entries"
     )
+    up.add_argument(
+        "--client-auth",
+        action="store_true",
+        help="clients must authenticate with the cluster secret (DIR/secret)",
+    )
     up.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a leader")
     sub.add_parser("down", parents=[dir_opt], help="stop the nodes this directory started")
     kill = sub.add_parser("kill", parents=[dir_opt], help="stop one node (SIGKILL unless --term)")
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 read_mode=args.read_mode,
                 tick_ms=args.tick_ms,
                 snapshot_entries=args.snapshot_entries,
+                client_auth=args.client_auth,
             )
             try:
                 leader = lc.wait_leader(args.wait, started=True)
@@ -73,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print(f"cluster of {len(cfg.nodes)} up in {args.dir}; leader {leader}")
             print(f"export RAFT_CLUSTER={lc.client_addresses()}")
+            if cfg.client_auth:
+                print(f"export RAFT_CLIENT_TOKEN_FILE={cfg.client_token_file or cfg.secret_file}")
             return 0
         if args.action == "down":
             stopped = lc.down()

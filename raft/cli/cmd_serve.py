@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"secret_file {cfg.secret_file}: {exc}") from None
 
     log_dir = cfg.node_log_dir(args.id)
+    os.umask(0o077)  # data, logs and events are the operator's alone (0700/0600)
     try:
-        os.makedirs(log_dir, exist_ok=True)
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise CliError(f"log_dir {log_dir}: {exc.strerror}") from None
     handlers: list[logging.Handler] = [logging.FileHandler(os.path.join(log_dir, "node.log"))]
@@ -75,20 +76,25 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
 
-    from raft.runtime.backend import storage_failures
+    from raft.runtime.backend import StorageUnavailableError, storage_failures
     from raft.runtime.node import RaftNode
-    from raft.runtime.server import serve
+    from raft.runtime.server import client_token, serve
 
     async def main() -> int:
         try:
             node = RaftNode(cfg, args.id, secret)
-        except MachineLoadError as exc:
-            raise CliError(str(exc)) from None
+        except (MachineLoadError, StorageUnavailableError) as exc:
+            raise CliError(f"node {args.id}: {exc}") from None
         except storage_failures() as exc:
             raise CliError(
                 f"node {args.id}: storage in {cfg.node_data_dir(args.id)} refuses to open: "
                 f"{exc} (see 'raft repair')"
             ) from None
+        try:
+            client_token(node)
+        except (OSError, ValueError) as exc:
+            await node.stop("bad client token")
+            raise CliError(f"node {args.id}: client token: {exc}") from None
         try:
             reason = await serve(node)
         except OSError as exc:

@@ -9,6 +9,7 @@ what ``Ready``'s docstring says (send, persist, send the persisted-only messages
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from raft.core.confchange import encode_conf_change
@@ -78,7 +79,10 @@ class RawNode:
         self.raft = self.raft_class(config, storage, rng)
         self._prev_soft = SoftState(leader=self.raft.lead, role=self.raft.role)
         self._prev_hard = self.raft.hard_state()
-        self._steps_on_advance: list[Message] = []
+        self._after_persist: deque[tuple[Ready, list[Message]]] = deque()
+        """Per Ready handed out and not yet advanced: the node's own messages that may be
+        stepped only once that Ready's writes are durable (its vote, the leader's append
+        acknowledgement), in the order the Readies were handed out."""
 
     # -- inputs --------------------------------------------------------------------------
     def tick(self) -> None:
@@ -176,14 +180,16 @@ class RawNode:
         snap = log.unstable.next_snapshot()
         committed = tuple(log.next_committed_ents())
         persisted: list[Message] = []
+        steps: list[Message] = []
         for m in r.msgs_after_append:
             if m.to == r.id:
-                self._steps_on_advance.append(m)
+                steps.append(m)
             else:
                 persisted.append(m)
         if entries and r.role == Role.LEADER:
-            # The leader counts its own log towards a quorum once it is durable.
-            self._steps_on_advance.append(
+            # The leader counts its own log towards a quorum once it is durable, like any
+            # follower's: with asynchronous writes its match moves only on this ack.
+            steps.append(
                 Message(
                     type=MT.APP_RESP,
                     to=r.id,
@@ -220,12 +226,35 @@ class RawNode:
             log.accept_applying(committed[-1].index)
         self._prev_soft = soft
         self._prev_hard = hs
+        self._after_persist.append((rd, steps))
         return rd
 
     def advance(self, rd: Ready) -> None:
         """The driver did everything ``rd`` asked: entries/snapshot/hard state are durable,
         committed entries applied. Steps the node's own after-persistence messages (its vote
-        and, as leader, its append acknowledgement)."""
+        and, as leader, its append acknowledgement), those of earlier Readies not advanced
+        yet included."""
+        self._stable(rd)
+        self.advance_apply(rd)
+        self._step_after_persist(rd)
+
+    def advance_apply(self, rd: Ready) -> None:
+        """Asynchronous writes, half one: ``rd``'s committed entries were applied (its writes
+        may still be in flight). Call :meth:`advance_append` once they are durable."""
+        if rd.committed_entries:
+            applied_bytes = sum(len(e.data) for e in rd.committed_entries)
+            self.raft.applied_to(rd.committed_entries[-1].index, applied_bytes)
+
+    def advance_append(self, rd: Ready) -> None:
+        """Asynchronous writes, half two: ``rd``'s snapshot, entries and hard state (and those
+        of every Ready handed out before it) are durable. Marks them stable and steps the
+        node's own after-persistence messages, so a leader's own log counts towards the
+        commit quorum only from here, like a follower's acknowledged one. Readies must be
+        reported durable in the order they were handed out (a FIFO writer does that)."""
+        self._stable(rd)
+        self._step_after_persist(rd)
+
+    def _stable(self, rd: Ready) -> None:
         r = self.raft
         if rd.snapshot is not None:
             r.raft_log.stable_snap_to(rd.snapshot.meta.index)
@@ -233,12 +262,16 @@ class RawNode:
         if rd.entries:
             last = rd.entries[-1]
             r.raft_log.stable_to(last.index, last.term)
-        if rd.committed_entries:
-            applied_bytes = sum(len(e.data) for e in rd.committed_entries)
-            r.applied_to(rd.committed_entries[-1].index, applied_bytes)
-        steps, self._steps_on_advance = self._steps_on_advance, []
+
+    def _step_after_persist(self, rd: Ready) -> None:
+        steps: list[Message] = []
+        while self._after_persist:
+            done, more = self._after_persist.popleft()
+            steps.extend(more)
+            if done is rd:
+                break
         for m in steps:
-            r.step(m)
+            self.raft.step(m)
 
     def status(self) -> Status:
         r = self.raft

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from raft.machines.base import StateMachine
 from raft.machines.kv import KV
@@ -38,12 +39,24 @@ def load_machine(spec: str) -> StateMachine:
     module_name, _, class_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise MachineLoadError(f"machine {spec!r}: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:  # ImportError, or whatever the module raised while importing
+        raise MachineLoadError(
+            f"machine {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     cls = getattr(module, class_name, None)
-    if cls is None or not callable(cls):
+    if cls is None:
         raise MachineLoadError(f"machine {spec!r}: {module_name} has no class {class_name!r}")
-    machine = cls()
+    if not inspect.isclass(cls):
+        raise MachineLoadError(
+            f"machine {spec!r}: {module_name}.{class_name} is not a class "
+            "(use module:Class naming a StateMachine class)"
+        )
+    try:
+        machine = cls()
+    except Exception as exc:
+        raise MachineLoadError(
+            f"machine {spec!r}: {class_name}() failed: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(machine, StateMachine):
         raise MachineLoadError(f"machine {spec!r}: {class_name} lacks apply/query/snapshot/restore")
     return machine

@@ -23,9 +23,14 @@ Value = Any
 """A plain msgpack value: None, bool, int, float, str, bytes, list or str-keyed dict."""
 
 COMMAND_BYTES_MAX = 8 << 20
-"""Larger commands are refused before decoding."""
+"""Larger commands are refused before decoding (the client port admits no larger frame)."""
 
-_NESTING_MAX = 32
+SNAPSHOT_BYTES_MAX = 1 << 40
+"""What :func:`unpackb` accepts for a snapshot the node itself wrote or received from an
+authenticated peer: no practical limit, because a state the node accepted must always
+restore (limits on input are enforced at the door, on requests)."""
+
+NESTING_MAX = 32
 
 
 class CommandError(ValueError):
@@ -55,8 +60,8 @@ class Result:
 
 def check_plain(value: object, depth: int = 0) -> None:
     """Raise CommandError unless ``value`` is a plain msgpack value (no ext types)."""
-    if depth > _NESTING_MAX:
-        raise CommandError("value nested too deeply")
+    if depth > NESTING_MAX:
+        raise CommandError(f"value nested deeper than {NESTING_MAX} levels")
     if value is None or isinstance(value, bool | int | float | str | bytes):
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
             raise CommandError("integer out of the 64-bit range")

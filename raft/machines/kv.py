@@ -11,6 +11,11 @@ from raft.machines.codec import CommandError, Value
 
 READ_OPS = frozenset({"get", "read"})
 KEY_BYTES_MAX = 4096
+STATE_BYTES_MAX = 12 << 20
+"""A put that would grow the state (keys and encoded values) beyond this is refused with an
+error result. The bound keeps the snapshot shippable in one peer frame (16 MiB) with room for
+the session table; every replica computes the same size, so all refuse the same put."""
+_ITEM_OVERHEAD_BYTES = 16
 
 
 class KV:
@@ -18,6 +23,9 @@ class KV:
 
     def __init__(self) -> None:
         self._data: dict[str, Value] = {}
+        self._sizes: dict[str, int] = {}
+        self.state_bytes = 0
+        """Approximate size of the state: encoded keys and values plus a per-item overhead."""
 
     def __len__(self) -> int:
         return len(self._data)
@@ -38,22 +46,34 @@ class KV:
         if cmd.op in ("put", "write"):
             if cmd.value is None:
                 return codec.error("put needs a value (use delete to remove a key)")
-            self._data[key] = cmd.value
-            return codec.ok()
+            return self._store(key, cmd.value)
         if cmd.op == "cas":
             current = self._data.get(key)
             if current != cmd.expect:
                 return codec.fail(current, "expected value did not match")
             if cmd.value is None:
                 return codec.error("cas needs a new value")
-            self._data[key] = cmd.value
-            return codec.ok()
+            return self._store(key, cmd.value)
         if cmd.op == "delete":
             existed = self._data.pop(key, None) is not None
+            self.state_bytes -= self._sizes.pop(key, 0)
             return codec.ok(existed)
         if cmd.op in READ_OPS:
             return codec.ok(self._data.get(key))
         return codec.error(f"unknown op {cmd.op!r} for kv")
+
+    def _store(self, key: str, value: Value) -> bytes:
+        size = _item_bytes(key, value)
+        grown = self.state_bytes - self._sizes.get(key, 0) + size
+        if grown > STATE_BYTES_MAX:
+            return codec.error(
+                f"kv state would grow to {grown} bytes, above the state limit of "
+                f"{STATE_BYTES_MAX} bytes: delete keys or store smaller values"
+            )
+        self._data[key] = value
+        self._sizes[key] = size
+        self.state_bytes = grown
+        return codec.ok()
 
     def query(self, request: bytes) -> bytes:
         try:
@@ -72,7 +92,7 @@ class KV:
 
     def restore(self, data: bytes) -> None:
         try:
-            obj = codec.unpackb(data)
+            obj = codec.unpackb(data, max_bytes=codec.SNAPSHOT_BYTES_MAX)
         except CommandError as exc:
             raise ValueError(f"kv snapshot: {exc}") from None
         if not isinstance(obj, dict) or obj.get("machine") != "kv":
@@ -81,8 +101,16 @@ class KV:
         if not isinstance(items, list):
             raise ValueError("kv snapshot: 'items' must be a list")
         new: dict[str, Value] = {}
+        sizes: dict[str, int] = {}
         for item in items:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
                 raise ValueError("kv snapshot: each item must be [key, value]")
             new[item[0]] = item[1]
+            sizes[item[0]] = _item_bytes(item[0], item[1])
         self._data = new
+        self._sizes = sizes
+        self.state_bytes = sum(sizes.values())
+
+
+def _item_bytes(key: str, value: Value) -> int:
+    return len(key.encode()) + len(codec.packb(value)) + _ITEM_OVERHEAD_BYTES

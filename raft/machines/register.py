@@ -54,7 +54,7 @@ class Register:
 
     def restore(self, data: bytes) -> None:
         try:
-            obj = codec.unpackb(data)
+            obj = codec.unpackb(data, max_bytes=codec.SNAPSHOT_BYTES_MAX)
         except CommandError as exc:
             raise ValueError(f"register snapshot: {exc}") from None
         if not isinstance(obj, dict) or obj.get("machine") != "register":

@@ -198,3 +198,19 @@ def load_secret(path: str) -> bytes:
     if len(secret) < SECRET_BYTES_MIN:
         raise ValueError(f"secret in {path} is shorter than {SECRET_BYTES_MIN} bytes")
     return secret
+
+
+# -- client port authentication (docs/runtime.md, "Client authentication") ----------------
+
+CLIENT_AUTH_CONTEXT = b"raftlab-client-auth"
+
+
+def client_auth_mac(token: bytes, nonce: bytes) -> bytes:
+    """What a client proves it holds the token with: HMAC(token, context + server nonce).
+    The nonce is fresh per connection, so a recorded answer is worthless elsewhere, and the
+    token itself never crosses the network."""
+    return _mac(token, CLIENT_AUTH_CONTEXT, nonce)
+
+
+def check_client_auth(token: bytes, nonce: bytes, mac: object) -> bool:
+    return isinstance(mac, bytes) and hmac.compare_digest(client_auth_mac(token, nonce), mac)

@@ -64,14 +64,16 @@ class BenchResult:
         return "\n".join(lines)
 
 
-async def run_bench(addrs: list[Address], spec: BenchSpec, seed: int = 1) -> BenchResult:
+async def run_bench(
+    addrs: list[Address], spec: BenchSpec, token: bytes | None = None, seed: int = 1
+) -> BenchResult:
     result = BenchResult(spec)
     remaining = [spec.ops]
     value = os.urandom(spec.size // 2).hex().ljust(spec.size, "x")[: spec.size]
 
     async def worker(w: int) -> None:
         rng = random.Random(seed * 7919 + w)
-        async with RaftClient(addrs) as client:
+        async with RaftClient(addrs, token=token) as client:
             while remaining[0] > 0:
                 remaining[0] -= 1
                 key = f"k{rng.randrange(spec.keys)}"
@@ -85,7 +87,7 @@ async def run_bench(addrs: list[Address], spec: BenchSpec, seed: int = 1) -> Ben
                     result.errors[resp.status.value] = result.errors.get(resp.status.value, 0) + 1
 
     # Warm up: find the leader once so the first measured ops do not pay for the redirect.
-    async with RaftClient(addrs) as probe:
+    async with RaftClient(addrs, token=token) as probe:
         await probe.get("warmup")
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(spec.concurrency)))

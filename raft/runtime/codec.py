@@ -46,22 +46,64 @@ def _refuse_ext(code: int, data: bytes) -> object:
     raise CodecError(f"msgpack extension type {code} is not allowed")
 
 
+def _unpackb(data: bytes, **limits: Any) -> Any:
+    """msgpack decode without ext types or non-string keys; CodecError for malformed input
+    (the element-limit signals of :func:`unpack_bounded` pass through)."""
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True, ext_hook=_refuse_ext, **limits
+        )
+    except (CodecError, _TooManyElementsError, msgpack.StackError):
+        raise
+    except Exception as exc:  # msgpack raises many exception types on garbage
+        if isinstance(exc, ValueError) and "exceeds max_" in str(exc):
+            raise CodecError(f"a container holds more elements than allowed: {exc}") from None
+        raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
+
+
 def unpack(data: bytes, max_bytes: int = MESSAGE_BYTES_MAX) -> Any:
     """Safe msgpack decode (no ext types, str map keys) raising only CodecError."""
     if len(data) > max_bytes:
         raise CodecError(f"{len(data)} bytes exceeds the limit of {max_bytes}")
     try:
-        return msgpack.unpackb(
+        return _unpackb(data)
+    except msgpack.StackError:
+        raise CodecError("nested too deeply") from None
+
+
+class _TooManyElementsError(Exception):
+    pass
+
+
+def unpack_bounded(data: bytes, max_bytes: int, max_elements: int) -> Any:
+    """Like :func:`unpack` for untrusted input (client frames): also refuses more than
+    ``max_elements`` array items, map entries and containers in total, before building them
+    (no container longer than the limit is even allocated), so a frame of millions of empty
+    arrays costs a few milliseconds instead of seconds and hundreds of MB. Nesting is bounded
+    by msgpack's own stack limit here; callers check plain-value depth afterwards, which the
+    element bound keeps cheap."""
+    if len(data) > max_bytes:
+        raise CodecError(f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    budget = [max_elements]
+
+    def _count(items: Any) -> Any:
+        budget[0] -= len(items) + 1
+        if budget[0] < 0:
+            raise _TooManyElementsError
+        return items
+
+    try:
+        return _unpackb(
             data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            ext_hook=_refuse_ext,
+            list_hook=_count,
+            object_hook=_count,
+            max_array_len=max_elements,
+            max_map_len=max_elements,
         )
-    except CodecError:
-        raise
-    except Exception as exc:  # msgpack raises many exception types on garbage
-        raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
+    except _TooManyElementsError:
+        raise CodecError(f"more than {max_elements} elements (arrays, maps and items)") from None
+    except msgpack.StackError:
+        raise CodecError("nested too deeply") from None
 
 
 def pack(obj: object) -> bytes:

@@ -19,7 +19,22 @@ import yaml
 from raft.runtime.transport import Address
 
 CONFIG_VERSION = 1
-_NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NODE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+"""Node ids name directories: no leading dot (so never ``.`` or ``..``), no slash."""
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_PLUGIN_MACHINE = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+BUILTIN_MACHINE_NAMES = ("kv", "register")
+"""Mirrors raft.machines.BUILTIN_MACHINES (config stays importable without the machines)."""
+
+TICK_MS_RANGE = (1, 10_000)
+ELECTION_TIMEOUT_TICKS_RANGE = (2, 10_000)
+ELECTION_TIMEOUT_MS_MAX = 600_000
+HEARTBEAT_TICKS_RANGE = (1, 9_999)
+SNAPSHOT_ENTRIES_RANGE = (1, 1_000_000_000)
+CLIENT_CONNECTIONS_RANGE = (1, 1_000_000)
+CLIENT_IDLE_TIMEOUT_S_RANGE = (1, 86_400)
 
 
 class ConfigFileError(ValueError):
@@ -65,6 +80,14 @@ class ClusterConfig:
     election_timeout_ticks: int = 10
     heartbeat_ticks: int = 1
     snapshot_entries: int = 10000
+    client_auth: bool = False
+    """Require clients to authenticate (HMAC challenge over the client token)."""
+    client_token_file: str = ""
+    """The client token; empty: the cluster secret (``secret_file``)."""
+    client_connections_max: int = 1024
+    """Client connections per node (also capped below the open-file limit)."""
+    client_idle_timeout_s: int = 60
+    """A client connection with no request completed or pending for this long is closed."""
     path: str = field(default="", compare=False)
 
     def node_data_dir(self, node_id: str) -> str:
@@ -83,6 +106,8 @@ class ClusterConfig:
                 clean["fsync"] = FsyncMode(clean["fsync"])
             if "read_mode" in clean and isinstance(clean["read_mode"], str):
                 clean["read_mode"] = ReadMode(clean["read_mode"])
+            if "machine" in clean:
+                check_machine(clean["machine"], "--machine")
         except ValueError as exc:
             raise ConfigFileError(str(exc)) from None
         return replace(self, **clean)
@@ -119,6 +144,38 @@ def _pos_int(value: object, what: str) -> int:
     return value
 
 
+def _int_in(value: object, bounds: tuple[int, int], what: str) -> int:
+    lo, hi = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigFileError(f"{what}: expected an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigFileError(f"{what}: expected true or false, got {value!r}")
+    return value
+
+
+def check_machine(value: str, what: str) -> str:
+    """A built-in machine name or the documented plugin form ``package.module:Class``."""
+    if value in BUILTIN_MACHINE_NAMES or _PLUGIN_MACHINE.match(value):
+        return value
+    raise ConfigFileError(
+        f"{what}: {value!r} is neither a built-in machine ({', '.join(BUILTIN_MACHINE_NAMES)}) "
+        "nor a plugin 'package.module:Class'"
+    )
+
+
+def check_node_id(nid: object, what: str) -> str:
+    if not isinstance(nid, str) or not _NODE_ID.match(nid):
+        raise ConfigFileError(
+            f"{what}: bad node id {nid!r} (1-64 of letters, digits, _ . -; not starting with "
+            "a dot or dash: ids name directories)"
+        )
+    return nid
+
+
 def _str(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigFileError(f"{what}: expected a non-empty string, got {value!r}")
@@ -138,6 +195,10 @@ _KNOWN = {
     "election_timeout_ticks",
     "heartbeat_ticks",
     "snapshot_entries",
+    "client_auth",
+    "client_token_file",
+    "client_connections_max",
+    "client_idle_timeout_s",
     "nodes",
 }
 
@@ -164,9 +225,9 @@ def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
             f"{path}: nodes: expected a non-empty mapping of node id to addresses"
         )
     nodes: dict[str, NodeAddresses] = {}
+    listeners: dict[Address, str] = {}
     for nid, addrs in nodes_doc.items():
-        if not isinstance(nid, str) or not _NODE_ID.match(nid):
-            raise ConfigFileError(f"{path}: nodes: bad node id {nid!r} (letters, digits, _.-)")
+        check_node_id(nid, f"{path}: nodes")
         if not isinstance(addrs, dict):
             raise ConfigFileError(f"{path}: nodes.{nid}: expected {{peer, client, http}}")
         extra = sorted(set(addrs) - {"peer", "client", "http"})
@@ -177,32 +238,88 @@ def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
             client=parse_address(addrs.get("client"), f"{path}: nodes.{nid}.client"),
             http=parse_address(addrs.get("http"), f"{path}: nodes.{nid}.http"),
         )
+        for port in ("peer", "client", "http"):
+            addr: Address = getattr(nodes[nid], port)
+            other = listeners.setdefault(addr, f"nodes.{nid}.{port}")
+            if other != f"nodes.{nid}.{port}":
+                raise ConfigFileError(
+                    f"{path}: nodes.{nid}.{port}: address {addr} is already used by {other}"
+                )
+    cluster = _str(doc.get("cluster", "raftlab"), f"{path}: cluster")
+    if not _CLUSTER_NAME.match(cluster):
+        raise ConfigFileError(f"{path}: cluster: {cluster!r} is not a name (letters, digits, _.-)")
     cfg = ClusterConfig(
-        cluster=_str(doc.get("cluster", "raftlab"), f"{path}: cluster"),
+        cluster=cluster,
         nodes=nodes,
-        machine=_str(doc.get("machine", "kv"), f"{path}: machine"),
+        machine=check_machine(
+            _str(doc.get("machine", "kv"), f"{path}: machine"), f"{path}: machine"
+        ),
         secret_file=_path("secret_file", "/etc/raftlab/secret"),
         data_dir=_path("data_dir", "/var/lib/raftlab"),
         log_dir=_path("log_dir", "/var/log/raftlab"),
         fsync=_enum(FsyncMode, doc.get("fsync", "always"), f"{path}: fsync"),
         read_mode=_enum(ReadMode, doc.get("read_mode", "read_index"), f"{path}: read_mode"),
-        tick_ms=_pos_int(doc.get("tick_ms", 50), f"{path}: tick_ms"),
-        election_timeout_ticks=_pos_int(
-            doc.get("election_timeout_ticks", 10), f"{path}: election_timeout_ticks"
+        tick_ms=_int_in(doc.get("tick_ms", 50), TICK_MS_RANGE, f"{path}: tick_ms"),
+        election_timeout_ticks=_int_in(
+            doc.get("election_timeout_ticks", 10),
+            ELECTION_TIMEOUT_TICKS_RANGE,
+            f"{path}: election_timeout_ticks",
         ),
-        heartbeat_ticks=_pos_int(doc.get("heartbeat_ticks", 1), f"{path}: heartbeat_ticks"),
-        snapshot_entries=_pos_int(doc.get("snapshot_entries", 10000), f"{path}: snapshot_entries"),
+        heartbeat_ticks=_int_in(
+            doc.get("heartbeat_ticks", 1), HEARTBEAT_TICKS_RANGE, f"{path}: heartbeat_ticks"
+        ),
+        snapshot_entries=_int_in(
+            doc.get("snapshot_entries", 10000), SNAPSHOT_ENTRIES_RANGE, f"{path}: snapshot_entries"
+        ),
+        client_auth=_bool(doc.get("client_auth", False), f"{path}: client_auth"),
+        client_token_file=(
+            _path("client_token_file", "") if doc.get("client_token_file") is not None else ""
+        ),
+        client_connections_max=_int_in(
+            doc.get("client_connections_max", 1024),
+            CLIENT_CONNECTIONS_RANGE,
+            f"{path}: client_connections_max",
+        ),
+        client_idle_timeout_s=_int_in(
+            doc.get("client_idle_timeout_s", 60),
+            CLIENT_IDLE_TIMEOUT_S_RANGE,
+            f"{path}: client_idle_timeout_s",
+        ),
         path=os.path.abspath(path),
     )
     if cfg.heartbeat_ticks >= cfg.election_timeout_ticks:
         raise ConfigFileError(f"{path}: heartbeat_ticks must be below election_timeout_ticks")
+    if cfg.tick_ms * cfg.election_timeout_ticks > ELECTION_TIMEOUT_MS_MAX:
+        raise ConfigFileError(
+            f"{path}: tick_ms x election_timeout_ticks = "
+            f"{cfg.tick_ms * cfg.election_timeout_ticks} ms exceeds {ELECTION_TIMEOUT_MS_MAX} ms"
+        )
     return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (plain YAML keeps the last one, which
+    silently dropped a node defined twice)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, list | dict):
+                continue  # unhashable: the base constructor reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        out: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return out
 
 
 def load_config(path: str) -> ClusterConfig:
     try:
         with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
+            doc = yaml.load(f, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigFileError(f"{path}: no such file") from None
     except OSError as exc:
@@ -227,6 +344,10 @@ def render_config(cfg: ClusterConfig) -> str:
         "election_timeout_ticks": cfg.election_timeout_ticks,
         "heartbeat_ticks": cfg.heartbeat_ticks,
         "snapshot_entries": cfg.snapshot_entries,
+        "client_auth": cfg.client_auth,
+        **({"client_token_file": cfg.client_token_file} if cfg.client_token_file else {}),
+        "client_connections_max": cfg.client_connections_max,
+        "client_idle_timeout_s": cfg.client_idle_timeout_s,
         "nodes": {
             nid: {"peer": str(a.peer), "client": str(a.client), "http": str(a.http)}
             for nid, a in cfg.nodes.items()

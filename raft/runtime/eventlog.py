@@ -1,13 +1,15 @@
 """The node event log (``events.jsonl``, docs/formats.md) and message ids.
 
-Lines are buffered in memory and written by :meth:`EventLog.flush` (the node calls it
-periodically and on stop); when the buffer reaches its bound it is flushed at once, so memory
-stays bounded whatever the event rate. Writes go to the OS (no fsync): the event log is for
+Events are buffered in memory as records and serialised only when flushed: the node hands
+them to a writer thread periodically (:meth:`EventLog.flush_background`) and flushes in
+place on stop; when the buffer reaches its bound it is flushed at once, so memory stays
+bounded whatever the event rate. Writes go to the OS (no fsync): the event log is for
 analysis, not for recovery.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -51,9 +53,11 @@ class EventLog:
         self._term_of = term_of
         self._clock = clock
         self._max = buffer_lines_max
-        self._buf: list[str] = []
+        self._buf: list[dict[str, Any]] = []
         self._file: TextIO | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self.lines_written = 0
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        """One thread, so background flushes are written in the order they were taken."""
 
     def emit(self, ev: str, term: int | None = None, **fields: Any) -> None:
         """Record one event; ``term`` defaults to the node's current term."""
@@ -64,20 +68,46 @@ class EventLog:
             "ev": ev,
         }
         rec.update(fields)
-        self._buf.append(json.dumps(rec, separators=(",", ":"), default=_jsonable))
+        self._buf.append(rec)  # serialised when flushed: off the request path
         if len(self._buf) >= self._max:
             self.flush()
 
     def flush(self) -> None:
+        """Write everything emitted so far, now (after any background flush still running,
+        so lines stay in emit order)."""
         if not self._buf or self._file is None:
             return
-        self._file.write("\n".join(self._buf) + "\n")
-        self._file.flush()
-        self.lines_written += len(self._buf)
-        self._buf.clear()
+        recs, self._buf = self._buf, []
+        if self._writer is not None:
+            self._writer.submit(self._write, recs).result()
+        else:
+            self._write(recs)
+
+    def flush_background(self) -> None:
+        """Hand what was emitted so far to the writer thread (serialise + write) and return
+        at once; the driver calls this periodically. Records must not be mutated after
+        ``emit`` (the node's are built fresh)."""
+        if not self._buf or self._file is None:
+            return
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, "eventlog")
+        recs, self._buf = self._buf, []
+        self._writer.submit(self._write, recs)
+
+    def _write(self, recs: list[dict[str, Any]]) -> None:
+        f = self._file
+        if f is None:
+            return
+        dumps = json.dumps
+        f.write("\n".join(dumps(r, separators=(",", ":"), default=_jsonable) for r in recs) + "\n")
+        f.flush()
+        self.lines_written += len(recs)
 
     def close(self) -> None:
         self.flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Callable
 
 REQUEST_BYTES_MAX = 8192
 READ_TIMEOUT_S = 5.0
+CONNECTIONS_MAX = 16
+"""Open HTTP connections; more are answered 503 and closed at once, so a flood on the
+monitoring port cannot take the file descriptors the storage needs."""
 
 Route = Callable[[], tuple[str, str]]
 """Returns (content type, body)."""
@@ -22,9 +26,12 @@ class HttpServer:
     def __init__(self, routes: dict[str, Route]) -> None:
         self._routes = routes
         self._server: asyncio.Server | None = None
+        self._open = 0
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port, limit=REQUEST_BYTES_MAX)
+        self._server = await asyncio.start_server(
+            self._handle, host, port, limit=REQUEST_BYTES_MAX, backlog=socket.SOMAXCONN
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -33,6 +40,12 @@ class HttpServer:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= CONNECTIONS_MAX:
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._reply(writer, 503, "text/plain", "too many connections\n")
+            writer.close()
+            return
+        self._open += 1
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
@@ -57,13 +70,20 @@ class HttpServer:
         except (ConnectionError, OSError):
             pass
         finally:
+            self._open -= 1
             writer.close()
 
     @staticmethod
     async def _reply(
         writer: asyncio.StreamWriter, code: int, ctype: str, body: str, head_only: bool = False
     ) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            503: "Service Unavailable",
+        }
         data = body.encode()
         header = (
             f"HTTP/1.1 {code} {reason.get(code, 'Error')}\r\n"

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,10 +62,12 @@ class LocalCluster:
         read_mode: str = "read_index",
         host_prefix: str = "127.0.0.",
         snapshot_entries: int = 10000,
+        client_auth: bool = False,
     ) -> ClusterConfig:
         if not 1 <= nodes <= 200:
             raise ClusterStateError(f"--nodes {nodes}: must be between 1 and 200")
-        os.makedirs(self.dir, exist_ok=True)
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # data, logs and the secret are the user's alone
         d = os.path.abspath(self.dir)
         secret_path = os.path.join(d, "secret")
         if not os.path.exists(secret_path):
@@ -93,8 +96,10 @@ class LocalCluster:
             tick_ms=tick_ms,
             election_timeout_ticks=election_timeout_ticks,
             snapshot_entries=snapshot_entries,
+            client_auth=client_auth,
         )
-        with open(self.config_path, "w", encoding="utf-8") as f:
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(render_config(cfg))
         return load_config(self.config_path)
 
@@ -123,12 +128,25 @@ class LocalCluster:
             json.dump(state, f, indent=2)
         os.replace(tmp, self.state_path)
 
+    def client_token(self) -> bytes | None:
+        """The client token of this directory's cluster when it has ``client_auth`` on."""
+        cfg = self.config()
+        if not cfg.client_auth:
+            return None
+        from raft.runtime.auth import load_secret
+
+        return load_secret(cfg.client_token_file or cfg.secret_file)
+
     def client_addresses(self) -> str:
         return ",".join(str(a.client) for a in self.config().nodes.values())
 
     # -- processes -------------------------------------------------------------------------
 
-    def start_node(self, node_id: str, extra_args: tuple[str, ...] = ()) -> int:
+    def start_node(
+        self, node_id: str, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> int:
+        """Start one node; ``env`` adds environment variables (the nemesis's clock fault
+        starts a node under libfaketime this way)."""
         cfg = self.config()
         if node_id not in cfg.nodes:
             raise ClusterStateError(f"unknown node {node_id!r} (have {', '.join(cfg.nodes)})")
@@ -137,8 +155,12 @@ class LocalCluster:
         if old and self._is_ours(int(old), node_id):
             raise ClusterStateError(f"{node_id} is already running (pid {old})")
         log_dir = cfg.node_log_dir(node_id)
-        os.makedirs(log_dir, exist_ok=True)
-        out = open(os.path.join(log_dir, "stderr.log"), "ab")  # noqa: SIM115
+        os.makedirs(os.path.dirname(log_dir), mode=0o700, exist_ok=True)
+        os.makedirs(log_dir, mode=0o700, exist_ok=True)
+        fd = os.open(
+            os.path.join(log_dir, "stderr.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        out = os.fdopen(fd, "ab")
         cmd = [
             sys.executable,
             "-m",
@@ -158,6 +180,7 @@ class LocalCluster:
             stderr=out,
             start_new_session=True,
             close_fds=True,
+            env={**os.environ, **env} if env else None,
         )
         out.close()
         state["pids"][node_id] = proc.pid
@@ -219,6 +242,17 @@ class LocalCluster:
 
     def up(self, **config_args: Any) -> ClusterConfig:
         cfg = self.write_config(**config_args)
+        busy = [
+            f"{nid}.{port} {addr}"
+            for nid, addrs in cfg.nodes.items()
+            if nid not in self.running()
+            for port, addr in (("peer", addrs.peer), ("client", addrs.client), ("http", addrs.http))
+            if not _bindable(addr)
+        ]
+        if busy:  # else `up` would report another cluster's leader as its own
+            raise ClusterStateError(
+                f"address(es) already in use: {', '.join(busy)} (choose another --base-port)"
+            )
         for nid in cfg.nodes:
             self.start_node(nid)
         return cfg
@@ -278,3 +312,13 @@ class LocalCluster:
         except OSError:
             lines = []
         return lines[-1] if lines else f"no message (see {path})"
+
+
+def _bindable(addr: Address) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((addr.host, addr.port))
+        except OSError:
+            return False
+    return True

@@ -48,6 +48,8 @@ from raft.runtime.config import ClusterConfig, FsyncMode, ReadMode
 from raft.runtime.eventlog import EventLog, MessageIds, digest
 from raft.runtime.sessions import Applier, decode_batch_results, encode_batch, encode_entry
 from raft.runtime.transport import PeerTransport
+from raft.runtime.writer import DurableWriter
+from raft.storage.disk import SyncTicket
 
 log = logging.getLogger("raft.runtime")
 
@@ -57,14 +59,36 @@ INBOX_MSGS_MAX = 65536
 PROPOSALS_QUEUED_MAX = 65536
 EVENTLOG_FLUSH_S = 0.2
 SNAPSHOT_KEEP_ENTRIES = 1000
-"""Entries kept after a snapshot so slightly lagging followers need no snapshot."""
+"""Entries kept after a snapshot so slightly lagging followers need no snapshot..."""
+SNAPSHOT_KEEP_BYTES = 8 << 20
+"""... but no more than this many bytes of entry data (an entry may pack 512 commands)."""
+SNAPSHOT_BYTES_PER_ENTRY = 256
+"""``snapshot_entries`` also bounds the entry bytes applied between snapshots, counted as
+that many bytes per entry: a restart replays at most about ``snapshot_entries`` commands of
+a typical size, however many of them each batched entry packs."""
 
 BATCH_COMMANDS_MAX = 512
 BATCH_BYTES_MAX = 1 << 20
 READ_ROUNDS_MAX = 10000
+SYNCS_IN_FLIGHT_MAX = 1
+"""New proposals wait while this many syncs are in flight: they pile up and become one
+batched entry (one message per follower, one sync) when the sync ends, as they did when the
+driver awaited its fsync; acks, applies and reads are not held back meanwhile."""
 HARD_STATE_COMMIT_EVERY = 1000
 HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
+
+
+def ticks_due(now: float, next_tick: float, tick_s: float, ticks_max: int) -> tuple[int, float]:
+    """(ticks to run now, the next tick's time) when ``now >= next_tick``: one tick per
+    elapsed period, so after a pause (SIGSTOP, a long GC, a slow disk) the core's timers
+    advance by the time that really passed, as leases need. Bounded by ``ticks_max`` (an
+    election timeout): more ticks change nothing but would burst; the schedule then restarts
+    from ``now``."""
+    due = int((now - next_tick) / tick_s) + 1
+    if due > ticks_max:
+        return ticks_max, now + tick_s
+    return due, next_tick + due * tick_s
 
 
 class NodeUnavailableError(Exception):
@@ -90,6 +114,8 @@ class _Proposal:
     command: bytes
     future: asyncio.Future[bytes]
     started: float
+    key_hash: bytes = b""
+    """SHA-256 of the client's session key (raft/runtime/sessions.py); empty: anonymous."""
 
 
 @dataclass(slots=True)
@@ -178,6 +204,17 @@ class RaftNode:
         self.storage: LogStorage
         self.storage, self.durable = backend.open_storage(self.data_dir, cfg.fsync)
         self._persist_in_thread = self.durable
+        self._writer: DurableWriter | None = None
+        """Asynchronous durable writes (fsync: always on disk storage); else every Ready's
+        writes are done (and awaited) in place."""
+        self._unsynced: deque[tuple[Ready, SyncTicket | None]] = deque()
+        """Readies whose writes are in the WAL but not yet known durable, in order; a
+        ``None`` ticket had nothing to sync but must wait for the ones before it."""
+        self._synced_tickets = 0
+        self._inbox_held = False
+        self._applied_marks: deque[tuple[int, int]] = deque()
+        """(index, entry bytes applied up to it since the last snapshot), one per apply."""
+        self._applied_bytes = 0
         self._boot()
         self.transport = PeerTransport(
             node_id,
@@ -256,6 +293,9 @@ class RaftNode:
     async def start(self) -> None:
         await self.transport.start(self.addrs.peer)
         self.events.flush()  # the start line is on disk as soon as the node listens
+        always = self.cfg.fsync is FsyncMode.ALWAYS
+        if self.durable and always and hasattr(self.storage, "sync_begin"):
+            self._writer = DurableWriter(self.id, asyncio.get_running_loop(), self._on_synced)
         self._driver = asyncio.create_task(self._drive(), name=f"driver-{self.id}")
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"eventlog-{self.id}")
 
@@ -270,6 +310,12 @@ class RaftNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._driver, 5.0)
         await self.transport.stop()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.to_thread(writer.stop)
+            if not self.state.storage_failed:
+                with contextlib.suppress(*self._storage_errors):
+                    self._take_synced()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -317,18 +363,21 @@ class RaftNode:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(EVENTLOG_FLUSH_S)
-            self.events.flush()
+            self.events.flush_background()
 
     # -- client entry points (called from client tasks) ------------------------------------
 
     def is_leader(self) -> bool:
         return self.state.role == Role.LEADER.value and not self.state.storage_failed
 
-    async def propose(self, client_id: str, seq: int, command: bytes) -> bytes:
+    async def propose(
+        self, client_id: str, seq: int, command: bytes, key_hash: bytes = b""
+    ) -> bytes:
         """Replicate ``command`` (deduplicated by ``(client_id, seq)`` when client_id is
-        set); the state machine's result once it was applied here. Commands queued together
-        share one log entry. Raises NodeUnavailableError (not leader / storage failed /
-        lost)."""
+        set, for the holder of the session key whose hash is ``key_hash``; an empty
+        client_id and command with a ``key_hash`` opens a session); the state machine's result
+        once it was applied here. Commands queued together share one log entry. Raises
+        NodeUnavailableError (not leader / storage failed / lost)."""
         if self.state.storage_failed or self._stopping:
             raise NodeUnavailableError("node cannot accept writes", self._leader_hint())
         if not self.is_leader():
@@ -336,7 +385,7 @@ class RaftNode:
         if len(self._props) >= PROPOSALS_QUEUED_MAX:
             raise NodeUnavailableError("proposal queue full", self.state.leader)
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._props.append(_Proposal(client_id, seq, command, fut, time.monotonic()))
+        self._props.append(_Proposal(client_id, seq, command, fut, time.monotonic(), key_hash))
         self._wake.set()
         return await fut
 
@@ -384,21 +433,31 @@ class RaftNode:
         try:
             while not self._stopping and not self.state.storage_failed:
                 timeout = next_tick - loop.time()
-                if timeout > 0 and not (self._inbox or self._props or self._read_queue):
+                can_write = self._tickets_in_flight() < SYNCS_IN_FLIGHT_MAX
+                work = (self._inbox and (can_write or not self._inbox_held)) or (
+                    self._props and can_write
+                )
+                if timeout > 0 and not (work or self._read_queue):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout)
                 self._wake.clear()
                 if self._stopping:
                     break
                 now = loop.time()
+                # -- begin: ticks by elapsed time (hardening; issue 10 "Also") --
                 if now >= next_tick:
-                    self.core.tick()
+                    due, next_tick = ticks_due(
+                        now, next_tick, self._tick_s, self.cfg.election_timeout_ticks
+                    )
+                    for _ in range(due):
+                        self.core.tick()
                     await self._flush_if_due()
-                    next_tick += self._tick_s
-                    if now - next_tick > 10 * self._tick_s:
-                        next_tick = now + self._tick_s  # we fell far behind; do not burst
+                # -- end: ticks by elapsed time --
+                self._take_synced()
+                self._inbox_held = False
                 self._step_inbox()
-                self._take_proposals()
+                if self._tickets_in_flight() < SYNCS_IN_FLIGHT_MAX:
+                    self._take_proposals()
                 self._take_reads()
                 if self._handoff_requested:
                     self._start_handoff()
@@ -422,7 +481,13 @@ class RaftNode:
             self._storage_failed(exc)
 
     def _step_inbox(self) -> None:
+        hold = self._tickets_in_flight() >= SYNCS_IN_FLIGHT_MAX
         while self._inbox:
+            if hold and self._inbox[0][1].type is MessageType.APP:
+                # A follower batches the appends that arrive during its sync into one
+                # write and one sync, as the leader batches proposals (order kept).
+                self._inbox_held = True
+                return
             msg_id, msg = self._inbox.popleft()
             if msg.type is MessageType.UNREACHABLE:
                 with contextlib.suppress(RaftError):
@@ -458,9 +523,9 @@ class RaftNode:
                 continue
             if len(batch) == 1:
                 p = batch[0]
-                data = encode_entry(p.client_id, p.seq, p.command)
+                data = encode_entry(p.client_id, p.seq, p.command, p.key_hash)
             else:
-                data = encode_batch([(p.client_id, p.seq, p.command) for p in batch])
+                data = encode_batch([(p.client_id, p.seq, p.command, p.key_hash) for p in batch])
             try:
                 index, term = self.core.propose(data)
             except (NotLeaderError, ProposalDroppedError) as exc:
@@ -512,24 +577,12 @@ class RaftNode:
                 log.info("%s is %s (leader %s)", self.id, role, leader or "unknown")
         if rd.hard_state is not None:
             st.term = rd.hard_state.term
-        for m in rd.messages:
-            self._send(m)
-        if (
-            rd.entries
-            or rd.hard_state is not None
-            or (rd.snapshot is not None and not rd.snapshot.is_empty())
-        ):
-            try:
-                if self._persist_in_thread:
-                    await asyncio.to_thread(self._persist, rd)
-                else:
-                    self._persist(rd)
-            except self._storage_errors as exc:
-                self._storage_failed(exc)
+        fast = self._writer is not None and self._async_ok(rd)
+        if fast:
+            if not self._write_async(rd):
                 return
-        self._log_persist(rd)
-        for m in rd.persisted_messages:
-            self._send(m)
+        elif not await self._write_in_place(rd):
+            return
         if rd.snapshot is not None and not rd.snapshot.is_empty():
             self.applier.restore(rd.snapshot.data)
             st.applied = rd.snapshot.meta.index
@@ -549,9 +602,120 @@ class RaftNode:
         self._serve_reads()
         for ev in rd.events:
             self._record(ev)
-        self.core.advance(rd)
+        if fast:
+            self.core.advance_apply(rd)  # advance_append follows in _take_synced
+        else:
+            self.core.advance(rd)
         st.last_index = self.storage.last_index()
         self._maybe_snapshot()
+
+    def _async_ok(self, rd: Ready) -> bool:
+        """The fast path: send at once, write, let the writer sync. Not for a snapshot or a
+        term/vote change: those must be durable before any message that depends on them
+        leaves (a vote, or an append of a new term), so they take the path in place."""
+        if rd.snapshot is not None and not rd.snapshot.is_empty():
+            return False
+        hs = rd.hard_state
+        return hs is None or (hs.term, hs.vote) == (self._latest_hs.term, self._latest_hs.vote)
+
+    def _write_async(self, rd: Ready) -> bool:
+        """Asynchronous durable writes: AppendEntries leave now, the entries go into the WAL
+        (no sync), the writer thread syncs them together with whatever else is queued, and
+        ``_take_synced`` then sends the acknowledgements and steps the leader's own ack.
+        False if the storage failed."""
+        assert self._writer is not None
+        for m in rd.messages:
+            self._send(m)
+        ticket: SyncTicket | None = None
+        if rd.entries or rd.hard_state is not None:
+            s: Any = self.storage
+            try:
+                if rd.entries:
+                    s.append(list(rd.entries))
+                if rd.hard_state is not None:
+                    self._latest_hs = rd.hard_state
+                    s.set_hard_state(rd.hard_state)
+                ticket = s.sync_begin()
+                if ticket is None and rd.must_sync and s.pending_sync():
+                    s.sync()  # a directory to sync as well (practically never): in place
+            except self._storage_errors as exc:
+                self._storage_failed(exc)
+                return False
+        self._unsynced.append((rd, ticket))
+        if ticket is not None:
+            self._writer.submit(ticket)
+        else:
+            self._take_synced()
+        return not self.state.storage_failed
+
+    def _tickets_in_flight(self) -> int:
+        return sum(1 for _, t in self._unsynced if t is not None) - self._synced_tickets
+
+    def _on_synced(self, n: int) -> None:
+        """On the loop: the writer made the next ``n`` tickets durable (a local message)."""
+        self._synced_tickets += n
+        self.metrics.fsyncs_total += 1  # one fdatasync for the n tickets
+        self._wake.set()
+
+    def _take_synced(self) -> None:
+        """Readies now durable, in order: book them, send their acknowledgements, record
+        their persist events, step the node's own after-persist messages."""
+        while self._unsynced:
+            rd, ticket = self._unsynced[0]
+            if ticket is not None:
+                if self._synced_tickets == 0:
+                    return
+                self._synced_tickets -= 1
+            self._unsynced.popleft()
+            if ticket is not None:
+                try:
+                    self.storage.sync_end(ticket)  # type: ignore[attr-defined]
+                except self._storage_errors as exc:
+                    self._storage_failed(exc)
+                    return
+            self._log_persist(rd)
+            for m in rd.persisted_messages:
+                self._send(m)
+            self.core.advance_append(rd)
+
+    async def _drain_writes(self) -> None:
+        while self._unsynced and not self.state.storage_failed:
+            await self._wake.wait()
+            self._wake.clear()
+            self._take_synced()
+        self._wake.set()  # whatever else woke us is handled by the next pass
+
+    async def _write_in_place(self, rd: Ready) -> bool:
+        """The synchronous path: everything before is durable, then this Ready's writes,
+        then its messages. False if the storage failed."""
+        if self._unsynced:
+            await self._drain_writes()
+            if self.state.storage_failed:
+                return False
+        send_first = self._writer is None
+        if send_first:
+            for m in rd.messages:
+                self._send(m)
+        if (
+            rd.entries
+            or rd.hard_state is not None
+            or (rd.snapshot is not None and not rd.snapshot.is_empty())
+        ):
+            try:
+                if self._persist_in_thread:
+                    await asyncio.to_thread(self._persist, rd)
+                else:
+                    self._persist(rd)
+            except self._storage_errors as exc:
+                self._storage_failed(exc)
+                return False
+        if not send_first:
+            for m in rd.messages:
+                self._send(m)
+        self._log_persist(rd)
+        for m in rd.persisted_messages:
+            self._send(m)
+        return True
 
     def _persist(self, rd: Ready) -> None:
         """Runs in a worker thread for disk storage; the driver awaits it, so the core and
@@ -622,6 +786,8 @@ class RaftNode:
             if inflight is not None:
                 self._resolve(inflight, e.term, result, now)
         st.commit = max(st.commit, rd.committed_entries[-1].index)
+        self._applied_bytes += sum(len(e.data) for e in rd.committed_entries)
+        self._applied_marks.append((st.applied, self._applied_bytes))
         self.metrics.applied_entries_total += len(applied_rows)
         if applied_rows:
             self.events.emit("apply", entries=applied_rows)
@@ -685,11 +851,22 @@ class RaftNode:
     def _maybe_snapshot(self) -> None:
         st = self.state
         snap_index = self.storage.snapshot().meta.index
-        if st.applied - snap_index < self.cfg.snapshot_entries:
+        budget = self.cfg.snapshot_entries
+        if st.applied <= snap_index or (
+            st.applied - snap_index < budget
+            and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
+        ):
             return
         try:
             snap = self.storage.create_snapshot(st.applied, st.conf, self.applier.snapshot())
-            compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, self.cfg.snapshot_entries // 2)
+            compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
+            # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
+            for index, upto in self._applied_marks:
+                if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
+                    compact_to = max(compact_to, index)
+                    break
+            self._applied_marks.clear()
+            self._applied_bytes = 0
             if compact_to > self.storage.first_index():
                 self.storage.compact(compact_to)
         except self._storage_errors as exc:

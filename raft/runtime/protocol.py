@@ -1,15 +1,24 @@
-"""The client protocol, spoken on each node's client port.
+"""The client protocol (version 2), spoken on each node's client port (docs/runtime.md).
 
 Frames as on the peer port (4-byte big-endian length, then a msgpack map; limit
-:data:`CLIENT_FRAME_BYTES_MAX`), without authentication. A connection may pipeline requests;
-responses carry the request's ``id`` and may come back in any order.
+:data:`CLIENT_FRAME_BYTES_MAX`). A connection may pipeline requests; responses carry the
+request's ``id`` and may come back in any order. Untrusted input is bounded before it is
+built: :data:`REQUEST_ELEMENTS_MAX` elements, :data:`VALUE_DEPTH_MAX` levels of nesting,
+:data:`VALUE_BYTES_MAX` bytes of value.
 
-Request: ``{"id": int, "op": str, "client_id": str, "seq": int, "key": str, "value": any,
-"expect": any, "timeout_ms": int}``; only ``id`` and ``op`` are required. Writes that carry
-``client_id`` and ``seq`` are applied at most once per (client_id, seq), also when retried at
-another node after a leader change: a client keeps the pair of an unanswered write and
-retries with it; it uses a new ``seq`` (greater than the last) for its next write and has at
-most one write outstanding per ``client_id``.
+Request: ``{"id": int, "op": str, "client_id": str, "seq": int, "session_key": bytes,
+"key": str, "value": any, "expect": any, "timeout_ms": int}``; only ``id`` and ``op`` are
+required.
+
+- Sessions: ``{"op": "session", "session_key": K}`` (K: 16 to 64 random bytes the client keeps
+  to itself) opens a session; the ``ok`` value is the server-assigned ``client_id``. Writes
+  that carry ``client_id``, ``seq`` and the same ``session_key`` are applied at most once per
+  (client_id, seq), also when retried at another node after a leader change; a retry gets the
+  first result only when it carries the same command. Nobody without K can write under that
+  client_id, so a session cannot be hijacked or locked out.
+- Authentication (when the node requires it): ``{"op": "auth_nonce"}`` returns a fresh nonce N;
+  ``{"op": "auth", "value": HMAC-SHA256(token, "raftlab-client-auth" + N)}`` authenticates the
+  connection. Until then every other request is answered ``unauthorized``.
 
 Response: ``{"id", "status", "value", "error", "leader", "node"}`` with ``status`` one of
 :class:`Status`.
@@ -21,13 +30,24 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from raft.machines.codec import CommandError, check_plain
-from raft.runtime.codec import CodecError, pack, unpack
+from raft.machines.codec import NESTING_MAX, CommandError, check_plain
+from raft.runtime.codec import CodecError, pack, unpack, unpack_bounded
 
+CLIENT_PROTOCOL_VERSION = 2
 CLIENT_FRAME_BYTES_MAX = 8 << 20
+VALUE_BYTES_MAX = 6 << 20
+"""Encoded ``value`` plus ``expect`` of one request; larger is ``bad_request``."""
+REQUEST_ELEMENTS_MAX = 1 << 18
+"""Arrays, maps and their items in one request, counted while decoding."""
+VALUE_DEPTH_MAX = NESTING_MAX
 CLIENT_ID_CHARS_MAX = 128
+SESSION_KEY_BYTES_MIN = 16
+SESSION_KEY_BYTES_MAX = 64
 TIMEOUT_MS_DEFAULT = 5000
 TIMEOUT_MS_MAX = 60000
+OP_SESSION = "session"
+OP_AUTH_NONCE = "auth_nonce"
+OP_AUTH = "auth"
 
 
 class Status(enum.Enum):
@@ -43,6 +63,8 @@ class Status(enum.Enum):
     """Outcome unknown: the write may or may not take effect. Retry with the same seq."""
     BAD_REQUEST = "bad_request"
     """The request itself was malformed; ``error`` says how. Nothing happened."""
+    UNAUTHORIZED = "unauthorized"
+    """The node requires client authentication and this connection has not passed it."""
 
 
 class BadRequestError(ValueError):
@@ -59,6 +81,9 @@ class Request:
     value: Any = None
     expect: Any = None
     timeout_ms: int = TIMEOUT_MS_DEFAULT
+    session_key: bytes = b""
+    forwarded: bool = False
+    """Relayed by a follower (``fwd`` on the wire): never forwarded again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +96,18 @@ class Response:
     node: str = ""
 
 
-_REQUEST_FIELDS = {"id", "op", "client_id", "seq", "key", "value", "expect", "timeout_ms"}
+_REQUEST_FIELDS = {
+    "id",
+    "op",
+    "client_id",
+    "seq",
+    "session_key",
+    "key",
+    "value",
+    "expect",
+    "timeout_ms",
+    "fwd",
+}
 
 
 def encode_request(req: Request) -> bytes:
@@ -79,6 +115,8 @@ def encode_request(req: Request) -> bytes:
     if req.client_id:
         out["client_id"] = req.client_id
         out["seq"] = req.seq
+    if req.session_key:
+        out["session_key"] = req.session_key
     if req.key is not None:
         out["key"] = req.key
     if req.value is not None:
@@ -87,6 +125,8 @@ def encode_request(req: Request) -> bytes:
         out["expect"] = req.expect
     if req.timeout_ms != TIMEOUT_MS_DEFAULT:
         out["timeout_ms"] = req.timeout_ms
+    if req.forwarded:
+        out["fwd"] = True
     return pack(out)
 
 
@@ -101,9 +141,9 @@ def _request_id(obj: object) -> int:
 def decode_request(body: bytes) -> Request:
     """Raises BadRequestError (with ``.request_id`` when one could be read)."""
     try:
-        obj = unpack(body, CLIENT_FRAME_BYTES_MAX)
+        obj = unpack_bounded(body, CLIENT_FRAME_BYTES_MAX, REQUEST_ELEMENTS_MAX)
     except CodecError as exc:
-        raise _bad(0, str(exc)) from None
+        raise _bad(0, f"request refused: {exc}") from None
     rid = _request_id(obj)
     if not isinstance(obj, dict):
         raise _bad(rid, "request must be a map")
@@ -123,17 +163,40 @@ def decode_request(body: bytes) -> Request:
         raise _bad(rid, "'seq' must be a non-negative integer")
     if client_id and seq == 0:
         raise _bad(rid, "'seq' must be given (>= 1) with 'client_id'")
+    session_key = obj.get("session_key", b"")
+    if not isinstance(session_key, bytes) or (
+        session_key and not SESSION_KEY_BYTES_MIN <= len(session_key) <= SESSION_KEY_BYTES_MAX
+    ):
+        raise _bad(
+            rid,
+            f"'session_key' must be {SESSION_KEY_BYTES_MIN} to {SESSION_KEY_BYTES_MAX} bytes",
+        )
+    if client_id and not session_key:
+        raise _bad(
+            rid,
+            "'client_id' needs its 'session_key' (protocol v2: open a session with "
+            "op 'session' first)",
+        )
+    if op == OP_SESSION and not session_key:
+        raise _bad(rid, "op 'session' needs a 'session_key' (16 to 64 random bytes)")
     key = obj.get("key")
     if key is not None and not isinstance(key, str):
         raise _bad(rid, "'key' must be a string")
     timeout_ms = obj.get("timeout_ms", TIMEOUT_MS_DEFAULT)
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
         raise _bad(rid, "'timeout_ms' must be a positive integer")
+    fwd = obj.get("fwd", False)
+    if not isinstance(fwd, bool):
+        raise _bad(rid, "'fwd' must be a boolean")
     try:
         check_plain(obj.get("value"))
         check_plain(obj.get("expect"))
     except CommandError as exc:
         raise _bad(rid, str(exc)) from None
+    if len(body) > VALUE_BYTES_MAX:  # only then can the values exceed the limit
+        size = len(pack(obj.get("value"))) + len(pack(obj.get("expect")))
+        if size > VALUE_BYTES_MAX:
+            raise _bad(rid, f"value of {size} bytes exceeds the limit of {VALUE_BYTES_MAX}")
     return Request(
         id=rid,
         op=op,
@@ -143,6 +206,8 @@ def decode_request(body: bytes) -> Request:
         value=obj.get("value"),
         expect=obj.get("expect"),
         timeout_ms=min(timeout_ms, TIMEOUT_MS_MAX),
+        session_key=session_key,
+        forwarded=fwd,
     )
 
 

@@ -1,53 +1,95 @@
-"""Client sessions in the replicated state: at-most-once application of retried writes.
+"""Client sessions in the replicated state: at-most-once application of retried writes,
+bound to a secret only the session's client holds.
 
-Entry payload written by the runtime (msgpack): ``[1, client_id, seq, command]`` for one
-command, or ``[2, [[client_id, seq, command], ...]]`` for a batch of commands proposed
-together (one log entry, one fsync; the entry's result is the msgpack array of the commands'
-results, in order). The table
-``client_id -> (seq, result, index)`` is part of the replicated state (it is derived only from
-the log and travels in snapshots), so a write retried with the same ``(client_id, seq)`` after
-a leader change returns the first result instead of applying twice (Raft thesis §6.3).
-The table is bounded: beyond :data:`SESSIONS_MAX` clients, the one idle longest (smallest
-last index, a deterministic choice) is forgotten.
+Entry payload written by the runtime (msgpack), version 3 (docs/runtime.md, "Sessions"):
+``[3, client_id, seq, command, key_hash]`` for one item, or ``[4, [[client_id, seq, command,
+key_hash], ...]]`` for a batch proposed together (one log entry, one fsync; the entry's result
+is the msgpack array of the items' results, in order). An item is
+
+- a session open when ``client_id`` is empty, ``seq`` 0, ``command`` empty and ``key_hash``
+  set: the session gets the server-assigned id ``s<index>.<position>`` (the ``ok`` value), so
+  no client can choose, guess into use, or squat another's id;
+- a session write when ``client_id`` is set: applied only when ``key_hash`` (SHA-256 of the
+  client's ``session_key``, computed by the node that took the request) matches the one the
+  session was opened with, so a client without the key can neither write under the id nor
+  lock it out with a huge ``seq``;
+- an anonymous write otherwise (no deduplication).
+
+The table ``client_id -> (seq, result, index, key_hash, command digest)`` is part of the
+replicated state (derived only from the log, carried in snapshots), so a write retried with
+the same ``(client_id, seq)`` after a leader change returns the first result instead of
+applying twice (Raft thesis §6.3) -- but only when it carries the same command; a different
+command under a used ``seq`` is an error, never a silent ``ok``. The table is bounded: beyond
+:data:`SESSIONS_MAX` clients, the one idle longest (smallest last index, a deterministic
+choice) is forgotten, and its client must open a new session.
+
+Entries of versions 1 and 2 (``[1, client_id, seq, command]``, ``[2, [[client_id, seq,
+command], ...]]``) written by older nodes still apply as they did.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from raft.machines import codec
 from raft.machines.base import StateMachine
 from raft.machines.codec import CommandError
 
-ENVELOPE_VERSION = 1
 SESSIONS_MAX = 10000
+ENVELOPE_VERSION = 3
+BATCH_VERSION = 4
+_LEGACY_ENVELOPE = 1
+_LEGACY_BATCH = 2
+SNAPSHOT_VERSION = 2
+_DIGEST_BYTES = 16
+
+Item = tuple[str, int, bytes, bytes]
+"""(client_id, seq, command, key_hash) of one proposal."""
 
 
-BATCH_VERSION = 2
+def key_hash(session_key: bytes) -> bytes:
+    """What the log records of a client's session key (never the key itself)."""
+    return hashlib.sha256(b"raftlab-session" + session_key).digest()
 
 
-def encode_entry(client_id: str, seq: int, command: bytes) -> bytes:
-    return codec.packb([ENVELOPE_VERSION, client_id, seq, command])
+def command_digest(command: bytes) -> bytes:
+    return hashlib.sha256(command).digest()[:_DIGEST_BYTES]
 
 
-def encode_batch(items: list[tuple[str, int, bytes]]) -> bytes:
+def session_id(index: int, position: int) -> str:
+    """The id a session opened by item ``position`` of the entry at ``index`` gets."""
+    return f"s{index}.{position}"
+
+
+def encode_entry(client_id: str, seq: int, command: bytes, key_hash: bytes = b"") -> bytes:
+    return codec.packb([ENVELOPE_VERSION, client_id, seq, command, key_hash])
+
+
+def encode_open(key_hash: bytes) -> bytes:
+    """A single-item entry opening a session."""
+    return encode_entry("", 0, b"", key_hash)
+
+
+def encode_batch(items: list[Item]) -> bytes:
     return codec.packb([BATCH_VERSION, [list(i) for i in items]])
 
 
 def decode_batch_results(result: bytes) -> list[bytes]:
-    out = codec.unpackb(result, max_bytes=1 << 40)
+    out = codec.unpackb(result, max_bytes=codec.SNAPSHOT_BYTES_MAX)
     if not isinstance(out, list) or not all(isinstance(r, bytes) for r in out):
         raise ValueError("batch result is not an array of results")
     return out
 
 
-def _is_item(v: object) -> bool:
+def _is_item(v: object, width: int = 4) -> bool:
+    """``[client_id, seq, command, key_hash]`` (``width`` 3: a legacy item without the key)."""
     return (
         isinstance(v, list)
-        and len(v) == 3
+        and len(v) == width
         and isinstance(v[0], str)
         and isinstance(v[1], int)
-        and isinstance(v[2], bytes)
+        and all(isinstance(x, bytes) for x in v[2:])
     )
 
 
@@ -56,6 +98,9 @@ class _Session:
     seq: int
     result: bytes
     index: int
+    key_hash: bytes = b""
+    digest: bytes = b""
+    """Digest of the command applied at ``seq``; empty for sessions of legacy entries."""
 
 
 class Applier:
@@ -72,10 +117,10 @@ class Applier:
             return b""  # a leader's no-op
         try:
             env = codec.unpackb(data)
-            if isinstance(env, list) and len(env) == 4 and env[0] == ENVELOPE_VERSION:
+            if isinstance(env, list) and len(env) == 5 and env[0] == ENVELOPE_VERSION:
                 if not _is_item(env[1:]):
                     raise CommandError("malformed runtime entry envelope")
-                return self._apply_one(index, env[1], env[2], env[3])
+                return self._apply_item(index, 0, env[1], env[2], env[3], env[4])
             if (
                 isinstance(env, list)
                 and len(env) == 2
@@ -83,13 +128,58 @@ class Applier:
                 and isinstance(env[1], list)
                 and all(_is_item(i) for i in env[1])
             ):
-                results = [self._apply_one(index, c, s, cmd) for c, s, cmd in env[1]]
-                return codec.packb(results)
+                return codec.packb(
+                    [self._apply_item(index, pos, *item) for pos, item in enumerate(env[1])]
+                )
+            if isinstance(env, list) and len(env) == 4 and env[0] == _LEGACY_ENVELOPE:
+                if not _is_item(env[1:], 3):
+                    raise CommandError("malformed runtime entry envelope")
+                return self._apply_legacy(index, env[1], env[2], env[3])
+            if (
+                isinstance(env, list)
+                and len(env) == 2
+                and env[0] == _LEGACY_BATCH
+                and isinstance(env[1], list)
+                and all(_is_item(i, 3) for i in env[1])
+            ):
+                return codec.packb([self._apply_legacy(index, c, s, cmd) for c, s, cmd in env[1]])
             raise CommandError("not a runtime entry envelope")
         except CommandError as exc:
             return codec.error(f"entry {index}: {exc}")
 
-    def _apply_one(self, index: int, client_id: str, seq: int, command: bytes) -> bytes:
+    def _apply_item(
+        self, index: int, position: int, client_id: str, seq: int, command: bytes, khash: bytes
+    ) -> bytes:
+        if not client_id:
+            if khash and seq == 0 and not command:
+                sid = session_id(index, position)
+                self._remember(sid, _Session(0, b"", index, khash))
+                return codec.ok(sid)
+            return self._machine_apply(index, command)
+        sess = self._sessions.get(client_id)
+        if sess is None:
+            return codec.error(
+                f"unknown session {client_id!r}: it was never opened or has expired "
+                "(open a new session)"
+            )
+        if not khash or khash != sess.key_hash:
+            return codec.error(f"session key does not match session {client_id!r}")
+        digest = command_digest(command)
+        if seq <= sess.seq:
+            if seq < sess.seq:
+                return codec.error(f"seq {seq} of {client_id} is older than {sess.seq}")
+            if digest != sess.digest:
+                return codec.error(
+                    f"seq {seq} of {client_id} was already used for a different command"
+                )
+            self.duplicates += 1
+            return sess.result
+        result = self._machine_apply(index, command)
+        self._remember(client_id, _Session(seq, result, index, khash, digest))
+        return result
+
+    def _apply_legacy(self, index: int, client_id: str, seq: int, command: bytes) -> bytes:
+        """Entries of versions 1 and 2, as older nodes applied them."""
         if not client_id:
             return self._machine_apply(index, command)
         sess = self._sessions.get(client_id)
@@ -99,11 +189,14 @@ class Applier:
                 return sess.result
             return codec.error(f"seq {seq} of {client_id} is older than {sess.seq}")
         result = self._machine_apply(index, command)
-        self._sessions[client_id] = _Session(seq, result, index)
+        self._remember(client_id, _Session(seq, result, index))
+        return result
+
+    def _remember(self, client_id: str, sess: _Session) -> None:
+        self._sessions[client_id] = sess
         if len(self._sessions) > self._max:
             oldest = min(self._sessions.items(), key=lambda kv: (kv[1].index, kv[0]))[0]
             del self._sessions[oldest]
-        return result
 
     def _machine_apply(self, index: int, command: bytes) -> bytes:
         """A machine must not raise (base.py); one that does gets an error result instead of
@@ -118,31 +211,38 @@ class Applier:
         return 0 if sess is None else sess.seq
 
     def snapshot(self) -> bytes:
-        sessions = [[c, s.seq, s.result, s.index] for c, s in sorted(self._sessions.items())]
-        return codec.packb({"v": 1, "sessions": sessions, "machine": self.machine.snapshot()})
+        sessions = [
+            [c, s.seq, s.result, s.index, s.key_hash, s.digest]
+            for c, s in sorted(self._sessions.items())
+        ]
+        return codec.packb(
+            {"v": SNAPSHOT_VERSION, "sessions": sessions, "machine": self.machine.snapshot()}
+        )
 
     def restore(self, data: bytes) -> None:
         try:
-            obj = codec.unpackb(data, max_bytes=1 << 40)
+            obj = codec.unpackb(data, max_bytes=codec.SNAPSHOT_BYTES_MAX)
         except CommandError as exc:
             raise ValueError(f"runtime snapshot: {exc}") from None
-        if not isinstance(obj, dict) or obj.get("v") != 1:
+        if not isinstance(obj, dict) or obj.get("v") not in (1, SNAPSHOT_VERSION):
             raise ValueError("runtime snapshot: unknown format")
         machine_data = obj.get("machine")
         sessions = obj.get("sessions")
         if not isinstance(machine_data, bytes) or not isinstance(sessions, list):
             raise ValueError("runtime snapshot: missing machine or sessions")
+        width = 4 if obj["v"] == 1 else 6
         table: dict[str, _Session] = {}
         for item in sessions:
             if not (
                 isinstance(item, list)
-                and len(item) == 4
+                and len(item) == width
                 and isinstance(item[0], str)
                 and isinstance(item[1], int)
                 and isinstance(item[2], bytes)
                 and isinstance(item[3], int)
+                and all(isinstance(x, bytes) for x in item[4:])
             ):
                 raise ValueError("runtime snapshot: malformed session")
-            table[item[0]] = _Session(item[1], item[2], item[3])
+            table[item[0]] = _Session(*item[1:])
         self.machine.restore(machine_data)
         self._sessions = table

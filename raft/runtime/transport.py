@@ -19,6 +19,7 @@ import collections
 import contextlib
 import logging
 import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ SEND_QUEUE_MSGS_MAX = 4096
 BATCH_BYTES_MAX = 4 << 20
 HANDSHAKE_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 1.0
+QUEUE_WHILE_DOWN_MAX = 8
+"""Messages kept for a peer whose last connection attempt failed (the newest ones)."""
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 1.0
 
@@ -63,6 +66,8 @@ class _Outbound:
         self.task: asyncio.Task[None] | None = None
         self.dropped = 0
         self.connected = False
+        self.down = False
+        """The last attempt to connect (or the connection) failed: queue only a few."""
 
 
 class PeerTransport:
@@ -91,6 +96,13 @@ class PeerTransport:
         self._known = set(peers)
         self._server: asyncio.Server | None = None
         self._inbound: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        # -- begin: bounded inbound connections (hardening; issue 10 §4) --
+        self._inbound_max = 4 * len(self._known) + 16
+        """Open inbound connections, handshaking or not; beyond it new ones are closed."""
+        self._inbound_by_peer: dict[str, asyncio.StreamWriter] = {}
+        """The one authenticated inbound connection per peer: a newer handshake from the
+        same peer (a reconnect, or a replayed hello) closes the older one."""
+        # -- end: bounded inbound connections --
         self._closing = False
         self._local_addr: tuple[str, int] | None = None
         self.frames_refused = 0
@@ -100,7 +112,9 @@ class PeerTransport:
     async def start(self, listen: Address) -> None:
         # Dial from our own peer address, so peers (and firewall rules) see who we are.
         self._local_addr = (listen.host, 0) if listen.host not in ("0.0.0.0", "::") else None
-        self._server = await asyncio.start_server(self._accept, listen.host, listen.port)
+        self._server = await asyncio.start_server(
+            self._accept, listen.host, listen.port, backlog=socket.SOMAXCONN
+        )
         for out in self._out.values():
             out.task = asyncio.create_task(self._dial_loop(out), name=f"dial-{out.peer}")
 
@@ -130,7 +144,14 @@ class PeerTransport:
         out = self._out.get(msg.to)
         if out is None:
             return False
-        if len(out.queue) == out.queue.maxlen:
+        if len(out.queue) == out.queue.maxlen or (
+            out.down and len(out.queue) >= QUEUE_WHILE_DOWN_MAX
+        ):
+            # Full, or the peer is down: drop the oldest. A leader probes a dead follower
+            # with a full AppendEntries every heartbeat; queued, those stale copies (up to
+            # max_msg_bytes each) were all sent on reconnect, delaying the catch-up by
+            # seconds. Raft resends whatever is lost.
+            out.queue.popleft()
             out.dropped += 1
         out.queue.append((msg_id, msg))
         out.wake.set()
@@ -156,6 +177,7 @@ class PeerTransport:
                     self._dial_handshake(out.peer, reader, w), HANDSHAKE_TIMEOUT_S
                 )
                 out.connected = True
+                out.down = False
                 failures = 0
                 await self._pump(out, reader, w, sealer)
             except asyncio.CancelledError:
@@ -173,6 +195,10 @@ class PeerTransport:
                 if out.connected:
                     out.queue.clear()  # stale after a lost connection; Raft resends
                 out.connected = False
+                out.down = True
+                while len(out.queue) > QUEUE_WHILE_DOWN_MAX:
+                    out.queue.popleft()
+                    out.dropped += 1
             failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(failures, 6))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
@@ -234,6 +260,9 @@ class PeerTransport:
     # -- receiving -------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._inbound) >= self._inbound_max:
+            writer.close()  # flooded (e.g. replayed hellos): refuse before reading anything
+            return
         task = asyncio.current_task()
         if task is not None:
             self._inbound[task] = writer
@@ -263,6 +292,10 @@ class PeerTransport:
             writer.write(framing.encode_frame(auth.encode_ack(self._secret, hello.nonce, mine)))
             await writer.drain()
             opener = auth.FrameOpener(auth.session_key(self._secret, hello, mine))
+            older = self._inbound_by_peer.get(peer)
+            if older is not None and older is not writer:
+                older.close()
+            self._inbound_by_peer[peer] = writer
             await self._receive(peer, reader, opener)
         except HandshakeRefusedError as exc:
             self.frames_refused += 1
@@ -276,6 +309,8 @@ class PeerTransport:
             pass
         finally:
             writer.close()
+            if self._inbound_by_peer.get(peer) is writer:
+                del self._inbound_by_peer[peer]
             if task is not None:
                 self._inbound.pop(task, None)
 

@@ -48,6 +48,7 @@ from raft.core.errors import NotLeaderError, ProposalDroppedError
 from raft.machines import KV, Register, StateMachine, codec
 from raft.sim.clients import ClientPool, Workload
 from raft.sim.disk import SimDisk
+from raft.sim.events import WorldObserver
 from raft.sim.faults import (
     ALL_FAULTS,
     FaultKind,
@@ -346,6 +347,8 @@ class World:
         self.config = config
         self._script = list(script)
         self.message_filter: MessageFilter | None = None
+        self.observer: WorldObserver | None = None
+        """When set, sees what each node does (raft.sim.events writes node event logs)."""
         """When set, messages it returns True for are lost (scripts use it to aim losses)."""
         self.rng = random.Random(config.seed)
         rng = self.rng
@@ -417,6 +420,8 @@ class World:
     # -- trace ---------------------------------------------------------------------------
     def _note(self, text: str) -> None:
         self._trace.append((self.now, "note", text))
+        if self.observer is not None:
+            self.observer.on_note(self.now, text)
 
     def note(self, text: str) -> None:
         self._note(text)
@@ -606,6 +611,9 @@ class World:
     def _handle_ready(self, node: _Node, raw: RawNode, rd: Ready) -> None:
         disk = node.disk
         checker = self.checker
+        obs = self.observer
+        if obs is not None:
+            obs.on_ready(self.now, node.id, rd)
         ss = rd.soft_state
         if ss is not None:
             if ss.role is not node.role or ss.leader != node.leader:
@@ -651,6 +659,8 @@ class World:
         if rd.read_states:
             for rs in rd.read_states:
                 self.clients.on_read_state(node.id, rs, self.now, self)
+        if obs is not None:
+            obs.on_ready_done(self.now, node.id, rd)
 
     def _maybe_crash_soon(self, node: _Node, p: float, why: str) -> None:
         rng = self.rng
@@ -699,6 +709,8 @@ class World:
             else:
                 result = b""
             node.applied = e.index
+            if self.observer is not None:
+                self.observer.on_apply(self.now, node.id, e, result)
             clients.on_applied(node.id, e, result, self.now)
             if probe is not None and probe.node == node.id and probe.index == e.index:
                 if probe.term == e.term:
@@ -758,6 +770,8 @@ class World:
                 node.backlog.append(m)
             return
         self._trace.append((self.now, "recv", m))
+        if self.observer is not None:
+            self.observer.on_recv(self.now, m)
         raw = node.raw
         self._input(node, lambda: raw.step(m))
 
@@ -797,6 +811,8 @@ class World:
             node.raw = None
             self._core_error(node, exc)
             return
+        if self.observer is not None:
+            self.observer.on_start(self.now, node.id, hs, applied, disk, self._voters)
         self._dirty.append(node)
 
     def node_ids(self) -> Sequence[NodeId]:

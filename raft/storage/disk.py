@@ -33,6 +33,7 @@ from raft.storage.errors import (
     CompactionNotCoveredError,
     CorruptLogError,
     StorageClosedError,
+    StorageIOError,
     StorageLockedError,
     io_error,
 )
@@ -41,6 +42,7 @@ from raft.storage.snapshots import SnapshotStore
 from raft.storage.wal import (
     DEFAULT_SEGMENT_BYTES,
     WAL_DIR,
+    SyncPoint,
     Wal,
     WalScan,
     cut_at_damage,
@@ -172,6 +174,31 @@ def lock_data_dir(data_dir: str) -> int:
         os.close(fd)
         raise StorageLockedError(data_dir) from None
     return fd
+
+
+@dataclass(slots=True)
+class SyncTicket:
+    """One off-thread sync (see :meth:`DiskStorage.sync_begin`): fdatasync the WAL up to
+    ``point`` and, when due, rewrite the hard state file with a commit-only change."""
+
+    point: SyncPoint | None
+    hs_file: HardStateFile
+    hard_state: HardState | None
+    error: OSError | StorageIOError | None = None
+
+    def run(self) -> None:
+        """Safe in any thread (touches no DiskStorage state); failures go to ``error``."""
+        try:
+            if self.point is not None:
+                self.point.run()
+        except OSError as exc:
+            self.error = exc
+            return
+        try:
+            if self.hard_state is not None:
+                self.hs_file.write(self.hard_state, durable=True)
+        except StorageIOError as exc:
+            self.error = exc
 
 
 class DiskStorage:
@@ -444,6 +471,45 @@ class DiskStorage:
         if self._hs_write_due(include_commit):
             self._hs_file.write(self._hs, durable=True)
             self._hs_written = self._hs
+            self._last_hs_write = self._clock()
+
+    # -- split sync, for a writer thread (raft.runtime.node's asynchronous durable writes) --
+    def sync_begin(self) -> SyncTicket | None:
+        """Start a sync that another thread finishes with ``ticket.run()`` while this one
+        goes on appending; hand the ticket back to :meth:`sync_end` here afterwards. Covers
+        the entries written so far and a hard state whose commit-only change is due. ``None``
+        when the split does not apply (policy not ALWAYS, a term or vote change, a directory
+        to sync): call :meth:`sync` instead, with no ticket outstanding."""
+        self._check_open()
+        if self.policy is not FsyncPolicy.ALWAYS:
+            return None
+        hs, written = self._hs, self._hs_written
+        if (hs.term, hs.vote) != (written.term, written.vote):
+            return None
+        point = self._wal.sync_point()
+        if point is None and self._wal.dirty():
+            return None
+        due = hs if self._hs_write_due() else None
+        if point is None and due is None:
+            return None  # nothing to make durable: no thread round trip
+        return SyncTicket(point, self._hs_file, due)
+
+    def sync_end(self, ticket: SyncTicket) -> None:
+        """Book what ``ticket.run()`` made durable; re-raises its failure as the
+        StorageIOError :meth:`sync` would have raised (the unsynced suffix is dropped)."""
+        point, err = ticket.point, ticket.error
+        if err is not None and not isinstance(err, StorageIOError):
+            assert point is not None  # only the fdatasync raises a bare OSError
+            self._wal.sync_failed(point)
+            raise io_error("sync", point.path, err) from err
+        if point is not None:
+            self._wal.synced(point)
+            self._durable_index = max(self._durable_index, point.last_index)
+            self._last_fsync = self._clock()
+        if err is not None:
+            raise err  # the hard state file write failed (and rolled itself back)
+        if ticket.hard_state is not None:
+            self._hs_written = ticket.hard_state
             self._last_hs_write = self._clock()
 
     def _hs_write_due(self, include_commit: bool = False) -> bool:

@@ -68,6 +68,11 @@ _ETYPE_CODE = {EntryType.NORMAL: 0, EntryType.CONF_CHANGE: 1}
 _CODE_ETYPE = (EntryType.NORMAL, EntryType.CONF_CHANGE)
 
 
+CACHE_BYTES_MAX = 16 << 20
+"""The read cache of recent entries holds at most this many record bytes (and at most twice
+``cache_entries`` entries)."""
+
+
 class RecordType(enum.IntEnum):
     SEGMENT_HEADER = 1
     ENTRY = 2
@@ -399,6 +404,25 @@ class _Segment:
     synced_size: int
 
 
+@dataclass(slots=True)
+class SyncPoint:
+    """What one off-thread sync makes durable: ``size`` bytes of the segment at ``path``
+    (entries up to ``last_index``), through a private duplicate ``fd``."""
+
+    fd: int
+    path: str
+    size: int
+    last_index: int
+    generation: int
+
+    def run(self) -> None:
+        """fdatasync, then close the duplicate; safe in any thread. Raises OSError."""
+        try:
+            os.fdatasync(self.fd)
+        finally:
+            os.close(self.fd)
+
+
 class Wal:
     """The open WAL: appends, truncation, prefix removal, reads, sync.
 
@@ -432,9 +456,15 @@ class Wal:
         self._fd = -1  # the active (last) segment, open for writing
         self._read_fds: dict[str, int] = {}
         self._dir_dirty = False
+        self._generation = 0
+        """Bumped when written bytes of the active segment may be cut or replaced (truncate,
+        roll, reset): a :class:`SyncPoint` taken before that must not mark anything synced."""
         self._cache: list[Entry] = []
         self._cache_first = self.last_index + 1
         self._cache_max = max(1, cache_entries)
+        self._cache_bytes = 0
+        """Record bytes of the cached entries: the cache is bounded by bytes as well as by
+        entries, since one entry may pack hundreds of commands (the runtime's batches)."""
         if self._segments:
             self._open_active()
 
@@ -552,10 +582,17 @@ class Wal:
         self._terms.extend(e.term for e in entries)
         self._lengths.extend(lengths)
         self._cache.extend(entries)
-        if len(self._cache) > 2 * self._cache_max:
-            drop = len(self._cache) - self._cache_max
+        self._cache_bytes += len(buf)
+        if len(self._cache) > 2 * self._cache_max or self._cache_bytes > CACHE_BYTES_MAX:
+            drop = max(0, len(self._cache) - self._cache_max)
+            lo = self._cache_first - self._base
+            kept_bytes = self._cache_bytes - sum(self._lengths[lo : lo + drop])
+            while kept_bytes > CACHE_BYTES_MAX // 2 and drop < len(self._cache) - 1:
+                kept_bytes -= self._lengths[lo + drop]
+                drop += 1
             del self._cache[:drop]
             self._cache_first += drop
+            self._cache_bytes = kept_bytes
 
     def sync(self) -> None:
         """fdatasync the active segment (and the directory if entries changed). If the sync
@@ -577,6 +614,31 @@ class Wal:
         if self._dir_dirty:
             fsync_dir(self.dir)
             self._dir_dirty = False
+
+    def sync_point(self) -> SyncPoint | None:
+        """For a sync done by another thread while this one keeps appending: what is written
+        now (the active segment's size, its file descriptor duplicated so a later roll or
+        close cannot recycle it under the syncing thread). ``None`` when a plain :meth:`sync`
+        is needed (the directory must be synced too) or when there is nothing to sync."""
+        if self._dir_dirty or not self._segments or not self.durable:
+            return None
+        seg = self._segments[-1]
+        if seg.synced_size >= seg.size:
+            return None
+        return SyncPoint(os.dup(self._fd), seg.path, seg.size, self.last_index, self._generation)
+
+    def synced(self, point: SyncPoint) -> None:
+        """``point`` was fdatasynced (by :func:`SyncPoint.run`): mark its bytes durable,
+        unless the segment was cut, rolled or replaced since."""
+        seg = self._segments[-1] if self._segments else None
+        if seg is not None and point.generation == self._generation and seg.path == point.path:
+            seg.synced_size = max(seg.synced_size, min(point.size, seg.size))
+
+    def sync_failed(self, point: SyncPoint) -> None:
+        """``point``'s fdatasync failed: drop what is not known durable, as :meth:`sync`."""
+        seg = self._segments[-1] if self._segments else None
+        if seg is not None and point.generation == self._generation and seg.path == point.path:
+            self._drop_unsynced(seg)
 
     def _drop_unsynced(self, seg: _Segment) -> None:
         keep = bisect.bisect_left(self._offsets, seg.synced_size, lo=self._index_lo(seg))
@@ -610,6 +672,7 @@ class Wal:
             raise io_error("truncate", seg.path, exc) from exc
         seg.size = cut
         seg.synced_size = min(seg.synced_size, cut)
+        self._generation += 1
         self._forget_from(index)
         if self.durable and self._dir_dirty:
             fsync_dir(self.dir)
@@ -625,8 +688,14 @@ class Wal:
         else:
             self._cache = []
             self._cache_first = index
+        self._cache_recount()
+
+    def _cache_recount(self) -> None:
+        lo = self._cache_first - self._base
+        self._cache_bytes = sum(self._lengths[lo : lo + len(self._cache)])
 
     def _delete_last_segment(self) -> None:
+        self._generation += 1
         seg = self._segments[-1]
         self._close_active()
         self._unlink(seg.path)
@@ -652,6 +721,7 @@ class Wal:
         if self._cache_first < self._base:
             del self._cache[: self._base - self._cache_first]
             self._cache_first = self._base
+            self._cache_recount()
         while len(self._segments) > 1 and self._firsts[1] <= index:
             seg = self._segments.pop(0)
             self._firsts.pop(0)
@@ -670,6 +740,7 @@ class Wal:
         self._base = first_index
         self._cache = []
         self._cache_first = first_index
+        self._cache_bytes = 0
         self._create_segment(first_index)
 
     def ensure_segment(self, first_index: int) -> None:
@@ -688,6 +759,7 @@ class Wal:
 
     # -- segment files -----------------------------------------------------------------
     def _roll(self, first_index: int) -> None:
+        self._generation += 1
         seg = self._segments[-1]
         if self.durable and seg.synced_size < seg.size:
             try:

@@ -73,7 +73,7 @@ def test_one_leader_and_status_fields(cluster: LocalCluster) -> None:
     )
 
 
-def test_write_through_any_node_follows_redirect(cluster: LocalCluster) -> None:
+def test_write_through_any_node_is_forwarded_to_the_leader(cluster: LocalCluster) -> None:
     leader = cluster.wait_leader(BOUND_S)
     cfg = cluster.config()
 
@@ -83,8 +83,16 @@ def test_write_through_any_node_follows_redirect(cluster: LocalCluster) -> None:
                 assert (await c.put(f"via-{nid}", nid)).status is Status.OK
                 assert (await c.get(f"via-{nid}")).value == nid
         follower = next(n for n in cfg.nodes if n != leader)
-        resp = await _raw(cfg.nodes[follower].client, Request(id=9, op="put", key="x", value=1))
-        assert resp.status is Status.NOT_LEADER and resp.id == 9
+        # A follower relays a write to the leader and relays the answer (same request id).
+        req = Request(id=9, op="put", key="x", value=1)
+        resp = await _raw(cfg.nodes[follower].client, req)
+        assert resp.status is Status.OK and resp.id == 9
+        async with RaftClient([cfg.nodes[leader].client]) as c:
+            assert (await c.get("x")).value == 1
+        # A relayed request is never relayed again: no ping-pong between stale followers.
+        again = Request(id=10, op="put", key="x", value=2, forwarded=True)
+        resp = await _raw(cfg.nodes[follower].client, again)
+        assert resp.status is Status.NOT_LEADER and resp.id == 10
         assert resp.leader == str(cfg.nodes[leader].client)
 
     run(main())

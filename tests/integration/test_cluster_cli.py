@@ -1,5 +1,6 @@
-"""The "done" scenario through the command line only: `raft cluster up`, put/get/cas,
-kill the leader, keep writing, `raft cluster down` leaves no process behind."""
+"""The "done" scenario through the command line only: `raft cluster up` (with client
+authentication on), put/get/cas, kill the leader, keep writing, `raft cluster down` leaves no
+process behind."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def _raft(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAFT_CLUSTER"}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAFT_CLUSTER", "RAFT_CLIENT_TOKEN_FILE")
+    }
     return subprocess.run(
         [sys.executable, "-m", "raft.cli", *args],
         capture_output=True,
@@ -31,10 +34,18 @@ def _raft(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cluster_up_client_kill_down(tmp_path: Path) -> None:
     d = str(tmp_path / "cluster")
     pids: list[int] = []
-    up = _raft("cluster", "up", "--nodes", "3", "--dir", d, "--base-port", str(pick_base_port(3)))
+    base = str(pick_base_port(3))
+    up = _raft("cluster", "up", "--nodes", "3", "--dir", d, "--base-port", base, "--client-auth")
     try:
         assert up.returncode == 0, up.stderr
         assert "leader n" in up.stdout
+        assert f"export RAFT_CLIENT_TOKEN_FILE={os.path.abspath(d)}/secret" in up.stdout
+        # Without the token the cluster refuses; with it (found in the directory) it serves.
+        addrs = LocalCluster(d).client_addresses()
+        refused = _raft("client", "--cluster", addrs, "--timeout", "5", "put", "k", "x")
+        assert refused.returncode == 2 and "unauthorized" in refused.stderr, refused.stderr
+        token = ["--token-file", f"{d}/secret"]
+        assert _raft("client", "--cluster", addrs, *token, "get", "k").stdout.strip() == "(nil)"
         again = _raft("cluster", "up", "--dir", d)
         assert again.returncode == 2 and "already running" in again.stderr
         assert _raft("client", "--dir", d, "put", "k", "v").stdout.strip() == "OK"

@@ -91,7 +91,13 @@ def test_retried_write_applies_at_most_once_across_leader_change(cluster: LocalC
         async with RaftClient(client_addrs(cluster)) as c:
             assert (await c.put("amo", 0)).status is Status.OK
         leader = cluster.wait_leader(BOUND_S)
-        cas = Request(id=1, op="cas", client_id="amo-client", seq=7, key="amo", value=1, expect=0)
+        key = b"amo-session-key!"
+        opened = await _send(cfg.nodes[leader].client, Request(id=9, op="session", session_key=key))
+        assert opened.status is Status.OK and isinstance(opened.value, str)
+        cid = opened.value
+        cas = Request(
+            id=1, op="cas", client_id=cid, seq=7, key="amo", value=1, expect=0, session_key=key
+        )
         first = await _send(cfg.nodes[leader].client, cas)
         assert first.status is Status.OK
         # Leader dies; the client never saw... say it lost the answer and retries elsewhere.
@@ -102,7 +108,12 @@ def test_retried_write_applies_at_most_once_across_leader_change(cluster: LocalC
         assert retry.status is Status.OK
         async with RaftClient([cfg.nodes[new_leader].client]) as c:
             assert (await c.get("amo")).value == 1
-        nxt = Request(id=3, op="cas", client_id="amo-client", seq=8, key="amo", value=2, expect=1)
+        # The same seq with another command is refused, not answered with the cached result.
+        other = Request(**{**_fields(cas), "id": 4, "value": 5})
+        assert (await _send(cfg.nodes[new_leader].client, other)).status is Status.ERROR
+        nxt = Request(
+            id=3, op="cas", client_id=cid, seq=8, key="amo", value=2, expect=1, session_key=key
+        )
         assert (await _send(cfg.nodes[new_leader].client, nxt)).status is Status.OK
         _restart_and_catch_up(cluster, leader)
 

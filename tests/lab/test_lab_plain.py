@@ -5,6 +5,7 @@ teardown, and a `down` that leaves nothing behind. Needs root; CI runs it as roo
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,10 +35,18 @@ def lab() -> Iterator[Lab]:
         hosts=3,
         inventory_dir=str(tmp / "inventory"),
     )
+    # The role turns client authentication on; `raft client` (run by raft_cli) then proves
+    # it holds the cluster secret the role keeps next to the inventory.
+    old_token = os.environ.get("RAFT_CLIENT_TOKEN_FILE")
+    os.environ["RAFT_CLIENT_TOKEN_FILE"] = str(tmp / "inventory" / "secret")
     try:
         lab = bring_up(tmp, state)
         yield lab
     finally:
+        if old_token is None:
+            os.environ.pop("RAFT_CLIENT_TOKEN_FILE", None)
+        else:
+            os.environ["RAFT_CLIENT_TOKEN_FILE"] = old_token
         Testbed(tmp / "state").down()
         shutil.rmtree(tmp, ignore_errors=True)
 

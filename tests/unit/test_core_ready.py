@@ -138,3 +138,39 @@ def test_events_have_documented_names_and_fields() -> None:
     assert commits[-1] == {"index": 2, "eterm": 1}
     indexes = [int(str(c["index"])) for c in commits]
     assert indexes == sorted(indexes)
+
+
+def test_leader_own_durable_ack_completes_the_quorum() -> None:
+    """Asynchronous writes (``advance_apply`` at once, ``advance_append`` once durable): the
+    leader's own ack counts towards the quorum like a follower's, and only for what is
+    durable, in the order the Readies were handed out."""
+    net = Network(3)
+    net.elect("n1")
+    net.stabilize()
+    leader = net.node("n1")
+    commit0 = leader.status().commit
+    leader.propose(b"x")
+    rd1 = leader.ready()
+    net.boxes["n1"].storage.append(list(rd1.entries))
+    leader.advance_apply(rd1)
+    leader.propose(b"y")
+    rd2 = leader.ready()  # handed out while rd1 is still being synced
+    net.boxes["n1"].storage.append(list(rd2.entries))
+    leader.advance_apply(rd2)
+    assert leader.status().commit == commit0  # nobody has acknowledged anything durable
+    leader.advance_append(rd1)  # rd1 durable: the leader's ack for x, and only for x
+    ((_, me),) = [p for p in leader.status().progress if p[0] == "n1"]
+    assert me.match == commit0 + 1
+    assert leader.status().commit == commit0  # 1 of 3
+    follower = net.node("n2")
+    for m in rd1.messages + rd2.messages:
+        if m.type == MT.APP and m.to == "n2":
+            follower.step(m)
+    frd = follower.ready()
+    net.boxes["n2"].storage.append(list(frd.entries))
+    follower.advance(frd)
+    for m in frd.persisted_messages:
+        leader.step(m)
+    assert leader.status().commit == commit0 + 1  # x: n1 (durable) + n2; y: n2 only
+    leader.advance_append(rd2)
+    assert leader.status().commit == commit0 + 2

@@ -181,3 +181,18 @@ def test_load_machine() -> None:
         load_machine(f"{__name__}:Missing")
     with pytest.raises(MachineLoadError, match="lacks"):
         load_machine(f"{__name__}:NotAMachine")
+
+
+class _NeedsArgs:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def test_machine_specs_that_are_not_machines_are_clear_errors() -> None:
+    """Issue 10 "Also": ``machine: 'os:system'`` ended in a TypeError traceback."""
+    with pytest.raises(MachineLoadError, match=r"os\.system is not a class"):
+        load_machine("os:system")
+    with pytest.raises(MachineLoadError, match=r"_NeedsArgs\(\) failed: TypeError"):
+        load_machine(f"{__name__}:_NeedsArgs")
+    with pytest.raises(MachineLoadError, match="cannot import"):
+        load_machine("no_such_module_xyz:Thing")

@@ -1,5 +1,6 @@
-"""RaftClient against a scripted server: it follows leader hints, retries timeouts and lost
-connections with the same (client_id, seq), and gives up with ``timeout``."""
+"""RaftClient against a scripted server: it opens a session, follows leader hints, retries
+timeouts and lost connections with the same (client_id, seq, session_key), and gives up with
+``timeout``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class FakeNode:
         self.name = name
         self.script = script
         self.seen: list[Request] = []
+        self.sessions: list[bytes] = []
         self.addr = Address("127.0.0.1", 0)
         self._server: asyncio.Server | None = None
 
@@ -35,6 +37,12 @@ class FakeNode:
         try:
             while True:
                 req = decode_request(await framing.read_frame(r))
+                if req.op == "session":  # the server assigns the session id
+                    self.sessions.append(req.session_key)
+                    w.write(
+                        framing.encode_frame(encode_response(Response(req.id, Status.OK, "s1.0")))
+                    )
+                    continue
                 n = len(self.seen)
                 self.seen.append(req)
                 resp = self.script(req, n)
@@ -60,8 +68,10 @@ def test_follows_hint_and_keeps_seq() -> None:
                 r1 = await c.put("k", 1)
                 r2 = await c.put("k", 2)
             assert r1.status is Status.OK and r2.status is Status.OK
-            assert [(q.client_id, q.seq) for q in follower.seen] == [("cid", 1)]
-            assert [(q.client_id, q.seq) for q in leader.seen] == [("cid", 1), ("cid", 2)]
+            assert [(q.client_id, q.seq) for q in follower.seen] == [("s1.0", 1)]
+            assert [(q.client_id, q.seq) for q in leader.seen] == [("s1.0", 1), ("s1.0", 2)]
+            assert follower.sessions == [c.session_key] and not leader.sessions
+            assert {q.session_key for q in follower.seen + leader.seen} == {c.session_key}
         finally:
             await leader.stop()
             await follower.stop()
@@ -87,7 +97,7 @@ def test_retries_timeouts_and_dropped_connections_with_same_seq() -> None:
                 r = await c.cas("k", 1, 2)
             assert r.status is Status.OK
             assert len(node.seen) == 4
-            assert {(q.client_id, q.seq, q.op) for q in node.seen} == {("c", 1, "cas")}
+            assert {(q.client_id, q.seq, q.op) for q in node.seen} == {("s1.0", 1, "cas")}
             assert len({q.id for q in node.seen}) == 4  # each attempt has its own request id
         finally:
             await node.stop()
@@ -104,6 +114,7 @@ def test_gives_up_with_timeout_and_reads_carry_no_session() -> None:
                 r = await c.get("k")
             assert r.status is Status.TIMEOUT
             assert node.seen and all(q.client_id == "" and q.seq == 0 for q in node.seen)
+            assert all(q.session_key == b"" for q in node.seen) and not node.sessions
         finally:
             await node.stop()
 

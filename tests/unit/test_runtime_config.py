@@ -107,3 +107,82 @@ def test_overrides_and_address_lists() -> None:
     assert [str(a) for a in parse_address_list("a:1, b:2")] == ["a:1", "b:2"]
     with pytest.raises(ConfigFileError):
         parse_address_list(" , ")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # yaml keeps the last of two equal keys: n1 silently lost its first definition
+        (
+            "nodes:\n  n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}\n"
+            "  n1: {peer: 'h:4', client: 'h:5', http: 'h:6'}\n",
+            "duplicate key 'n1'",
+        ),
+        (
+            "nodes:\n  n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}\n"
+            "  n2: {peer: 'h:1', client: 'h:5', http: 'h:6'}\n",
+            r"nodes\.n2\.peer: address h:1 is already used by nodes\.n1\.peer",
+        ),
+        (
+            "nodes:\n  n1: {peer: 'h:1', client: 'h:2', http: 'h:2'}\n",
+            r"nodes\.n1\.http: address h:2 is already used by nodes\.n1\.client",
+        ),
+        (
+            "tick_ms: 99999999999\n" + "nodes: {n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n",
+            r"tick_ms: expected an integer in 1\.\.10000",
+        ),
+        (
+            "election_timeout_ticks: 1000\ntick_ms: 1000\n"
+            "nodes: {n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n",
+            "exceeds 600000 ms",
+        ),
+        (
+            "client_connections_max: 0\nnodes: {n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n",
+            "client_connections_max",
+        ),
+        (
+            "client_auth: 'yes'\nnodes: {n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n",
+            "client_auth: expected true or false",
+        ),
+        (
+            "machine: 'os system'\nnodes: {n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n",
+            "neither a built-in machine",
+        ),
+        ("nodes: {'..': {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n", "bad node id '..'"),
+        ("nodes: {'.hidden': {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n", "bad node id"),
+        ("nodes: {'a/b': {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n", "bad node id"),
+        ("cluster: '../x'\nnodes: {n1: {peer: 'h:1', client: 'h:2', http: 'h:3'}}\n", "cluster"),
+    ],
+)
+def test_hostile_or_mistaken_files_are_clear_errors(tmp_path: Path, text: str, error: str) -> None:
+    """Issue 10 "Also": each of these was accepted (or kept the last duplicate) before."""
+    p = tmp_path / "cluster.yml"
+    p.write_text(text)
+    with pytest.raises(ConfigFileError, match=error):
+        load_config(str(p))
+
+
+def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from raft.cli import main
+
+    good = tmp_path / "good.yml"
+    good.write_text(EXAMPLE)
+    assert main(["config", "check", str(good)]) == 0
+    assert "valid (2 nodes" in capsys.readouterr().out
+    assert main(["config", "check", str(good), "--id", "n9"]) == 1
+    assert "--id n9: not a node" in capsys.readouterr().err
+    bad = tmp_path / "bad.yml"
+    bad.write_text(EXAMPLE.replace("machine: kv", "machine: 'os:system'"))
+    assert main(["config", "check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "os.system is not a class" in err and "Traceback" not in err
+    assert main(["config", "check", str(tmp_path / "missing.yml")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_overriding_the_machine_is_checked() -> None:
+    import yaml
+
+    cfg = parse_config(yaml.safe_load(EXAMPLE), "cluster.yml")
+    with pytest.raises(ConfigFileError, match="--machine"):
+        cfg.with_overrides(machine="os system")

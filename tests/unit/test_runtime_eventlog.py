@@ -40,3 +40,30 @@ def test_ids_and_digest() -> None:
     # blake2b(data, digest_size=8), as docs/formats.md specifies (known-answer values).
     assert digest(b"") == "e4a6a0577479b2b4"
     assert digest(b"abc") == "d8bb14d833d59559"
+
+
+def test_background_flush_keeps_emit_order_and_serialises_off_emit(tmp_path: Path) -> None:
+    """emit() only records (no JSON on the request path); a background flush and a later
+    in-place flush write the lines in emit order."""
+    p = tmp_path / "events.jsonl"
+    log = EventLog(str(p), "n1", lambda: 1, clock=lambda: 1.0)
+    calls = []
+    real = json.dumps
+
+    def counting_dumps(*a: object, **k: object) -> str:
+        calls.append(1)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    json.dumps = counting_dumps  # type: ignore[assignment]
+    try:
+        for i in range(100):
+            log.emit("apply", i=i)
+        assert calls == []
+    finally:
+        json.dumps = real
+    log.flush_background()
+    for i in range(100, 200):
+        log.emit("apply", i=i)
+    log.flush()
+    assert [json.loads(x)["i"] for x in p.read_text().splitlines()] == list(range(200))
+    log.close()

@@ -8,6 +8,7 @@ import asyncio
 import errno
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from raft.machines.codec import decode_result, encode_command
 from raft.runtime.config import ClusterConfig, NodeAddresses
 from raft.runtime.node import NodeUnavailableError, RaftNode
+from raft.runtime.sessions import key_hash
 from raft.runtime.transport import Address
 from raft.storage.errors import StorageIOError
 
@@ -52,12 +54,15 @@ def test_write_read_and_session(tmp_path: Path) -> None:
         await node.start()
         try:
             await _leader(node)
+            kh = key_hash(b"k" * 16)
+            opened = await asyncio.wait_for(node.propose("", 0, b"", kh), 5)
+            c = decode_result(opened).value
             put = encode_command("put", "k", "v")
-            r1 = await asyncio.wait_for(node.propose("c", 1, put), 5)
+            r1 = await asyncio.wait_for(node.propose(c, 1, put, kh), 5)
             assert decode_result(r1).status.value == "ok"
             cas = encode_command("cas", "k", "w", "v")
-            first = await asyncio.wait_for(node.propose("c", 2, cas), 5)
-            again = await asyncio.wait_for(node.propose("c", 2, cas), 5)  # a retry
+            first = await asyncio.wait_for(node.propose(c, 2, cas, kh), 5)
+            again = await asyncio.wait_for(node.propose(c, 2, cas, kh), 5)  # a retry
             assert first == again and decode_result(first).status.value == "ok"
             await asyncio.wait_for(node.read_barrier(), 5)
             got = decode_result(node.machine.query(encode_command("get", "k")))
@@ -69,7 +74,9 @@ def test_write_read_and_session(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_storage_failure_stops_writes_and_is_logged(tmp_path: Path) -> None:
+def test_storage_failure_stops_writes_and_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def main() -> None:
         node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
         await node.start()
@@ -80,7 +87,13 @@ def test_storage_failure_stops_writes_and_is_logged(tmp_path: Path) -> None:
             def broken_sync() -> None:
                 raise StorageIOError("sync", str(tmp_path / "data"), OSError(errno.EIO, "EIO"))
 
+            def broken_fdatasync(fd: int) -> None:
+                raise OSError(errno.EIO, "EIO")
+
+            # The in-place path syncs through storage.sync, the asynchronous writer thread
+            # through fdatasync on the WAL: both fail.
             node.storage.sync = broken_sync  # type: ignore[method-assign]
+            monkeypatch.setattr("os.fdatasync", broken_fdatasync)
             with pytest.raises(NodeUnavailableError) as info:
                 await asyncio.wait_for(node.propose("c", 2, encode_command("put", "k", 2)), 5)
             assert info.value.definite is False  # its entry may have reached peers
@@ -101,5 +114,58 @@ def test_storage_failure_stops_writes_and_is_logged(tmp_path: Path) -> None:
         # Nothing after the failure was reported applied.
         applied = [row[0] for e in lines if e["ev"] == "apply" for row in e["entries"]]
         assert applied == sorted(applied) and lines[-1]["ev"] == "stop"
+
+    asyncio.run(main())
+
+
+def test_ticks_catch_up_with_elapsed_time_after_a_pause(tmp_path: Path) -> None:
+    """Issue 10 "Also": after a pause the driver ticked once instead of once per elapsed
+    tick period (wrong for leases). Block the loop for 30 tick periods: the next driver pass
+    must tick several times (bounded by the election timeout, 10 ticks here)."""
+
+    async def main() -> None:
+        node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
+        await node.start()
+        try:
+            await _leader(node)
+            passes = [0]
+            ticks_in_pass: dict[int, int] = {}
+            step_inbox, tick = node._step_inbox, node.core.tick
+
+            def counting_step_inbox() -> None:
+                passes[0] += 1
+                step_inbox()
+
+            def counting_tick() -> None:
+                ticks_in_pass[passes[0]] = ticks_in_pass.get(passes[0], 0) + 1
+                tick()
+
+            node._step_inbox = counting_step_inbox  # type: ignore[method-assign]
+            node.core.tick = counting_tick  # type: ignore[method-assign]
+            await asyncio.sleep(0.05)
+            time.sleep(0.3)  # a pause: the event loop is blocked for 30 tick periods
+            await asyncio.sleep(0.1)
+            burst = max(ticks_in_pass.values())
+            assert 5 <= burst <= node.cfg.election_timeout_ticks
+        finally:
+            await node.stop("test")
+
+    asyncio.run(main())
+
+
+def test_a_node_without_its_durable_storage_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 "Also": when raft.storage failed to import, the node ran on MemoryStorage and
+    forgot every acknowledged write and vote at its next restart."""
+    import sys
+
+    from raft.runtime.backend import StorageUnavailableError
+
+    monkeypatch.setitem(sys.modules, "raft.storage", None)  # the import now fails
+
+    async def main() -> None:
+        with pytest.raises(StorageUnavailableError, match=r"importing raft\.storage failed"):
+            RaftNode(_config(tmp_path), "n1", b"s" * 32)
 
     asyncio.run(main())

@@ -4,6 +4,7 @@ wrong secret and of garbage, and that a refused connection leaves the acceptor s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 
@@ -61,6 +62,9 @@ def test_messages_delivered_in_order_with_ids() -> None:
         await a.t.start(peers["n1"])
         await b.t.start(peers["n2"])
         try:
+            # Once a dial failed (b may not have listened yet), only a few messages wait for
+            # the peer: wait for the connection before the burst.
+            await _wait(lambda: a.t.peer_connected("n2"), 10.0)
             for i in range(50):
                 m = Message(
                     type=MessageType.APP,
@@ -151,6 +155,63 @@ def test_unreachable_reported_and_queue_bounded() -> None:
                 a.t.send("", Message(type=MessageType.APP, to="n2", sender="n1", index=i))
             assert len(a.t._out["n2"].queue) <= 10
             await _wait(lambda: "n2" in a.unreachable)
+        finally:
+            await a.t.stop()
+
+    asyncio.run(main())
+
+
+def test_replayed_hellos_are_not_held_open() -> None:
+    """Issue 10 §4: a recorded hello passes the MAC check, so replaying it on many
+    connections kept every one of them open for good. Only the newest authenticated
+    connection per peer stays open, and a flood beyond the inbound cap is closed at once."""
+    from raft.runtime import auth, framing
+
+    async def main() -> None:
+        peers = _peers()
+        a = Endpoint("n1", peers)
+        await a.t.start(peers["n1"])
+        hello = framing.encode_frame(
+            auth.encode_hello(SECRET, auth.Hello("lab", "n2", auth.new_nonce(), to="n1"))
+        )
+        conns = []
+        try:
+            for _ in range(40):
+                r, w = await asyncio.open_connection(peers["n1"].host, peers["n1"].port)
+                w.write(hello)  # the same recorded hello every time
+                conns.append((r, w))
+            closed = 0
+            for r, _w in conns[:-1]:  # the newest may stay: it could be the real n2
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    await asyncio.wait_for(r.read(), 5.0)  # the ack, then EOF once closed
+                    closed += r.at_eof()
+            assert closed == len(conns) - 1
+        finally:
+            for _r, w in conns:
+                w.close()
+            await a.t.stop()
+
+    asyncio.run(main())
+
+
+def test_queue_for_a_down_peer_keeps_only_the_newest_messages() -> None:
+    """A leader probes a dead follower with a full AppendEntries every heartbeat: queued
+    without bound, those stale copies were all sent when it came back, and its catch-up
+    took ~10 s longer (measured). Once a connection attempt failed, only the newest
+    QUEUE_WHILE_DOWN_MAX messages wait."""
+    from raft.runtime.transport import QUEUE_WHILE_DOWN_MAX
+
+    async def main() -> None:
+        peers = _peers()
+        a = Endpoint("n1", peers)
+        await a.t.start(peers["n1"])  # n2 never listens
+        try:
+            await _wait(lambda: "n2" in a.unreachable)
+            for i in range(200):
+                m = Message(type=MessageType.APP, to="n2", sender="n1", index=i)
+                assert a.t.send(f"n1:0:{i}", m)
+            queued = [m.index for _, m in a.t._out["n2"].queue]
+            assert queued == list(range(200 - QUEUE_WHILE_DOWN_MAX, 200))
         finally:
             await a.t.stop()
 

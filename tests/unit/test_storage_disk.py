@@ -313,3 +313,61 @@ def test_commit_only_changes_are_written_lazily(tmp_path: Path, calls: Calls) ->
         s2.abandon()
     with DiskStorage(tmp_path / "n1") as again:
         assert again.hard_state.commit == 9
+
+
+def test_split_sync_books_only_what_was_written_before_it_began(
+    disk: DiskStorage, calls: Calls
+) -> None:
+    """sync_begin/run/sync_end (the runtime's writer thread): entries appended while the
+    sync runs are not taken as durable; a term/vote change is refused (plain sync only)."""
+    disk.append(ents(1, 5))
+    disk.set_hard_state(HardState(term=1, vote="n1", commit=0))
+    assert disk.sync_begin() is None  # a vote to store: must go through sync()
+    disk.sync()
+    disk.append(ents(6, 10))
+    ticket = disk.sync_begin()
+    assert ticket is not None
+    disk.append(ents(11, 12))  # written while the other thread syncs
+    calls.reset()
+    ticket.run()
+    disk.sync_end(ticket)
+    assert calls.fdatasync == 1
+    assert disk.durable_index == 10
+    assert disk.pending_sync()  # 11..12 still need a sync
+    ticket = disk.sync_begin()
+    assert ticket is not None
+    ticket.run()
+    disk.sync_end(ticket)
+    assert disk.durable_index == 12 and not disk.pending_sync()
+
+
+def test_failed_split_sync_drops_the_unsynced_suffix(disk: DiskStorage, calls: Calls) -> None:
+    disk.append(ents(1, 5))
+    disk.sync()
+    disk.append(ents(6, 8))
+    ticket = disk.sync_begin()
+    assert ticket is not None
+    calls.fail_fdatasync = errno.EIO
+    ticket.run()
+    with pytest.raises(StorageIOError):
+        disk.sync_end(ticket)
+    assert disk.last_index() == 5
+
+
+def test_read_cache_is_bounded_by_bytes_not_only_entries(tmp_path: Path) -> None:
+    """An entry may pack hundreds of commands: 64 entries of 1 MiB must not all stay in the
+    read cache (bounded by entries only, it would hold 2 x cache_entries of them), and
+    reads of evicted entries come from the file, intact."""
+    from raft.storage import wal as wal_mod
+
+    s = DiskStorage(tmp_path / "n1", fsync="never", segment_bytes=1 << 30)
+    try:
+        big = [Entry(index=i, term=1, data=bytes([i]) * (1 << 20)) for i in range(1, 65)]
+        for e in big:
+            s.append([e])
+        w = s._wal
+        assert w._cache_bytes <= wal_mod.CACHE_BYTES_MAX
+        assert len(w._cache) < 64
+        assert s.entries(1, 65) == big
+    finally:
+        s.abandon()

@@ -1,0 +1,38 @@
+"""Smoke test of the side-by-side benchmark (bench/bench_compare.py) in quick mode: it runs
+end to end, writes its JSON and Markdown, and every measure is present. No figure is
+asserted beyond "something was served": speed claims come from the full run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import bench_compare
+
+
+@pytest.mark.timeout(300)
+def test_quick_compare_writes_every_measure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_OUT", str(tmp_path))
+    bench_compare.main(["--quick"])
+    out = json.loads((tmp_path / "compare-quick.json").read_text())
+    assert out["quick"] is True
+    rows = out["tables"]["closed_loop"]
+    assert [r["case"] for r in rows][:2] == ["writes 200 B, 1 clients", "writes 200 B, 8 clients"]
+    assert all(r["ours_rate"] > 0 and r["ours_failed"] == 0 for r in rows)
+    ours = "raftlab 3n fsync on"
+    assert out["failover_s"][ours]["trials"] == 2
+    assert 0 < out["catchup_s"][ours] < 120
+    assert all(v > 0 for v in out["rss_mib"][ours].values())
+    assert out["disk_bytes_per_write"][ours] > 0
+    assert out["analysis_events_per_s"] > 0
+    if shutil.which("etcd") is not None:
+        assert all(r["theirs_rate"] > 0 for r in rows)
+    else:
+        assert any("etcd not measured" in n for n in out["notes"])
+    md = (tmp_path / "compare-quick.md").read_text()
+    assert "| writes 200 B, 1 clients |" in md
