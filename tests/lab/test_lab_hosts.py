@@ -7,6 +7,7 @@ encrypted variable) and shows the cluster.yml diff of a changed setting. Needs r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,11 +39,18 @@ def lab() -> Iterator[Lab]:
         hosts=3,
         inventory_dir=str(tmp / "inventory"),
     )
+    # The role turns client authentication on: clients prove they hold the cluster secret.
+    old_token = os.environ.get("RAFT_CLIENT_TOKEN_FILE")
+    os.environ["RAFT_CLIENT_TOKEN_FILE"] = str(tmp / "inventory" / "secret")
     try:
         lab = bring_up(tmp, state)
         lab.playbook("site.yml").assert_ok()
         yield lab
     finally:
+        if old_token is None:
+            os.environ.pop("RAFT_CLIENT_TOKEN_FILE", None)
+        else:
+            os.environ["RAFT_CLIENT_TOKEN_FILE"] = old_token
         Testbed(tmp / "state").down()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -9,6 +9,7 @@ tunnels) from the controller, which cannot reach those addresses itself. Needs r
 from __future__ import annotations
 
 import json
+import os
 import pwd
 import shutil
 import socket
@@ -113,6 +114,9 @@ def real() -> Iterator[tuple[Lab, Path]]:
         hosts=3,
         inventory_dir=str(tmp / "inventory"),
     )
+    # The role turns client authentication on: clients prove they hold the cluster secret.
+    old_token = os.environ.get("RAFT_CLIENT_TOKEN_FILE")
+    os.environ["RAFT_CLIENT_TOKEN_FILE"] = str(tmp / "real" / "secret")
     try:
         _add_slice_user(home)
         lab = bring_up(tmp, state)
@@ -120,6 +124,10 @@ def real() -> Iterator[tuple[Lab, Path]]:
         lab.inventory = inv
         yield lab, tmp
     finally:
+        if old_token is None:
+            os.environ.pop("RAFT_CLIENT_TOKEN_FILE", None)
+        else:
+            os.environ["RAFT_CLIENT_TOKEN_FILE"] = old_token
         Testbed(tmp / "state").down()
         _remove_slice_user(home)
         shutil.rmtree(tmp, ignore_errors=True)
