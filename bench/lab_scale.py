@@ -27,7 +27,7 @@ HEADER = (
     "`sudo python -m bench.lab_scale N...`: a plain testbed of N hosts (network namespaces\n"
     "with sshd, all on this machine), then `ansible-playbook site.yml` (provision, deploy\n"
     "from the wheelhouse, start, wait for a leader), forks = 100. The hosts and the controller\n"
-    "share the machine's cores, so time per host grows with N here; on real machines the\n"
+    "share the machine's cores, so these times reflect those 2 cores; on real machines the\n"
     "hosts work in parallel.\n\n"
     "| date (UTC) | machine | hosts | up (s) | site.yml (s) | site.yml per host (s) | "
     "second site.yml (s) | changed on 2nd run |\n"
