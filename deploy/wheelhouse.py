@@ -124,15 +124,54 @@ def _pip(args: Sequence[str]) -> None:
         raise WheelhouseBuildError(f"pip {' '.join(args[:2])} failed: " + " | ".join(tail))
 
 
-def build(project: Path, dest: Path, download_args: Sequence[str] = ()) -> WheelhouseResult:
-    """Make ``dest`` hold the project's wheel and a wheel of each runtime dependency."""
+def parse_python_version(text: str) -> tuple[int, int]:
+    """``3.12`` -> (3, 12), with an error naming the bad value."""
+    m = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
+    if not m:
+        raise WheelhouseBuildError(
+            f"bad --python-version {text!r}: expected MAJOR.MINOR, e.g. 3.12"
+        )
+    return int(m[1]), int(m[2])
+
+
+def python_download_args(version: str | None) -> list[str]:
+    """``pip download`` arguments fetching wheels for a host running Python ``version``
+    (none when it is the controller's own: pip then picks for this interpreter)."""
+    if version is None:
+        return []
+    major, minor = parse_python_version(version)
+    if (major, minor) == sys.version_info[:2]:
+        return []
+    return [f"--python-version={major}.{minor}", "--implementation=cp", f"--abi=cp{major}{minor}"]
+
+
+def build(
+    project: Path,
+    dest: Path,
+    download_args: Sequence[str] = (),
+    python_version: str | None = None,
+) -> WheelhouseResult:
+    """Make ``dest`` hold the project's wheel and a wheel of each runtime dependency, for
+    hosts running ``python_version`` (default: the controller's Python). Use one ``dest``
+    per Python version: wheels of compiled dependencies differ between versions."""
+    py_args = python_download_args(python_version)
     dest.mkdir(parents=True, exist_ok=True)
     changed = False
     reqs = runtime_requirements(project)
     have = {_wheel_dist(p) for p in dest.glob("*.whl")}
     missing = [r for r in reqs if requirement_name(r) not in have]
     if missing:
-        _pip(["download", "--only-binary=:all:", "--dest", str(dest), *download_args, *missing])
+        _pip(
+            [
+                "download",
+                "--only-binary=:all:",
+                "--dest",
+                str(dest),
+                *py_args,
+                *download_args,
+                *missing,
+            ]
+        )
         changed = True
     digest = source_digest(project)
     stamp = dest / SOURCE_STAMP
@@ -173,11 +212,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--download-arg",
         action="append",
         default=[],
-        help="extra argument for `pip download` (e.g. --python-version=3.11)",
+        help="extra argument for `pip download` (e.g. --platform=manylinux2014_aarch64)",
+    )
+    p.add_argument(
+        "--python-version",
+        default=None,
+        help="MAJOR.MINOR of the hosts' Python (default: the controller's)",
     )
     args = p.parse_args(argv)
     try:
-        res = build(args.project.resolve(), args.dest.resolve(), args.download_arg)
+        res = build(
+            args.project.resolve(), args.dest.resolve(), args.download_arg, args.python_version
+        )
     except LabError as exc:
         print(f"wheelhouse: error: {exc}", file=sys.stderr)
         return 2

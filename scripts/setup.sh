@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 
 # Debian packages and the command each provides (the lab checks for the commands).
 debs=(openssh-server:sshd openssh-client:ssh iptables:iptables faketime:faketime
-      iproute2:ip procps:pkill chromium:chromium util-linux:unshare e2fsprogs:mkfs.ext4)
+      iproute2:ip procps:pkill sudo:sudo chromium:chromium util-linux:unshare e2fsprogs:mkfs.ext4)
 missing=()
 for pair in "${debs[@]}"; do
   pkg=${pair%%:*} cmd=${pair##*:}

@@ -348,6 +348,12 @@ class Testbed:
         self._ensure_netns(gw.netns)
         self._veth_into(gw.netns, gw.veth, None, str(gw.outer_address), plan.subnet.prefixlen)
         _run(["ip", "link", "set", gw.veth, "master", plan.bridge, "up"])
+        for extra in gw.outer_addresses[1:]:
+            cidr_x = f"{extra}/{plan.subnet.prefixlen}"
+            if cidr_x not in _run(
+                ["ip", "-n", gw.netns, "-4", "-o", "addr", "show", "dev", "eth0"]
+            ):
+                _run(["ip", "-n", gw.netns, "addr", "add", cidr_x, "dev", "eth0"])
         ipg = ["ip", "-n", gw.netns]
         if not _ok([*ipg, "link", "show", "dev", gw.inner_bridge]):
             _run([*ipg, "link", "add", gw.inner_bridge, "type", "bridge"])
@@ -366,7 +372,7 @@ class Testbed:
         for h in plan.hosts:
             rule = [
                 "-d",
-                str(gw.outer_address),
+                str(h.ssh_host),
                 "-p",
                 "tcp",
                 "--dport",
@@ -418,6 +424,10 @@ class Testbed:
             f"ListenAddress {address}\nPort 22\n"
             f"HostKey {key}\n"
             f"AuthorizedKeysFile {self.state_dir / 'authorized_keys'}\n"
+            # Also for a non-root (slice) user, who cannot read the root-only state dir:
+            # sshd reads the lab key as root through this command.
+            f"AuthorizedKeysCommand /bin/cat {self.state_dir / 'authorized_keys'}\n"
+            "AuthorizedKeysCommandUser root\n"
             "PidFile /run/sshd.pid\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nUseDNS no\nPrintMotd no\n"
@@ -433,9 +443,18 @@ class Testbed:
             src = hd / ("root" + d.replace("/", "_"))
             src.mkdir(mode=0o755, exist_ok=True)
             binds.append([str(src), d])
+        # The host's name resolves locally (sudo and others look it up; without this they
+        # wait for DNS, which the namespaces cannot reach).
+        etc_hosts = hd / "etc_hosts"
+        base = Path("/etc/hosts").read_text(encoding="utf-8") if Path("/etc/hosts").exists() else ""
+        etc_hosts.write_text(
+            f"{base.rstrip()}\n# raftlab testbed host\n{address}\t{name}\n", encoding="utf-8"
+        )
+        os.chmod(etc_hosts, 0o644)
         cfg = {
             "hostname": name,
             "binds": binds,
+            "file_binds": [[str(etc_hosts), "/etc/hosts"]],
             "tmpfs": list(PRIVATE_TMPFS),
             "mkdirs": ["/run/sshd", "/run/raftlab"],
             "sshd_cmd": [sshd, "-D", "-e", "-f", str(sshd_config)],

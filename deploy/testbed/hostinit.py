@@ -5,7 +5,8 @@ Started by the testbed as ``ip netns exec NS unshare --pid --fork --mount --uts
 mount and UTS namespace inside the host's network namespace. It
 
 * sets the hostname and bind-mounts the host's private directories (``/opt``,
-  ``/etc/raftlab``, ``/var/lib/raftlab``, ``/var/log/raftlab``) and a private ``/run`` and
+  ``/etc/raftlab``, ``/var/lib/raftlab``, ``/var/log/raftlab``), its own ``/etc/hosts`` (its
+  name resolves at once, as on a real machine: sudo looks it up) and a private ``/run`` and
   ``/tmp``; the mount namespace is private, so nothing leaks to the machine and everything
   disappears with the namespace;
 * runs sshd in the foreground and restarts it if it dies (bounded);
@@ -40,6 +41,8 @@ def _setup(cfg: dict[str, Any]) -> None:
     _mount("--make-rprivate", "/")
     for src, dst in cfg["binds"]:
         os.makedirs(src, exist_ok=True)
+        _mount("--bind", src, dst)
+    for src, dst in cfg.get("file_binds", []):
         _mount("--bind", src, dst)
     for dst in cfg["tmpfs"]:
         _mount("-t", "tmpfs", "-o", "mode=0755,nosuid,nodev", "tmpfs", dst)

@@ -66,9 +66,11 @@ def _header(plan: TestbedPlan) -> str:
             "#",
             "# GEE style: as in a GEE slicelet's files, the node hosts have only private",
             f"# addresses ({plan.inner_subnet}) behind the slicelet's gateway "
-            f"{plan.gateway.outer_address};",
+            f"{', '.join(map(str, plan.gateway.outer_addresses))} (two addresses, as slivers",
+            "# sit behind the gateways of several sites);",
             "# each node's sshd is reached on its own forwarded port of the gateway",
-            "# (h1 on 2201, h2 on 2202, ...). raft_node_address is the address the nodes use",
+            "# (h1 on 2201 of the first address, h2 on 2202 of the second, ...). raft_node_address",
+            "# is the address the nodes use",
             "# among themselves; the controller never dials it.",
         ]
     return "\n".join(lines) + "\n"

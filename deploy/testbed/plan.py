@@ -17,12 +17,15 @@ from ipaddress import IPv4Address, IPv4Network
 
 from deploy.errors import LabError
 
-#: Hosts a testbed may have; 15 is the documented minimum that must work.
-HOSTS_MAX = 40
+#: Hosts a testbed may have (measured up to 100: bench/results/lab_scale.md).
+HOSTS_MAX = 100
 #: Host ``hN`` gets the address ``subnet[HOST_OFFSET + N]`` (10.77.0.11 for h1, as in the docs).
 HOST_OFFSET = 10
 #: In the GEE style host ``hN`` is reached on gateway port ``GEE_PORT_BASE + N`` (2201 for h1).
 GEE_PORT_BASE = 2200
+#: Public addresses of the GEE-style gateway: as slivers of a real slice sit behind the
+#: gateways of several sites, host ``hN`` is forwarded on address ``(N - 1) % 2`` of them.
+GEE_GATEWAY_ADDRESSES = 2
 #: Linux interface names are at most 15 bytes; the longest we build is ``<prefix>-v<NN>``.
 PREFIX_LEN_MAX = 10
 
@@ -73,6 +76,8 @@ class GatewayPlan:
     name: str  # "gw"
     netns: str  # "<prefix>-gw"
     outer_address: IPv4Address  # on the lab bridge, reachable from the controller
+    #: Every address the gateway forwards hosts' SSH ports on (outer_address first).
+    outer_addresses: tuple[IPv4Address, ...]
     inner_address: IPv4Address  # on the inner bridge inside the gateway namespace
     veth: str  # our end (root namespace) of the gateway's outer link
     inner_bridge: str  # lives inside the gateway namespace
@@ -162,6 +167,7 @@ def plan_testbed(
             name="gw",
             netns=f"{prefix}-gw",
             outer_address=net[2],
+            outer_addresses=tuple(net[2 + k] for k in range(GEE_GATEWAY_ADDRESSES)),
             inner_address=inner[1],
             veth=f"{prefix}-vgw",
             inner_bridge=f"{prefix}-ibr0",
@@ -179,7 +185,11 @@ def plan_testbed(
             netns=f"{prefix}-h{i}",
             address=address,
             veth=f"{prefix}-v{i}",
-            ssh_host=address if gateway is None else gateway.outer_address,
+            ssh_host=(
+                address
+                if gateway is None
+                else gateway.outer_addresses[(i - 1) % len(gateway.outer_addresses)]
+            ),
             ssh_port=22 if gateway is None else GEE_PORT_BASE + i,
         )
 

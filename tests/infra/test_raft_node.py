@@ -25,6 +25,14 @@ STATUS_SCRIPT = (
 
 
 _VARS: dict[str, dict[str, Any]] = {}
+UNIT = "/etc/systemd/system/raftlab-node.service"
+CONTROL_SCRIPT = "/opt/raftlab/bin/raftlab-node"
+
+
+def _systemd(host: Any) -> bool:
+    """The role supervises the node with systemd where the host runs it (PID 1 is systemd),
+    else with the pidfile control script; the two are exclusive."""
+    return bool(host.file("/run/systemd/system").is_directory)
 
 
 def _vars(host: Any) -> dict[str, Any]:
@@ -35,8 +43,20 @@ def _vars(host: Any) -> dict[str, Any]:
     return _VARS[key]
 
 
+def _address(host: Any) -> str:
+    """The node's address as the role computes it: raft_node_address, else ansible_host,
+    else the inventory name (a real inventory need not set it)."""
+    v = _vars(host)
+    return str(v.get("raft_node_address") or v.get("ansible_host") or v["inventory_hostname"])
+
+
+def _node_id(host: Any) -> str:
+    v = _vars(host)
+    return str(v.get("raft_node_id") or v["inventory_hostname"])
+
+
 def _status(host: Any) -> dict[str, Any]:
-    addr = _vars(host)["raft_node_address"]
+    addr = _address(host)
     out = host.check_output(
         "python3 -c %s %s",
         STATUS_SCRIPT,
@@ -61,7 +81,12 @@ def test_config_is_present_with_right_owner_and_mode(host: Any) -> None:
     cfg = host.file(CONFIG)
     assert cfg.is_file and cfg.user == "root" and cfg.group == "root" and cfg.mode == 0o644
     secret = host.file(SECRET)
-    assert secret.is_file and secret.user == "root" and secret.mode == 0o600
+    assert secret.is_file and secret.user == "root"
+    if _systemd(host):  # readable by the node's own user, nobody else
+        assert secret.group == "raftlab" and secret.mode == 0o640
+    else:
+        assert secret.mode == 0o600
+    # (Read as root: testinfra runs commands through sudo where the inventory says become.)
     assert len(secret.content_string.strip()) >= 32
 
 
@@ -70,27 +95,33 @@ def test_config_lists_every_node_of_the_group(host: Any) -> None:
     doc = yaml.safe_load(host.file(CONFIG).content_string)
     group = v["groups"]["raft_nodes"]
     assert len(doc["nodes"]) == len(group)
-    me = doc["nodes"][v["raft_node_id"]]
-    assert me["peer"] == f"{v['raft_node_address']}:{PORTS['peer']}"
+    me = doc["nodes"][_node_id(host)]
+    assert me["peer"] == f"{_address(host)}:{PORTS['peer']}"
     assert doc["secret_file"] == SECRET
 
 
 def test_node_process_is_running_under_its_supervisor(host: Any) -> None:
-    v = _vars(host)
+    systemd = _systemd(host)
     procs = [
         p
-        for p in host.process.filter(user="root")
-        if "serve" in p.args and f"--id {v['raft_node_id']}" in p.args
+        for p in host.process.filter(user="raftlab" if systemd else "root")
+        if "serve" in p.args and f"--id {_node_id(host)}" in p.args
     ]
     assert len(procs) == 1, [p.args for p in procs]
-    if host.file("/opt/raftlab/bin/raftlab-node").exists:
-        st = host.run("/opt/raftlab/bin/raftlab-node status")
-        assert st.rc == 0 and "running" in st.stdout
+    if systemd:
+        svc = host.service("raftlab-node")
+        assert svc.is_running and svc.is_enabled
+        assert host.file(UNIT).contains("^User=raftlab")
+        assert not host.file(CONTROL_SCRIPT).exists
+    else:
+        assert not host.file(UNIT).exists
+        st = host.run(f"{CONTROL_SCRIPT} status")
+        assert st.rc == 0 and "running" in st.stdout, st.stdout + st.stderr
 
 
 @pytest.mark.parametrize("kind", ["peer", "client", "http"])
 def test_node_ports_are_listening_on_the_node_address(host: Any, kind: str) -> None:
-    addr = _vars(host)["raft_node_address"]
+    addr = _address(host)
     assert host.socket(f"tcp://{addr}:{PORTS[kind]}").is_listening
 
 
@@ -100,14 +131,12 @@ def test_event_log_is_being_written(host: Any) -> None:
     kinds = {json.loads(line)["ev"] for line in f.content_string.splitlines() if line.strip()}
     assert {"start", "role"} <= kinds
     first = json.loads(f.content_string.splitlines()[0])
-    assert (
-        first["ev"] == "start" and first["v"] == 1 and first["node"] == _vars(host)["raft_node_id"]
-    )
+    assert first["ev"] == "start" and first["v"] == 1 and first["node"] == _node_id(host)
 
 
 def test_node_reports_a_leader(host: Any) -> None:
     st = _status(host)
-    assert st["id"] == _vars(host)["raft_node_id"]
+    assert st["id"] == _node_id(host)
     assert st["role"] in ("leader", "follower")
     assert st["leader"]
 

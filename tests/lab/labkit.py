@@ -19,7 +19,7 @@ from deploy.testbed import Testbed, TestbedPlan, TestbedState
 from deploy.testbed.bed import PRIVATE_DIRS
 
 REPO = Path(__file__).resolve().parents[2]
-PLAYBOOK_TIMEOUT_S = 300
+PLAYBOOK_TIMEOUT_S = 600  # generous: the CI machine may be busy
 _RECAP = re.compile(
     r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
 )
@@ -196,6 +196,6 @@ def run_testinfra(lab: Lab) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PLAYBOOK_TIMEOUT_S,
         check=False,
     )

@@ -62,9 +62,10 @@ def test_testinfra_host_checks_pass_through_the_gateway(lab: Lab) -> None:
 def test_write_and_read_from_inside_the_slice(lab: Lab) -> None:
     raft = "/opt/raftlab/venv/bin/raft"
     addrs = lab.client_addresses()
+    token = ["--token-file", "/etc/raftlab/secret"]  # the role turns client_auth on
     with Remote.from_inventory(lab.inventory) as remote:
-        remote.run("h1", [raft, "client", "--cluster", addrs, "put", "gee-k", "gee-v"])
-        got = remote.run("h3", [raft, "client", "--cluster", addrs, "get", "gee-k"])
+        remote.run("h1", [raft, "client", *token, "--cluster", addrs, "put", "gee-k", "gee-v"])
+        got = remote.run("h3", [raft, "client", *token, "--cluster", addrs, "get", "gee-k"])
     assert got.stdout.strip() == "gee-v"
 
 

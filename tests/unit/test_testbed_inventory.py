@@ -42,7 +42,8 @@ def test_gee_inventory_dials_gateway_ports_and_keeps_inner_addresses() -> None:
     assert "GEE" in text  # the comment explaining the layout
     doc = yaml.safe_load(text)
     hosts = doc["all"]["children"]["raft_nodes"]["hosts"]
-    assert {v["ansible_host"] for v in hosts.values()} == {"10.77.0.2"}
+    # Two gateway addresses, as slivers behind the gateways of two sites.
+    assert [v["ansible_host"] for v in hosts.values()] == ["10.77.0.2", "10.77.0.3", "10.77.0.2"]
     assert [v["ansible_port"] for v in hosts.values()] == [2201, 2202, 2203]
     assert hosts["h3"]["raft_node_address"] == "10.78.0.13"
     gw = doc["all"]["children"]["gateways"]["hosts"]["gw"]
@@ -63,7 +64,7 @@ def test_ssh_config_resolves_each_host_with_paramiko(tmp_path: Path) -> None:
     files = InventoryFiles(tmp_path)
     cfg = paramiko.SSHConfig.from_text(render_ssh_config(plan_testbed(3, TestbedStyle.GEE), files))
     h2 = cfg.lookup("h2")
-    assert (h2["hostname"], h2["port"], h2["user"]) == ("10.77.0.2", "2202", "root")
+    assert (h2["hostname"], h2["port"], h2["user"]) == ("10.77.0.3", "2202", "root")
     assert h2["identityfile"] == [str(tmp_path / "id_ed25519")]
     assert h2["stricthostkeychecking"] == "yes"
     assert cfg.lookup("gw")["port"] == "22"
@@ -79,7 +80,7 @@ def test_known_hosts_lines_use_bracketed_ports_and_load_in_paramiko(tmp_path: Pa
     path = tmp_path / "known_hosts"
     path.write_text(text)
     hk = paramiko.HostKeys(str(path))
-    assert "[10.77.0.2]:2202" in hk and "10.77.0.2" in hk
+    assert "[10.77.0.3]:2202" in hk and "10.77.0.2" in hk
 
 
 def test_write_inventory_writes_every_file(tmp_path: Path) -> None:

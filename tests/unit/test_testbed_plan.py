@@ -83,14 +83,25 @@ def test_fifteen_hosts_fit_and_names_are_unique() -> None:
     assert [h.ssh_port for h in plan.hosts] == list(range(2201, 2216))
 
 
+def test_a_hundred_hosts_fit_with_the_longest_prefix_and_more_are_refused() -> None:
+    plan = plan_testbed(100, TestbedStyle.GEE, "10.77.0.0/24", "r" * 10, "10.78.0.0/24")
+    names = [h.netns for h in plan.hosts] + [h.veth for h in plan.hosts]
+    assert len(set(names)) == len(names) and max(len(n) for n in names) <= 15
+    assert str(plan.hosts[-1].address) == "10.78.0.110"
+    with pytest.raises(PlanError, match="--hosts must be between 1 and 100"):
+        plan_testbed(101)
+
+
 def test_gee_plan_reaches_hosts_only_through_the_gateway() -> None:
     plan = plan_testbed(3, TestbedStyle.GEE, "10.77.0.0/24", "rl", "10.78.0.0/24")
     gw = plan.gateway
     assert gw is not None
     assert str(gw.outer_address) == "10.77.0.2" and str(gw.inner_address) == "10.78.0.1"
     assert gw.netns == "rl-gw" and gw.nat_chain == "RL-DNAT"
+    # Like slivers behind the gateways of several sites: two public addresses, alternating.
+    assert [str(a) for a in gw.outer_addresses] == ["10.77.0.2", "10.77.0.3"]
+    assert [str(h.ssh_host) for h in plan.hosts] == ["10.77.0.2", "10.77.0.3", "10.77.0.2"]
     for h in plan.hosts:
-        assert h.ssh_host == gw.outer_address
         assert h.ssh_port == 2200 + h.index
         assert h.address in net("10.78.0.0/24")
     assert plan.namespaces[0] == "rl-gw"

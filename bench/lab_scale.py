@@ -1,0 +1,114 @@
+"""How the lab scales with hosts: ``raftlab testbed up`` + ``site.yml`` for N hosts.
+
+Run as root (it builds a testbed of its own, prefix ``rlhs``, subnet 10.82.16.0/24):
+``sudo python -m bench.lab_scale 5 15 40 100`` appends one row per N to
+``bench/results/lab_scale.md``. Not part of ``make bench`` (needs root, takes minutes).
+Every host is a set of processes on this machine, so the time per host measures the
+controller and the hosts sharing its cores, not a network of real machines.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from deploy.testbed import Testbed, TestbedState
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "lab_scale.md"
+HEADER = (
+    "# Lab scale: testbed up + site.yml\n\n"
+    "`sudo python -m bench.lab_scale N...`: a plain testbed of N hosts (network namespaces\n"
+    "with sshd, all on this machine), then `ansible-playbook site.yml` (provision, deploy\n"
+    "from the wheelhouse, start, wait for a leader), forks = 100. The hosts and the controller\n"
+    "share the machine's cores, so these times reflect those 2 cores; on real machines the\n"
+    "hosts work in parallel.\n\n"
+    "| date (UTC) | machine | hosts | up (s) | site.yml (s) | site.yml per host (s) | "
+    "second site.yml (s) | changed on 2nd run |\n"
+    "|---|---|---|---|---|---|---|---|\n"
+)
+
+
+def _playbook(inventory: Path, project: Path, wheelhouse: Path) -> tuple[float, str]:
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [
+            shutil.which("ansible-playbook") or "ansible-playbook",
+            "-i",
+            str(inventory),
+            str(REPO / "playbooks" / "site.yml"),
+            "-e",
+            f"raft_node_project_dir={project}",
+            "-e",
+            f"raft_node_wheelhouse_dir={wheelhouse}",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=7200,
+        check=False,
+    )
+    took = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"site.yml failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}")
+    return took, proc.stdout
+
+
+def measure(hosts: int, wheelhouse: Path) -> str:
+    tmp = Path(tempfile.mkdtemp(prefix="raftlab-scale-", dir="/var/tmp"))
+    state = TestbedState(
+        prefix="rlhs",
+        style="plain",
+        subnet="10.82.16.0/24",
+        inner_subnet="10.82.17.0/24",
+        hosts=hosts,
+        inventory_dir=str(tmp / "inventory"),
+    )
+    bed = Testbed(tmp / "state")
+    try:
+        t0 = time.monotonic()
+        bed.up(state)
+        up_s = time.monotonic() - t0
+        first, _ = _playbook(tmp / "inventory", REPO, wheelhouse)
+        second, out = _playbook(tmp / "inventory", REPO, wheelhouse)
+        changed = sum(
+            int(line.split("changed=")[1].split()[0])
+            for line in out.splitlines()
+            if " changed=" in line and "unreachable=" in line
+        )
+    finally:
+        bed.down()
+        shutil.rmtree(tmp, ignore_errors=True)
+    now = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    machine = f"{os.cpu_count()} cores, {platform.python_version()}"
+    return (
+        f"| {now} | {machine} | {hosts} | {up_s:.1f} | {first:.1f} | {first / hosts:.2f} | "
+        f"{second:.1f} | {changed} |\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    sizes = [int(a) for a in argv] or [5, 15]
+    wheelhouse = Path(tempfile.mkdtemp(prefix="raftlab-scale-wh-", dir="/var/tmp"))
+    try:
+        for n in sizes:
+            row = measure(n, wheelhouse)
+            if not RESULTS.exists():
+                RESULTS.write_text(HEADER)
+            with open(RESULTS, "a", encoding="utf-8") as f:
+                f.write(row)
+            print(row, end="", flush=True)
+    finally:
+        shutil.rmtree(wheelhouse, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
