@@ -360,13 +360,20 @@ def _replay_node(
     leaders: dict[int, dict[str, Source]],
 ) -> None:
     log = _NodeLog()
-    first_start = True
+    # Records that do not begin with the node's start (an analysis window, a rotated log)
+    # do not say what it held before: up to the first index it persists in them, its log
+    # predates our records.
+    unknown_prefix = bool(evs) and evs[0].ev != "start"
     for e in evs:
+        if unknown_prefix and e.ev == "persist":
+            unknown_prefix = False
+            first = _int(e.get("first"), 1) or 1
+            rep.predates[node] = max(rep.predates.get(node, 0), first - 1)
         if e.ev == "start":
-            if first_start:
-                first_start = False
-                li = _int(e.get("last_index"), 0) or 0
-                rep.predates[node] = max(rep.predates.get(node, 0), li)
+            # Entries up to its last index were on its disk when it (re)started, persisted
+            # before our records if they are not in them.
+            li = _int(e.get("last_index"), 0) or 0
+            rep.predates[node] = max(rep.predates.get(node, 0), li)
             voters = e.get("voters")
             if isinstance(voters, list):
                 rep.voters = max(rep.voters, len(voters))
@@ -378,7 +385,6 @@ def _replay_node(
         elif e.ev == "role" and e.get("role") == "leader":
             leaders.setdefault(e.term, {}).setdefault(node, e.source)
         elif e.ev == "persist":
-            first_start = False
             for idx, term, digest in log.apply_persist(e):
                 rep.persisted.setdefault(idx, {}).setdefault((term, digest), set()).add(node)
                 c = committed.get(idx, {}).get(node)
@@ -428,6 +434,9 @@ def _replay_node(
             _on_commit(node, e, log, rep, committed, commit_term)
         elif e.ev == "apply":
             _on_apply(node, e, log, rep, applied, commit_term)
+    if unknown_prefix:  # it persisted nothing in our records: all it applied predates them
+        top_applied = max((i for i, by in applied.items() if node in by), default=0)
+        rep.predates[node] = max(rep.predates.get(node, 0), log.top, top_applied)
     rep.snapshot_index[node] = log.snapshot_index
     if log.last_index is not None:
         rep.last_index[node] = log.last_index

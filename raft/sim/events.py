@@ -9,8 +9,9 @@ delivered message) and for each note of its trace (the nemesis' notes become
 the history is ``base_ts`` exactly.
 
 The order of events within a Ready follows the runtime (raft/runtime/node.py): messages
-sent, entries persisted, messages sent after persistence, snapshot installed, entries
-applied, then the core's own events (role, vote, commit, truncate).
+sent, entries persisted, messages sent after persistence, snapshot installed, the core's
+own events (role, vote, commit, truncate), then the entries applied (an apply is logged
+after the commit that allowed it).
 """
 
 from __future__ import annotations
@@ -168,12 +169,12 @@ class EventRecorder:
         )
 
     def on_ready_done(self, now: int, node: str, rd: Ready) -> None:
-        rows = self._applied_rows.pop(node, None)
-        if rows:
-            self._emit(now, node, "apply", entries=rows)
         for ev in rd.events:
             fields: dict[str, Any] = dict(ev.fields)
             self._emit(now, node, ev.ev, ev.term, **fields)
+        rows = self._applied_rows.pop(node, None)
+        if rows:
+            self._emit(now, node, "apply", entries=rows)
 
     def on_recv(self, now: int, m: Message) -> None:
         known = self._ids.pop(id(m), None)

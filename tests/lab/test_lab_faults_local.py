@@ -150,12 +150,15 @@ def test_failing_fsync_fails_the_nodes_storage_until_healed(cluster: LocalCluste
     )
     assert a is not None and a.observed["shimmed"] == {"n3": True}
     cluster.wait_leader(30)
-    for i in range(5):
-        _put(cluster, f"f{i}")  # the two other nodes still make a quorum
-    deadline = time.monotonic() + 20
+    # The shim fails fsyncs from after_s (3 s) after n3's start, and n3 syncs only when it
+    # has something to make durable: keep writing (the two other nodes still make a quorum).
+    deadline = time.monotonic() + 30
+    i = 0
     while time.monotonic() < deadline:
         if any('"storage_error"' in x for x in _events(cluster, "n3")[n:]):
             break
+        _put(cluster, f"f{i}")
+        i += 1
         time.sleep(0.2)
     else:
         raise AssertionError("n3 reported no storage error")
