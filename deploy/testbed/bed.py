@@ -176,6 +176,25 @@ class TestbedState:
         return cls(**raw, processes=procs)
 
 
+def mounted_in_any_namespace(path: str, proc: Path = Path("/proc")) -> bool:
+    """Whether some process on this machine sees a mount at ``path`` (in any mount
+    namespace). Removing such a directory from the root namespace would detach the mounts of
+    another testbed's hosts (the kernel lazily unmounts them), so ``down`` leaves it."""
+    target = os.path.realpath(path)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "mountinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue  # the process ended, or is not ours to read
+        for line in text.splitlines():
+            fields = line.split(" ")
+            if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
+                return True
+    return False
+
+
 class Testbed:
     """One testbed, identified by its state directory."""
 
@@ -571,6 +590,8 @@ class Testbed:
             _run(["iptables", "-w", "-F", ch])
             _run(["iptables", "-w", "-X", ch])
         for d in st.created_mountpoints:
+            if mounted_in_any_namespace(d):
+                continue  # another testbed's hosts still mount their private dir there
             with contextlib.suppress(OSError):
                 Path(d).rmdir()  # only if still empty: never remove what someone put there
         inv = Path(st.inventory_dir)

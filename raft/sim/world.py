@@ -1175,13 +1175,30 @@ class World:
                 return False
         return True
 
+    def _membership_settled(self) -> bool:
+        """Every member has applied the latest configuration and every removed node is
+        powered off: no node still counts on a voter that is gone or about to go."""
+        for nid in self._ids:
+            n = self._nodes[nid]
+            if self._is_member(nid):
+                if n.conf != self._conf:
+                    return False
+            elif not n.decommissioned:
+                return False
+        return True
+
     def crash(self, node: NodeId, *, disk_fault: bool = False) -> None:
         n = self._nodes[node]
         n.raw = None
         n.disk.crash()
-        if disk_fault and not self._recovering_minority(self._conf, extra=node):
+        if disk_fault and not (
+            self._membership_settled() and self._recovering_minority(self._conf, extra=node)
+        ):
             disk_fault = False
-            self._note(f"nemesis disk fault on {node} skipped: a majority would be recovering")
+            self._note(
+                f"nemesis disk fault on {node} skipped: a membership change is in progress "
+                "or a majority would be recovering"
+            )
         if disk_fault:
             self._note(
                 f"nemesis disk fault on {node}: {n.disk.damage(self.rng) or 'nothing to lose'}"
@@ -1343,7 +1360,7 @@ class World:
             return None
         if len(after.voters) < self._min_voters:
             return None
-        if not self._recovering_minority(after):
+        if any(self._nodes[x].disk.recovering for x in self._ids):
             return None  # the strict reconfiguration check an operator applies (docs/storage.md)
         if bring_back:
             self._recommission(bring_back)
