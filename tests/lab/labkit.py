@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,3 +200,44 @@ def run_testinfra(lab: Lab) -> subprocess.CompletedProcess[str]:
         timeout=PLAYBOOK_TIMEOUT_S,
         check=False,
     )
+
+
+def module_lab(
+    name: str,
+    prefix: str,
+    subnet: str,
+    inner_subnet: str,
+    *,
+    deploy: bool = True,
+    token_env: bool = False,
+    hosts: int = 3,
+) -> Iterator[Lab]:
+    """The body of a lab module's testbed fixture: bring up a plain testbed of its own,
+    deploy it with site.yml (``deploy``), and tear everything down afterwards. With
+    ``token_env`` the cluster secret the role keeps next to the inventory is exported as
+    ``RAFT_CLIENT_TOKEN_FILE`` (the role turns client authentication on)."""
+    tmp = lab_tmpdir(name)
+    state = TestbedState(
+        prefix=prefix,
+        style="plain",
+        subnet=subnet,
+        inner_subnet=inner_subnet,
+        hosts=hosts,
+        inventory_dir=str(tmp / "inventory"),
+    )
+    old_token = os.environ.get("RAFT_CLIENT_TOKEN_FILE")
+    if token_env:
+        os.environ["RAFT_CLIENT_TOKEN_FILE"] = str(tmp / "inventory" / "secret")
+    try:
+        lab = bring_up(tmp, state)
+        if deploy:
+            lab.playbook("site.yml").assert_ok()
+        yield lab
+    finally:
+        if token_env:
+            if old_token is None:
+                os.environ.pop("RAFT_CLIENT_TOKEN_FILE", None)
+            else:
+                os.environ["RAFT_CLIENT_TOKEN_FILE"] = old_token
+        Testbed(tmp / "state").down()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import REPO, Lab, bring_up, lab_tmpdir
-
-from deploy.testbed import Testbed, TestbedState
+from labkit import REPO, Lab, module_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
@@ -40,22 +37,7 @@ recovery_s: 3
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    tmp = lab_tmpdir("experiment")
-    state = TestbedState(
-        prefix=PREFIX,
-        style="plain",
-        subnet=SUBNET,
-        inner_subnet="10.83.250.0/24",
-        hosts=3,
-        inventory_dir=str(tmp / "inventory"),
-    )
-    try:
-        lab = bring_up(tmp, state)
-        lab.playbook("site.yml").assert_ok()
-        yield lab
-    finally:
-        Testbed(tmp / "state").down()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from module_lab("experiment", PREFIX, SUBNET, "10.83.250.0/24")
 
 
 def _raftlab(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import REPO, Lab, bring_up, lab_tmpdir
+from labkit import REPO, Lab, module_lab
 
 from deploy.nemesis import (
     InventoryControl,
@@ -30,7 +29,6 @@ from deploy.nemesis import (
     net,
     parse_fault,
 )
-from deploy.testbed import Testbed, TestbedState
 from deploy.testbed.bed import node_pids
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -41,22 +39,7 @@ SUBNET = "10.81.0.0/24"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    tmp = lab_tmpdir("faults")
-    state = TestbedState(
-        prefix=PREFIX,
-        style="plain",
-        subnet=SUBNET,
-        inner_subnet="10.81.250.0/24",
-        hosts=3,
-        inventory_dir=str(tmp / "inventory"),
-    )
-    try:
-        lab = bring_up(tmp, state)
-        lab.playbook("site.yml").assert_ok()
-        yield lab
-    finally:
-        Testbed(tmp / "state").down()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from module_lab("faults", PREFIX, SUBNET, "10.81.250.0/24")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ encrypted variable) and shows the cluster.yml diff of a changed setting. Needs r
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import REPO, Lab, bring_up, lab_tmpdir
+from labkit import REPO, Lab, module_lab
 
-from deploy.testbed import Testbed, TestbedState
 from deploy.testbed.bed import node_pids
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
@@ -30,29 +28,7 @@ RAFTLAB = [sys.executable, "-c", "import sys, deploy.cli; sys.exit(deploy.cli.ma
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    tmp = lab_tmpdir("hosts")
-    state = TestbedState(
-        prefix="rlh",
-        style="plain",
-        subnet="10.82.0.0/24",
-        inner_subnet="10.82.250.0/24",
-        hosts=3,
-        inventory_dir=str(tmp / "inventory"),
-    )
-    # The role turns client authentication on: clients prove they hold the cluster secret.
-    old_token = os.environ.get("RAFT_CLIENT_TOKEN_FILE")
-    os.environ["RAFT_CLIENT_TOKEN_FILE"] = str(tmp / "inventory" / "secret")
-    try:
-        lab = bring_up(tmp, state)
-        lab.playbook("site.yml").assert_ok()
-        yield lab
-    finally:
-        if old_token is None:
-            os.environ.pop("RAFT_CLIENT_TOKEN_FILE", None)
-        else:
-            os.environ["RAFT_CLIENT_TOKEN_FILE"] = old_token
-        Testbed(tmp / "state").down()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from module_lab("hosts", "rlh", "10.82.0.0/24", "10.82.250.0/24", token_env=True)
 
 
 def _pids(lab: Lab) -> dict[str, tuple[int, ...]]:

@@ -5,17 +5,14 @@ teardown, and a `down` that leaves nothing behind. Needs root; CI runs it as roo
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import REPO, Lab, bring_up, lab_tmpdir, leftovers, raft_cli, run_testinfra
+from labkit import REPO, Lab, leftovers, module_lab, raft_cli, run_testinfra
 
-from deploy.testbed import Testbed, TestbedState
 from deploy.testbed.bed import node_pids
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(420)]
@@ -26,29 +23,7 @@ SUBNET = "10.79.0.0/24"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    tmp = lab_tmpdir("plain")
-    state = TestbedState(
-        prefix=PREFIX,
-        style="plain",
-        subnet=SUBNET,
-        inner_subnet="10.79.250.0/24",
-        hosts=3,
-        inventory_dir=str(tmp / "inventory"),
-    )
-    # The role turns client authentication on; `raft client` (run by raft_cli) then proves
-    # it holds the cluster secret the role keeps next to the inventory.
-    old_token = os.environ.get("RAFT_CLIENT_TOKEN_FILE")
-    os.environ["RAFT_CLIENT_TOKEN_FILE"] = str(tmp / "inventory" / "secret")
-    try:
-        lab = bring_up(tmp, state)
-        yield lab
-    finally:
-        if old_token is None:
-            os.environ.pop("RAFT_CLIENT_TOKEN_FILE", None)
-        else:
-            os.environ["RAFT_CLIENT_TOKEN_FILE"] = old_token
-        Testbed(tmp / "state").down()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from module_lab("plain", PREFIX, SUBNET, "10.79.250.0/24", deploy=False, token_env=True)
 
 
 def test_up_is_idempotent_and_hosts_are_separate_machines(lab: Lab) -> None:
