@@ -170,6 +170,10 @@ class InvariantReport:
     predates: dict[str, int] = field(default_factory=dict)
     """node -> highest index its log held before our first record of it (first ``start``'s
     ``last_index``, or a snapshot's index): entries up to it may be there unseen."""
+    tail_unknown: dict[str, int] = field(default_factory=dict)
+    """Node -> first index whose persistence its records cannot tell: they end without a
+    ``stop`` (killed, or cut by the analysis window) and the event log is flushed
+    periodically, so its last persist events may never have been written."""
     voters: int = 0
     """The largest voter set any ``start`` event listed."""
 
@@ -434,6 +438,8 @@ def _replay_node(
             _on_commit(node, e, log, rep, committed, commit_term)
         elif e.ev == "apply":
             _on_apply(node, e, log, rep, applied, commit_term)
+    if evs and evs[-1].ev != "stop":
+        rep.tail_unknown[node] = log.top + 1
     if unknown_prefix:  # it persisted nothing in our records: all it applied predates them
         top_applied = max((i for i, by in applied.items() if node in by), default=0)
         rep.predates[node] = max(rep.predates.get(node, 0), log.top, top_applied)
@@ -639,6 +645,10 @@ def _check_applied_by_quorum(rep: InvariantReport, nodes_seen: int) -> None:
                     holders |= who
             maybe = {
                 n for n, upto in rep.predates.items() if upto >= index and n not in persisted_nodes
+            } | {
+                n
+                for n, start in rep.tail_unknown.items()
+                if start <= index and n not in persisted_nodes
             }
             if len(holders | maybe) >= quorum:
                 continue
