@@ -1180,12 +1180,28 @@ class World:
         powered off: no node still counts on a voter that is gone or about to go."""
         for nid in self._ids:
             n = self._nodes[nid]
+            if self._unapplied_conf_change(n):
+                return False  # proposed, not applied yet: it may still take effect
             if self._is_member(nid):
                 if n.conf != self._conf:
                     return False
             elif not n.decommissioned:
                 return False
         return True
+
+    def _unapplied_conf_change(self, n: _Node) -> bool:
+        """Whether ``n``'s log holds a configuration change past the latest one applied
+        anywhere (one that may still commit, on any node that holds it)."""
+        disk = n.disk
+        lo = max(self._conf_index + 1, disk.first_index())
+        hi = disk.last_index()
+        if lo > hi:
+            return False
+        try:
+            ents = disk.entries(lo, hi + 1)
+        except (CompactedError, UnavailableError):
+            return True  # cannot tell: assume a change is under way
+        return any(e.type is EntryType.CONF_CHANGE for e in ents)
 
     def crash(self, node: NodeId, *, disk_fault: bool = False) -> None:
         n = self._nodes[node]
