@@ -319,7 +319,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path: str) -> ClusterConfig:
     try:
         with open(path, encoding="utf-8") as f:
-            doc = yaml.load(f, Loader=_UniqueKeyLoader)
+            loader = _UniqueKeyLoader(f)  # a SafeLoader: no Python objects from the file
+            try:
+                doc = loader.get_single_data()
+            finally:
+                loader.dispose()
     except FileNotFoundError:
         raise ConfigFileError(f"{path}: no such file") from None
     except OSError as exc:
