@@ -72,6 +72,13 @@ class Hello:
     node: str
     nonce: bytes
     to: str = ""
+    stream: str = ""
+    """Empty for the main connection; ``"snap"`` for a snapshot stream
+    (raft/runtime/snapstream.py), which the acceptor serves beside the main one."""
+
+
+def _stream_field(hello: Hello) -> dict[str, str]:
+    return {"stream": hello.stream} if hello.stream else {}
 
 
 def encode_hello(secret: bytes, hello: Hello) -> bytes:
@@ -83,6 +90,7 @@ def encode_hello(secret: bytes, hello: Hello) -> bytes:
             "node": hello.node,
             "to": hello.to,
             "nonce": hello.nonce,
+            **_stream_field(hello),
         }
     )
     return body + _mac(secret, b"hello", body)
@@ -96,6 +104,7 @@ def encode_ack(secret: bytes, hello_nonce: bytes, ack: Hello) -> bytes:
             "cluster": ack.cluster,
             "node": ack.node,
             "nonce": ack.nonce,
+            **_stream_field(ack),
         }
     )
     return body + _mac(secret, b"ack", hello_nonce, body)
@@ -119,9 +128,11 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
     node = obj.get("node")
     nonce = obj.get("nonce")
     to = obj.get("to", "")
+    stream = obj.get("stream", "")
     if (
         not isinstance(node, str)
         or not isinstance(to, str)
+        or not isinstance(stream, str)
         or not isinstance(nonce, bytes)
         or len(nonce) != NONCE_BYTES
     ):
@@ -132,7 +143,7 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
         raise HandshakeRefusedError(
             RefusalReason.BAD_CLUSTER, f"cluster {obj.get('cluster')!r} is not {cluster!r}", node
         )
-    return Hello(cluster=cluster, node=node, nonce=nonce, to=to)
+    return Hello(cluster=cluster, node=node, nonce=nonce, to=to, stream=stream)
 
 
 def decode_hello(frame: bytes, secret: bytes, cluster: str) -> Hello:

@@ -33,6 +33,8 @@ ELECTION_TIMEOUT_TICKS_RANGE = (2, 10_000)
 ELECTION_TIMEOUT_MS_MAX = 600_000
 HEARTBEAT_TICKS_RANGE = (1, 9_999)
 SNAPSHOT_ENTRIES_RANGE = (1, 1_000_000_000)
+SNAPSHOT_CHUNK_BYTES_RANGE = (4096, 8 << 20)
+"""Mirrors raft.runtime.snapstream.CHUNK_BYTES_RANGE."""
 CLIENT_CONNECTIONS_RANGE = (1, 1_000_000)
 CLIENT_IDLE_TIMEOUT_S_RANGE = (1, 86_400)
 
@@ -80,6 +82,8 @@ class ClusterConfig:
     election_timeout_ticks: int = 10
     heartbeat_ticks: int = 1
     snapshot_entries: int = 10000
+    snapshot_chunk_bytes: int = 1 << 20
+    """Bytes per chunk of a streamed InstallSnapshot (raft/runtime/snapstream.py)."""
     client_auth: bool = False
     """Require clients to authenticate (HMAC challenge over the client token)."""
     client_token_file: str = ""
@@ -195,6 +199,7 @@ _KNOWN = {
     "election_timeout_ticks",
     "heartbeat_ticks",
     "snapshot_entries",
+    "snapshot_chunk_bytes",
     "client_auth",
     "client_token_file",
     "client_connections_max",
@@ -270,6 +275,11 @@ def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
         ),
         snapshot_entries=_int_in(
             doc.get("snapshot_entries", 10000), SNAPSHOT_ENTRIES_RANGE, f"{path}: snapshot_entries"
+        ),
+        snapshot_chunk_bytes=_int_in(
+            doc.get("snapshot_chunk_bytes", 1 << 20),
+            SNAPSHOT_CHUNK_BYTES_RANGE,
+            f"{path}: snapshot_chunk_bytes",
         ),
         client_auth=_bool(doc.get("client_auth", False), f"{path}: client_auth"),
         client_token_file=(
@@ -348,6 +358,7 @@ def render_config(cfg: ClusterConfig) -> str:
         "election_timeout_ticks": cfg.election_timeout_ticks,
         "heartbeat_ticks": cfg.heartbeat_ticks,
         "snapshot_entries": cfg.snapshot_entries,
+        "snapshot_chunk_bytes": cfg.snapshot_chunk_bytes,
         "client_auth": cfg.client_auth,
         **({"client_token_file": cfg.client_token_file} if cfg.client_token_file else {}),
         "client_connections_max": cfg.client_connections_max,

@@ -47,6 +47,7 @@ from raft.runtime import backend, metrics
 from raft.runtime.config import ClusterConfig, FsyncMode, ReadMode
 from raft.runtime.eventlog import EventLog, MessageIds, digest
 from raft.runtime.sessions import Applier, decode_batch_results, encode_batch, encode_entry
+from raft.runtime.snapstream import SPOOL_DIR
 from raft.runtime.transport import PeerTransport
 from raft.runtime.writer import DurableWriter
 from raft.storage.disk import SyncTicket
@@ -225,6 +226,10 @@ class RaftNode:
             on_unreachable=self._on_unreachable,
             on_refused=self._on_refused,
             on_snapshot_sent=self._on_snapshot_sent,
+            # -- snapshot streams (issue 11): spooled in the data dir, chunk size from config
+            snapshot_spool_dir=os.path.join(self.data_dir, SPOOL_DIR),
+            snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
+            on_stream_event=lambda **f: self.events.emit("snapshot_stream", **f),
         )
 
     # -- recovery --------------------------------------------------------------------------
@@ -418,8 +423,10 @@ class RaftNode:
         self._inbox.append(("", Message(type=MessageType.UNREACHABLE, sender=peer, to=self.id)))
         self._wake.set()
 
-    def _on_snapshot_sent(self, peer: str) -> None:
-        self._inbox.append(("", Message(type=MessageType.SNAP_STATUS, sender=peer, to=self.id)))
+    def _on_snapshot_sent(self, peer: str, ok: bool = True) -> None:
+        """A snapshot stream to ``peer`` ended: installed there (ok) or given up."""
+        status = Message(type=MessageType.SNAP_STATUS, sender=peer, to=self.id, reject=not ok)
+        self._inbox.append(("", status))
         self._wake.set()
 
     def _on_refused(self, peer: str, reason: str, detail: str) -> None:
@@ -497,7 +504,7 @@ class RaftNode:
                 continue
             if msg.type is MessageType.SNAP_STATUS:
                 with contextlib.suppress(RaftError):
-                    self.core.report_snapshot(msg.sender, ok=True)
+                    self.core.report_snapshot(msg.sender, ok=not msg.reject)
                 continue
             self.metrics.messages_received_total += 1
             if msg_id:

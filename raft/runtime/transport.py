@@ -10,6 +10,10 @@ the core is told the peer is unreachable; reconnection backs off exponentially u
 Frame body (after the handshake, see :mod:`raft.runtime.auth`): msgpack array of
 ``[msg_id, message]`` pairs, ``message`` as in :mod:`raft.runtime.codec`. ``msg_id`` is the
 event-log id of the send (``""`` when the sender did not record it).
+
+Snapshots do not go on that connection: :mod:`raft.runtime.snapstream` streams them in
+chunks over a second connection per peer (hello ``stream: "snap"``), resumable, so a big
+snapshot neither hits the frame limit nor delays heartbeats.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import collections
 import contextlib
 import logging
 import random
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from raft.core.types import Message, MessageType
-from raft.runtime import auth, framing
+from raft.runtime import auth, framing, snapstream
 from raft.runtime.auth import HandshakeRefusedError, RefusalReason
 from raft.runtime.codec import CodecError, message_from_wire, message_to_wire, pack, unpack
 
@@ -44,6 +50,8 @@ MessageHandler = Callable[[str, Message], None]
 PeerHandler = Callable[[str], None]
 RefusalHandler = Callable[[str, str, str], None]
 """Called with (peer, reason, detail) when a connection is refused."""
+SnapshotStatusHandler = Callable[[str, bool], None]
+"""Called with (peer, ok) when a snapshot stream to ``peer`` ended (installed, or given up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +90,10 @@ class PeerTransport:
         on_refused: RefusalHandler,
         queue_max: int = SEND_QUEUE_MSGS_MAX,
         frame_bytes_max: int = framing.FRAME_BYTES_MAX,
-        on_snapshot_sent: PeerHandler | None = None,
+        on_snapshot_sent: SnapshotStatusHandler | None = None,
+        snapshot_spool_dir: str | None = None,
+        snapshot_chunk_bytes: int = snapstream.CHUNK_BYTES_DEFAULT,
+        on_stream_event: snapstream.EventHandler | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster = cluster
@@ -106,6 +117,22 @@ class PeerTransport:
         self._closing = False
         self._local_addr: tuple[str, int] | None = None
         self.frames_refused = 0
+        # -- begin: snapshot streams (issue 11, raft/runtime/snapstream.py) --
+        emit = on_stream_event or (lambda **_: None)
+        self._spool_tmp = snapshot_spool_dir is None
+        spool = snapshot_spool_dir or tempfile.mkdtemp(prefix=f"raft-snap-{node_id}-")
+        self.snapshots = snapstream.SnapshotSender(
+            self._dial_stream,
+            on_snapshot_sent or (lambda _peer, _ok: None),
+            emit,
+            snapshot_chunk_bytes,
+        )
+        self.snapshot_receiver = snapstream.SnapshotReceiver(
+            node_id, spool, on_message, emit, frame_bytes_max
+        )
+        self._snap_inbound_by_peer: dict[str, asyncio.StreamWriter] = {}
+        """One snapshot stream per peer as well: a newer one closes the older."""
+        # -- end: snapshot streams --
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -122,6 +149,7 @@ class PeerTransport:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        await self.snapshots.stop()
         tasks = [o.task for o in self._out.values() if o.task is not None]
         for t in tasks:
             t.cancel()
@@ -135,6 +163,8 @@ class PeerTransport:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        if self._spool_tmp:
+            shutil.rmtree(self.snapshot_receiver.spool, ignore_errors=True)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -144,6 +174,9 @@ class PeerTransport:
         out = self._out.get(msg.to)
         if out is None:
             return False
+        if msg.type is MessageType.SNAP and msg.snapshot is not None:
+            self.snapshots.offer(msg_id, msg)  # its own connection, in chunks
+            return True
         if len(out.queue) == out.queue.maxlen or (
             out.down and len(out.queue) >= QUEUE_WHILE_DOWN_MAX
         ):
@@ -173,8 +206,10 @@ class PeerTransport:
                     CONNECT_TIMEOUT_S,
                 )
                 writer = w
-                sealer = await asyncio.wait_for(
-                    self._dial_handshake(out.peer, reader, w), HANDSHAKE_TIMEOUT_S
+                sealer = auth.FrameSealer(
+                    await asyncio.wait_for(
+                        self._dial_handshake(out.peer, reader, w), HANDSHAKE_TIMEOUT_S
+                    )
                 )
                 out.connected = True
                 out.down = False
@@ -204,9 +239,14 @@ class PeerTransport:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _dial_handshake(
-        self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> auth.FrameSealer:
-        mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), to=peer)
+        self,
+        peer: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stream: str = "",
+    ) -> bytes:
+        """The session key of a connection to ``peer`` (the main one, or a ``stream``)."""
+        mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), to=peer, stream=stream)
         writer.write(framing.encode_frame(auth.encode_hello(self._secret, mine)))
         await writer.drain()
         frame = await framing.read_frame(reader, auth.HELLO_BYTES_MAX)
@@ -215,7 +255,32 @@ class PeerTransport:
             raise HandshakeRefusedError(
                 RefusalReason.UNKNOWN_NODE, f"expected {peer}, answered {theirs.node}", peer
             )
-        return auth.FrameSealer(auth.session_key(self._secret, mine, theirs))
+        if theirs.stream != stream:
+            raise HandshakeRefusedError(
+                RefusalReason.BAD_VERSION, f"{peer} does not serve {stream!r} streams", peer
+            )
+        return auth.session_key(self._secret, mine, theirs)
+
+    async def _dial_stream(
+        self, peer: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        """A snapshot stream connection to ``peer`` (snapstream's dialer)."""
+        out = self._out.get(peer)
+        if out is None or self._closing:
+            raise ConnectionRefusedError(f"{peer} is not a peer")
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(out.addr.host, out.addr.port, local_addr=self._local_addr),
+            CONNECT_TIMEOUT_S,
+        )
+        try:
+            key = await asyncio.wait_for(
+                self._dial_handshake(peer, reader, writer, snapstream.STREAM_NAME),
+                HANDSHAKE_TIMEOUT_S,
+            )
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer, key
 
     async def _pump(
         self,
@@ -235,7 +300,6 @@ class PeerTransport:
                 await out.wake.wait()
                 continue
             batch: list[bytes] = []
-            snaps = 0
             size = 0
             while out.queue:
                 msg_id, msg = out.queue[0]
@@ -247,15 +311,12 @@ class PeerTransport:
                     log.warning("dropping %s to %s: %d bytes", msg.type.value, out.peer, len(wire))
                     continue
                 batch.append(wire)
-                snaps += msg.type is MessageType.SNAP
                 size += len(wire)
             if not batch:
                 continue
             body = _array_header(len(batch)) + b"".join(batch)
             writer.write(framing.encode_frame(sealer.seal(body), self._frame_max))
             await writer.drain()
-            if snaps and self._on_snapshot_sent is not None:
-                self._on_snapshot_sent(out.peer)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -287,11 +348,19 @@ class PeerTransport:
                 raise HandshakeRefusedError(
                     RefusalReason.WRONG_DESTINATION, f"hello meant for {hello.to!r}"
                 )
+            if hello.stream not in ("", snapstream.STREAM_NAME):
+                raise HandshakeRefusedError(
+                    RefusalReason.BAD_VERSION, f"unknown stream {hello.stream!r:.40}", hello.node
+                )
             peer = hello.node
-            mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce())
+            mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), stream=hello.stream)
             writer.write(framing.encode_frame(auth.encode_ack(self._secret, hello.nonce, mine)))
             await writer.drain()
-            opener = auth.FrameOpener(auth.session_key(self._secret, hello, mine))
+            key = auth.session_key(self._secret, hello, mine)
+            if hello.stream:
+                await self._serve_snapshot_stream(peer, reader, writer, key)
+                return
+            opener = auth.FrameOpener(key)
             older = self._inbound_by_peer.get(peer)
             if older is not None and older is not writer:
                 older.close()
@@ -313,6 +382,21 @@ class PeerTransport:
                 del self._inbound_by_peer[peer]
             if task is not None:
                 self._inbound.pop(task, None)
+
+    async def _serve_snapshot_stream(
+        self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes
+    ) -> None:
+        older = self._snap_inbound_by_peer.get(peer)
+        if older is not None and older is not writer:
+            older.close()
+        self._snap_inbound_by_peer[peer] = writer
+        try:
+            await self.snapshot_receiver.serve(peer, reader, writer, key)
+        except snapstream.StreamError as exc:
+            raise HandshakeRefusedError(RefusalReason.BAD_MESSAGE, str(exc), peer) from None
+        finally:
+            if self._snap_inbound_by_peer.get(peer) is writer:
+                del self._snap_inbound_by_peer[peer]
 
     async def _receive(
         self, peer: str, reader: asyncio.StreamReader, opener: auth.FrameOpener
