@@ -11,7 +11,9 @@ Handshake (each message is one frame: msgpack body followed by a 32-byte HMAC):
 
 Each later frame is ``body + HMAC(session_key, seq + body)`` where ``seq`` is the frame's
 64-bit position in the stream, so frames cannot be forged, reordered, replayed or spliced in
-from another connection. Connections are one-way: the dialer sends, the acceptor receives.
+from another connection. Connections are one-way: the dialer sends, the acceptor receives
+(except snapshot streams, hello ``stream: "snap"``: raft/runtime/snapstream.py seals the
+acceptor's replies with a key of their own).
 """
 
 from __future__ import annotations

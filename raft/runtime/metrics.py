@@ -43,6 +43,10 @@ class Metrics:
     fsyncs_total: int = 0
     messages_sent_total: int = 0
     messages_received_total: int = 0
+    snapshot_stream_bytes_sent_total: int = 0
+    snapshot_stream_bytes_received_total: int = 0
+    snapshot_streams_resumed_total: int = 0
+    snapshot_streams_rejected_total: int = 0
     commit_latency: Histogram = field(default_factory=Histogram)
 
 
@@ -123,6 +127,13 @@ def render(
         "Messages received from peers.",
         metrics.messages_received_total,
     )
+    for field_name, help_text in (
+        ("snapshot_stream_bytes_sent_total", "Snapshot bytes sent in chunks."),
+        ("snapshot_stream_bytes_received_total", "Snapshot bytes received in chunks."),
+        ("snapshot_streams_resumed_total", "Snapshot transfers resumed at an offset > 0."),
+        ("snapshot_streams_rejected_total", "Received snapshots refused (checksum)."),
+    ):
+        metric(f"raft_{field_name}", "counter", help_text, getattr(metrics, field_name))
     name = "raft_commit_latency_seconds"
     lines.append(f"# HELP {name} Leader: time from proposal to apply.")
     lines.append(f"# TYPE {name} histogram")

@@ -945,6 +945,11 @@ class RaftNode:
 
     def metrics_text(self) -> str:
         st = self.state
+        m, snaps, rx = self.metrics, self.transport.snapshots, self.transport.snapshot_receiver
+        m.snapshot_stream_bytes_sent_total = snaps.bytes_sent
+        m.snapshot_streams_resumed_total = snaps.resumed
+        m.snapshot_stream_bytes_received_total = rx.bytes_received
+        m.snapshot_streams_rejected_total = rx.rejected
         return metrics.render(
             self.metrics,
             self.id,

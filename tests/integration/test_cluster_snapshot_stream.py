@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,13 @@ async def _read(addr: Any, keys: list[str]) -> dict[str, object]:
             r = await c.get(k)
             got[k] = r.value if r.status is Status.OK else r.status
     return got
+
+
+def _metric(lc: Any, node: str, name: str) -> float:
+    http = lc.config().nodes[node].http
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=BOUND_S) as r:
+        text = r.read().decode()
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name + "{"))
 
 
 def _stream(lc: Any, node: str, role: str = "") -> list[dict[str, Any]]:
@@ -115,6 +123,11 @@ def test_wiped_node_catches_up_by_a_resumed_multi_chunk_snapshot(
         assert total > 30 * CHUNK, total  # many chunks
         assert 0 < resume["offset"] <= CUT_AFTER * CHUNK, resume  # resumed, not restarted
         assert resume["offset"] >= cut["offset"] > 0
+        assert _metric(lc, leader, "raft_snapshot_streams_resumed_total") >= 1
+        # Sent twice: at most what was in flight at the cut (plus any later, newer snapshot).
+        later = sum(e["total"] for e in _stream(lc, leader) if e["action"] == "start")
+        sent_bytes = _metric(lc, leader, "raft_snapshot_stream_bytes_sent_total")
+        assert sent_bytes <= later + (CUT_AFTER - cut["offset"] // CHUNK) * CHUNK, sent_bytes
 
         got_side = [e for e in _stream(lc, victim, "receiver") if e["index"] == index]
         assert [e["action"] for e in got_side][-1] == "received"

@@ -345,3 +345,15 @@ def test_chunk_size_is_bounded() -> None:
     for bad in (100, 64 << 20):
         with pytest.raises(ValueError, match="outside"):
             snapstream.SnapshotSender(None, None, None, bad)  # type: ignore[arg-type]
+
+
+def test_chunk_size_in_cluster_yml_is_validated() -> None:
+    from raft.runtime.config import ConfigFileError, parse_config
+
+    doc: dict[str, Any] = {
+        "nodes": {"n1": {"peer": "h:1", "client": "h:2", "http": "h:3"}},
+        "snapshot_chunk_bytes": 65536,
+    }
+    assert parse_config(doc).snapshot_chunk_bytes == 65536
+    with pytest.raises(ConfigFileError, match=r"snapshot_chunk_bytes: expected an integer in"):
+        parse_config({**doc, "snapshot_chunk_bytes": 100})
