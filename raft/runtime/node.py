@@ -582,6 +582,7 @@ class RaftNode:
                 if st.role == Role.LEADER.value and role != st.role:
                     log.info("%s lost leadership (now %s)", self.id, role)
                     self._fail_reads_on_role_change()
+                    self.transport.snapshots.abandon()  # snapshot streams (issue 11)
                 st.role, st.leader = role, leader
                 log.info("%s is %s (leader %s)", self.id, role, leader or "unknown")
         if rd.hard_state is not None:

@@ -261,6 +261,17 @@ class SnapshotSender:
         for peer in list(self._streams):
             await self.cancel(peer)
 
+    def abandon(self) -> int:
+        """Cancel every stream without waiting (this node stopped leading: its snapshots
+        would be refused as stale). Partials stay on the receivers; returns how many."""
+        n = 0
+        for out in self._streams.values():
+            if out.task is not None and not out.task.done():
+                out.task.cancel()
+                n += 1
+        self._streams.clear()
+        return n
+
     async def _run(self, out: _Outgoing) -> None:
         snap = out.snap
         data = memoryview(snap.data)

@@ -357,3 +357,45 @@ def test_chunk_size_in_cluster_yml_is_validated() -> None:
     assert parse_config(doc).snapshot_chunk_bytes == 65536
     with pytest.raises(ConfigFileError, match=r"snapshot_chunk_bytes: expected an integer in"):
         parse_config({**doc, "snapshot_chunk_bytes": 100})
+
+
+def test_sender_gives_up_on_an_unreachable_peer_and_reports_failure(tmp_path: Path) -> None:
+    async def main() -> None:
+        peers = {
+            "n1": Address("127.0.0.1", _free_port("127.0.0.1")),
+            "n2": Address("127.0.0.2", _free_port("127.0.0.2")),  # nobody listens
+        }
+        a = Node("n1", peers, tmp_path / "a")
+        await a.t.start(peers["n1"])
+        try:
+            a.t.send("", _snap_msg(_data()))
+            await _wait(lambda: a.status, 20)
+            assert a.status == [("n2", False)]  # the core probes and resends later
+            acts = [x for x, _ in a.actions()]
+            assert acts == ["cut"] * snapstream.ATTEMPTS_WITHOUT_PROGRESS_MAX + ["failed"]
+            assert not a.t.snapshots.active("n2")
+        finally:
+            await _stop(a)
+
+    _run(main())
+
+
+def test_abandoned_streams_stop_and_the_partial_stays_for_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(snapstream.TEST_FAULT_ENV, "chunk_delay_ms=20")
+
+    async def main() -> None:
+        a, b, _ = await _pair(tmp_path)
+        try:
+            a.t.send("", _snap_msg(_data()))
+            await _wait(lambda: b.t.snapshot_receiver.bytes_received >= 3 * CHUNK, 20)
+            assert a.t.snapshots.abandon() == 1  # the node stopped leading
+            await asyncio.sleep(0.3)
+            assert not a.t.snapshots.active("n2") and a.status == [] and b.snaps() == []
+            ((pid, path),) = list_partials(str(tmp_path / "b"))
+            assert pid.sender == "n1" and os.path.getsize(path) >= 3 * CHUNK
+        finally:
+            await _stop(a, b)
+
+    _run(main())
