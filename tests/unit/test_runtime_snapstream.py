@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,28 +90,37 @@ def _run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
-def test_snapshot_streamed_in_chunks_and_reassembled(tmp_path: Path) -> None:
+def _with_pair(tmp: Path, body: Callable[[Node, Node], Awaitable[None]]) -> None:
+    """Run ``body`` with two started endpoints n1 -> n2; always stop both."""
+
     async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
+        a, b, _ = await _pair(tmp)
         try:
-            data = _data()
-            a.t.send("n1:0:7", _snap_msg(data))
-            await _wait(lambda: a.status, 20)
-            assert a.status == [("n2", True)]
-            (got,) = b.got
-            assert got[0] == "n1:0:7"  # the event-log id travels with the stream
-            m = got[1]
-            assert m.type is MessageType.SNAP and (m.sender, m.to, m.term) == ("n1", "n2", 5)
-            assert m.snapshot is not None and m.snapshot.data == data
-            assert m.snapshot.meta == _snap_msg(data).snapshot.meta  # type: ignore[union-attr]
-            assert b.t.snapshot_receiver.bytes_received == len(data)
-            assert a.actions() == [("start", 0), ("done", -1)]
-            assert [x for x, _ in b.actions("receiver")] == ["start", "received"]
-            assert list_partials(str(tmp_path / "b")) == []  # spool cleaned after hand-off
+            await body(a, b)
         finally:
             await _stop(a, b)
 
     _run(main())
+
+
+def test_snapshot_streamed_in_chunks_and_reassembled(tmp_path: Path) -> None:
+    async def main(a: Node, b: Node) -> None:
+        data = _data()
+        a.t.send("n1:0:7", _snap_msg(data))
+        await _wait(lambda: a.status, 20)
+        assert a.status == [("n2", True)]
+        (got,) = b.got
+        assert got[0] == "n1:0:7"  # the event-log id travels with the stream
+        m = got[1]
+        assert m.type is MessageType.SNAP and (m.sender, m.to, m.term) == ("n1", "n2", 5)
+        assert m.snapshot is not None and m.snapshot.data == data
+        assert m.snapshot.meta == _snap_msg(data).snapshot.meta  # type: ignore[union-attr]
+        assert b.t.snapshot_receiver.bytes_received == len(data)
+        assert a.actions() == [("start", 0), ("done", -1)]
+        assert [x for x, _ in b.actions("receiver")] == ["start", "received"]
+        assert list_partials(str(tmp_path / "b")) == []  # spool cleaned after hand-off
+
+    _with_pair(tmp_path, main)
 
 
 def test_dropped_connection_resumes_at_the_receivers_offset(
@@ -118,28 +128,24 @@ def test_dropped_connection_resumes_at_the_receivers_offset(
 ) -> None:
     monkeypatch.setenv(snapstream.TEST_FAULT_ENV, "cut_after=10")
 
-    async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
-        try:
-            data = _data()
-            a.t.send("", _snap_msg(data))
-            await _wait(lambda: a.status, 20)
-            assert a.status == [("n2", True)]
-            assert b.snaps()[0].snapshot.data == data  # type: ignore[union-attr]
-            acts = a.actions()
-            assert [x for x, _ in acts] == ["start", "cut", "resume", "done"]
-            resumed_at = acts[2][1]
-            assert 0 < resumed_at <= 10 * CHUNK and resumed_at % CHUNK == 0
-            recv = b.actions("receiver")
-            assert ("resume", resumed_at) in recv
-            # Only the chunks lost in flight were sent twice, not the whole snapshot.
-            assert b.t.snapshot_receiver.bytes_received == len(data)
-            assert a.t.snapshots.bytes_sent <= len(data) + snapstream.WINDOW_CHUNKS * CHUNK
-            assert a.t.snapshots.resumed == 1
-        finally:
-            await _stop(a, b)
+    async def main(a: Node, b: Node) -> None:
+        data = _data()
+        a.t.send("", _snap_msg(data))
+        await _wait(lambda: a.status, 20)
+        assert a.status == [("n2", True)]
+        assert b.snaps()[0].snapshot.data == data  # type: ignore[union-attr]
+        acts = a.actions()
+        assert [x for x, _ in acts] == ["start", "cut", "resume", "done"]
+        resumed_at = acts[2][1]
+        assert 0 < resumed_at <= 10 * CHUNK and resumed_at % CHUNK == 0
+        recv = b.actions("receiver")
+        assert ("resume", resumed_at) in recv
+        # Only the chunks lost in flight were sent twice, not the whole snapshot.
+        assert b.t.snapshot_receiver.bytes_received == len(data)
+        assert a.t.snapshots.bytes_sent <= len(data) + snapstream.WINDOW_CHUNKS * CHUNK
+        assert a.t.snapshots.resumed == 1
 
-    _run(main())
+    _with_pair(tmp_path, main)
 
 
 def _preload(spool: Path, pid: PartId, content: bytes) -> Path:
@@ -154,18 +160,14 @@ def test_partial_kept_across_a_receiver_restart_is_resumed(tmp_path: Path) -> No
     held = 7 * CHUNK
     _preload(tmp_path / "b", PartId(40, 3, len(data), "n1"), data[:held])
 
-    async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
-        try:
-            a.t.send("", _snap_msg(data))
-            await _wait(lambda: a.status, 20)
-            assert b.snaps()[0].snapshot.data == data  # type: ignore[union-attr]
-            assert ("resume", held) in a.actions()
-            assert b.t.snapshot_receiver.bytes_received == len(data) - held
-        finally:
-            await _stop(a, b)
+    async def main(a: Node, b: Node) -> None:
+        a.t.send("", _snap_msg(data))
+        await _wait(lambda: a.status, 20)
+        assert b.snaps()[0].snapshot.data == data  # type: ignore[union-attr]
+        assert ("resume", held) in a.actions()
+        assert b.t.snapshot_receiver.bytes_received == len(data) - held
 
-    _run(main())
+    _with_pair(tmp_path, main)
 
 
 def test_stale_partials_are_discarded(tmp_path: Path) -> None:
@@ -175,19 +177,15 @@ def test_stale_partials_are_discarded(tmp_path: Path) -> None:
     older_other_sender = _preload(spool, PartId(30, 2, 999, "n3"), b"y" * 100)
     newer_other_sender = _preload(spool, PartId(50, 4, 999, "n3"), b"z" * 100)
 
-    async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
-        try:
-            a.t.send("", _snap_msg(data))
-            await _wait(lambda: a.status, 20)
-            assert b.snaps()[0].snapshot.data == data  # type: ignore[union-attr]
-            assert ("start", 0) in a.actions()  # nothing of the other snapshot reused
-            discarded = [e["index"] for e in b.events if e["action"] == "discard"]
-            assert sorted(discarded) == [30, 40]
-        finally:
-            await _stop(a, b)
+    async def main(a: Node, b: Node) -> None:
+        a.t.send("", _snap_msg(data))
+        await _wait(lambda: a.status, 20)
+        assert b.snaps()[0].snapshot.data == data  # type: ignore[union-attr]
+        assert ("start", 0) in a.actions()  # nothing of the other snapshot reused
+        discarded = [e["index"] for e in b.events if e["action"] == "discard"]
+        assert sorted(discarded) == [30, 40]
 
-    _run(main())
+    _with_pair(tmp_path, main)
     assert not same_sender_other.exists() and not older_other_sender.exists()
     assert newer_other_sender.exists()  # another sender's newer snapshot may still come
 
@@ -199,23 +197,19 @@ def test_damaged_partial_is_rejected_and_the_transfer_restarts(tmp_path: Path) -
     bad[1234] ^= 0x01  # damaged at rest: only the end-to-end checksum can tell
     _preload(tmp_path / "b", PartId(40, 3, len(data), "n1"), bytes(bad))
 
-    async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
-        try:
-            a.t.send("", _snap_msg(data))
-            await _wait(lambda: a.status, 20)
-            assert a.status == [("n2", True)]
-            snaps = b.snaps()
-            assert len(snaps) == 1 and snaps[0].snapshot.data == data  # type: ignore[union-attr]
-            rejected = [e for e in b.events if e["action"] == "rejected"]
-            assert len(rejected) == 1 and "checksum mismatch" in rejected[0]["error"]
-            assert b.t.snapshot_receiver.rejected == 1
-            acts = [x for x, _ in a.actions()]
-            assert acts == ["resume", "rejected", "start", "done"]
-        finally:
-            await _stop(a, b)
+    async def main(a: Node, b: Node) -> None:
+        a.t.send("", _snap_msg(data))
+        await _wait(lambda: a.status, 20)
+        assert a.status == [("n2", True)]
+        snaps = b.snaps()
+        assert len(snaps) == 1 and snaps[0].snapshot.data == data  # type: ignore[union-attr]
+        rejected = [e for e in b.events if e["action"] == "rejected"]
+        assert len(rejected) == 1 and "checksum mismatch" in rejected[0]["error"]
+        assert b.t.snapshot_receiver.rejected == 1
+        acts = [x for x, _ in a.actions()]
+        assert acts == ["resume", "rejected", "start", "done"]
 
-    _run(main())
+    _with_pair(tmp_path, main)
 
 
 def test_heartbeats_flow_while_a_slow_snapshot_streams(
@@ -223,24 +217,20 @@ def test_heartbeats_flow_while_a_slow_snapshot_streams(
 ) -> None:
     monkeypatch.setenv(snapstream.TEST_FAULT_ENV, "chunk_delay_ms=40")  # ~1 s transfer
 
-    async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
-        try:
-            await _wait(lambda: a.t.peer_connected("n2"), 10.0)
-            a.t.send("", _snap_msg(_data()))
-            beats = 0
-            while not b.snaps():
-                a.t.send("", Message(type=MessageType.HEARTBEAT, to="n2", sender="n1", term=5))
-                beats += 1
-                await asyncio.sleep(0.05)
-                assert beats < 1000
-            kinds = [m.type for _, m in b.got]
-            first_snap = kinds.index(MessageType.SNAP)
-            assert kinds[:first_snap].count(MessageType.HEARTBEAT) >= 10
-        finally:
-            await _stop(a, b)
+    async def main(a: Node, b: Node) -> None:
+        await _wait(lambda: a.t.peer_connected("n2"), 10.0)
+        a.t.send("", _snap_msg(_data()))
+        beats = 0
+        while not b.snaps():
+            a.t.send("", Message(type=MessageType.HEARTBEAT, to="n2", sender="n1", term=5))
+            beats += 1
+            await asyncio.sleep(0.05)
+            assert beats < 1000
+        kinds = [m.type for _, m in b.got]
+        first_snap = kinds.index(MessageType.SNAP)
+        assert kinds[:first_snap].count(MessageType.HEARTBEAT) >= 10
 
-    _run(main())
+    _with_pair(tmp_path, main)
 
 
 def test_same_snapshot_offered_again_joins_the_running_stream(
@@ -248,23 +238,19 @@ def test_same_snapshot_offered_again_joins_the_running_stream(
 ) -> None:
     monkeypatch.setenv(snapstream.TEST_FAULT_ENV, "chunk_delay_ms=20")
 
-    async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
-        try:
-            data = _data()
-            a.t.send("", _snap_msg(data, msg_term=5))
-            await asyncio.sleep(0.1)
-            assert a.t.snapshots.active("n2")
-            a.t.send("id2", _snap_msg(data, msg_term=6))  # the core re-sent it in a new term
-            await _wait(lambda: a.status, 20)
-            (snap,) = b.snaps()
-            assert snap.term == 6  # the newest header went out with the data
-            assert b.got[0][0] == "id2"
-            assert [x for x, _ in a.actions()].count("start") == 1
-        finally:
-            await _stop(a, b)
+    async def main(a: Node, b: Node) -> None:
+        data = _data()
+        a.t.send("", _snap_msg(data, msg_term=5))
+        await asyncio.sleep(0.1)
+        assert a.t.snapshots.active("n2")
+        a.t.send("id2", _snap_msg(data, msg_term=6))  # the core re-sent it in a new term
+        await _wait(lambda: a.status, 20)
+        (snap,) = b.snaps()
+        assert snap.term == 6  # the newest header went out with the data
+        assert b.got[0][0] == "id2"
+        assert [x for x, _ in a.actions()].count("start") == 1
 
-    _run(main())
+    _with_pair(tmp_path, main)
 
 
 # -- frames and the receiver's checks, without sockets ------------------------------------
@@ -385,17 +371,13 @@ def test_abandoned_streams_stop_and_the_partial_stays_for_later(
 ) -> None:
     monkeypatch.setenv(snapstream.TEST_FAULT_ENV, "chunk_delay_ms=20")
 
-    async def main() -> None:
-        a, b, _ = await _pair(tmp_path)
-        try:
-            a.t.send("", _snap_msg(_data()))
-            await _wait(lambda: b.t.snapshot_receiver.bytes_received >= 3 * CHUNK, 20)
-            assert a.t.snapshots.abandon() == 1  # the node stopped leading
-            await asyncio.sleep(0.3)
-            assert not a.t.snapshots.active("n2") and a.status == [] and b.snaps() == []
-            ((pid, path),) = list_partials(str(tmp_path / "b"))
-            assert pid.sender == "n1" and os.path.getsize(path) >= 3 * CHUNK
-        finally:
-            await _stop(a, b)
+    async def main(a: Node, b: Node) -> None:
+        a.t.send("", _snap_msg(_data()))
+        await _wait(lambda: b.t.snapshot_receiver.bytes_received >= 3 * CHUNK, 20)
+        assert a.t.snapshots.abandon() == 1  # the node stopped leading
+        await asyncio.sleep(0.3)
+        assert not a.t.snapshots.active("n2") and a.status == [] and b.snaps() == []
+        ((pid, path),) = list_partials(str(tmp_path / "b"))
+        assert pid.sender == "n1" and os.path.getsize(path) >= 3 * CHUNK
 
-    _run(main())
+    _with_pair(tmp_path, main)
