@@ -535,7 +535,25 @@ class SnapshotReceiver:
                             f"chunk at {offset}+{len(payload)}, expected {part.offset} "
                             f"(of {part.pid.total})"
                         )
-                    await asyncio.to_thread(part.write, offset, payload)
+                    try:
+                        await asyncio.to_thread(part.write, offset, payload)
+                    except OSError as exc:
+                        # Disk full (or failing): free what the partial took, so spooling
+                        # never starves the log, and tell the sender why.
+                        part.remove()
+                        reason = f"cannot spool the snapshot in {self.spool}: {exc}"
+                        self._emit(
+                            action="rejected",
+                            role="receiver",
+                            peer=peer,
+                            index=part.pid.index,
+                            sterm=part.pid.term,
+                            error=reason,
+                        )
+                        part = None
+                        write_frame(writer, sealer, ["bad", reason])
+                        await writer.drain()
+                        return
                     self.bytes_received += len(payload)
                     write_frame(writer, sealer, ["at", part.offset])
                 elif kind == "done":

@@ -381,3 +381,22 @@ def test_abandoned_streams_stop_and_the_partial_stays_for_later(
         assert pid.sender == "n1" and os.path.getsize(path) >= 3 * CHUNK
 
     _with_pair(tmp_path, main)
+
+
+def test_a_spool_write_failure_frees_the_partial_and_tells_the_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: Any, offset: int, data: memoryview) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapstream._Partial, "write", full)
+
+    async def main(a: Node, b: Node) -> None:
+        a.t.send("", _snap_msg(_data()))
+        await _wait(lambda: a.status, 20)
+        assert a.status == [("n2", False)] and b.snaps() == []
+        cuts = [e for e in a.events if e["action"] == "cut"]
+        assert cuts and all("No space left on device" in e["error"] for e in cuts)
+        assert list_partials(str(tmp_path / "b")) == []  # nothing left taking space
+
+    _with_pair(tmp_path, main)
