@@ -72,6 +72,8 @@ TEST_FAULT_ENV = "RAFTLAB_TEST_SNAPSTREAM"
 """Tests only: ``cut_after=N`` (the sender drops its connection once, after N chunks) and
 ``chunk_delay_ms=D`` (a pause after each chunk, to make a transfer last)."""
 _MAC_BYTES = 32
+_HEADER_BYTES_MAX = 1 << 20
+"""A frame header (the ``done`` one carries the SNAP message's configuration)."""
 _SEQ = struct.Struct(">Q")
 _HLEN = struct.Struct(">H")
 _INT_MAX = 2**63 - 1
@@ -143,7 +145,7 @@ async def read_frame(
     if _HLEN.size + hlen > len(body):
         raise StreamError("snapshot stream frame header runs past the frame")
     try:
-        header = unpack(bytes(body[_HLEN.size : _HLEN.size + hlen]), 4096)
+        header = unpack(bytes(body[_HLEN.size : _HLEN.size + hlen]), _HEADER_BYTES_MAX)
     except CodecError as exc:
         raise StreamError(f"snapshot stream header: {exc}") from None
     if not (isinstance(header, list) and header and isinstance(header[0], str)):
@@ -211,7 +213,6 @@ class SnapshotSender:
         on_status: StatusHandler,
         emit: EventHandler,
         chunk_bytes: int = CHUNK_BYTES_DEFAULT,
-        frame_max: int = framing.FRAME_BYTES_MAX,
     ) -> None:
         lo, hi = CHUNK_BYTES_RANGE
         if not lo <= chunk_bytes <= hi:
@@ -220,7 +221,6 @@ class SnapshotSender:
         self._on_status = on_status
         self._emit = emit
         self.chunk_bytes = chunk_bytes
-        self._frame_max = frame_max
         self._streams: dict[str, _Outgoing] = {}
         self._faults = _Faults.from_env()
         self._chunks_sent = 0
@@ -279,9 +279,7 @@ class SnapshotSender:
         crc = await asyncio.to_thread(crc32c.crc32c, data)
         base = {"peer": out.peer, "index": snap.meta.index, "sterm": snap.meta.term, "total": total}
         stalls = 0
-        attempt = 0
         while True:
-            attempt += 1
             start = out.acked = -1
             try:
                 reader, writer, key = await self._dial(out.peer)
@@ -309,7 +307,8 @@ class SnapshotSender:
                 self._emit(action="cut", offset=max(out.acked, 0), error=_why(exc), **base)
                 log.info("snapshot stream to %s cut at %d/%d: %s", out.peer, out.acked, total, exc)
                 if stalls >= ATTEMPTS_WITHOUT_PROGRESS_MAX:
-                    return self._finish(out, False, "gave up", base)
+                    why = f"gave up after {stalls} connections without progress: {_why(exc)}"
+                    return self._finish(out, False, why, base)
                 lo, hi = BACKOFF_S
                 await asyncio.sleep(min(hi, lo * 2**stalls) * random.uniform(0.5, 1.0))
                 continue
