@@ -605,4 +605,9 @@ class SnapshotReceiver:
         self._deliver(msg_id, replace(msg, snapshot=replace(snap, data=data)))
         part.remove()
         self._emit(action="received", total=pid.total, **base)
+        for old, path in list_partials(self.spool):  # other senders' older snapshots
+            if old.index <= pid.index:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                self._emit(action="discard", role="receiver", peer=old.sender, index=old.index)
         return None

@@ -176,6 +176,7 @@ def test_stale_partials_are_discarded(tmp_path: Path) -> None:
     same_sender_other = _preload(spool, PartId(40, 2, len(data), "n1"), b"x" * 100)
     older_other_sender = _preload(spool, PartId(30, 2, 999, "n3"), b"y" * 100)
     newer_other_sender = _preload(spool, PartId(50, 4, 999, "n3"), b"z" * 100)
+    same_index_other_sender = _preload(spool, PartId(40, 3, 999, "n3"), b"w" * 100)
 
     async def main(a: Node, b: Node) -> None:
         a.t.send("", _snap_msg(data))
@@ -183,11 +184,12 @@ def test_stale_partials_are_discarded(tmp_path: Path) -> None:
         assert b.snaps()[0].snapshot.data == data  # type: ignore[union-attr]
         assert ("start", 0) in a.actions()  # nothing of the other snapshot reused
         discarded = [e["index"] for e in b.events if e["action"] == "discard"]
-        assert sorted(discarded) == [30, 40]
+        assert sorted(discarded) == [30, 40, 40]  # the last once n1's was installed
 
     _with_pair(tmp_path, main)
     assert not same_sender_other.exists() and not older_other_sender.exists()
     assert newer_other_sender.exists()  # another sender's newer snapshot may still come
+    assert not same_index_other_sender.exists()
 
 
 def test_damaged_partial_is_rejected_and_the_transfer_restarts(tmp_path: Path) -> None:
