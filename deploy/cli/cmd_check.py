@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         out["history"] = str(path)
         out["format"] = fmt.value
         out["unpacked_keys"] = parsed.unpacked_keys
+        out["ignored_lines"] = parsed.ignored
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return result.verdict.exit_code
@@ -158,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result.dropped} dropped, {result.partitions} partition(s), "
         f"{result.states_explored} states, {result.elapsed_s:.3f}s)"
     )
+    if parsed.ignored:  # log chatter and nemesis ops: shown, so nothing passes unseen
+        print(f"  ignored {parsed.ignored} line(s) that are not client operations")
     if parsed.unpacked_keys:
         print(f"  read Jepsen [key value] tuples as {parsed.unpacked_keys} independent key(s)")
     if result.verdict is Verdict.UNKNOWN:

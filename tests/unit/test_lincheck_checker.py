@@ -16,9 +16,11 @@ from raft.lincheck import (
     Verdict,
     check_history,
     check_operations,
+    checker,
     pair_events,
 )
 from raft.lincheck.generate import linearizable_history
+from raft.lincheck.visual import render_html, render_window_text
 
 LIN = Verdict.LINEARIZABLE
 NOT = Verdict.NOT_LINEARIZABLE
@@ -425,3 +427,28 @@ def test_read_of_a_value_nothing_wrote_is_refuted_without_search() -> None:
     assert res.verdict is NOT
     assert "observes -1 which no operation invoked before it completed" in res.reason
     assert res.counterexample is not None and res.counterexample["impossible_value"]
+
+
+def test_stale_read_refutation_names_the_overwriting_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the quick search disabled, the stale-read rule alone refutes: the read of 1
+    # began after the write of 2 completed, which began after the write of 1 completed.
+    monkeypatch.setattr(checker, "QUICK_STEPS", 0)
+    ops = [
+        Op(0, "write", 1, 0, 1),
+        Op(1, "write", 2, 2, 3),
+        Op(0, "read", 1, 4, 5),
+        Op(2, "write", 3, 0, None, "info"),  # an info write of another value changes nothing
+    ]
+    res = check_history(history(*ops), "register")
+    assert res.verdict is NOT
+    assert "observes 1, but write 2 at" in res.reason and "(a stale read)" in res.reason
+    cx = res.counterexample
+    assert cx is not None and cx["stale_read"]["overwritten_by"]["value"] == 2
+    text = render_window_text(cx, pair_events(history(*ops)))
+    assert "STALE: overwrote the value read" in text and "DEADLINE" in text
+    assert "<svg" in render_html(res, pair_events(history(*ops)))
+    # an info write of 1 could take effect between the write of 2 and the read: no rule
+    ops[3] = Op(2, "write", 1, 0, None, "info")
+    assert check_history(history(*ops), "register").verdict is LIN

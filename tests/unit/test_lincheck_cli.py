@@ -242,3 +242,17 @@ def test_analyze_writes_and_links_the_counterexample_page(
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["linearizability"]["counterexample_html"] == "counterexample.html"
     assert '<a href="counterexample.html">' in (tmp_path / "report.html").read_text()
+
+
+def test_ignored_non_operation_lines_are_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Log chatter is not an error (Jepsen logs are full of it), but a verdict must not hide
+    # that lines were left out: the summary counts them.
+    path = tmp_path / "mixed.txt"
+    path.write_text("0 :invoke :write 1\n0 :ok :write 1\njunk line here\n")
+    code, out, _ = run(capsys, str(path), "--model", "register")
+    assert code == 0
+    assert "ignored 1 line(s) that are not client operations" in out
+    code, out, _ = run(capsys, str(path), "--model", "register", "--json")
+    assert json.loads(out)["ignored_lines"] == 1
