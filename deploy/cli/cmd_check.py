@@ -203,3 +203,8 @@ def _print_counterexample(cx: dict[str, Any]) -> None:
         why = "" if op["model_accepts"] else "  <- the model rejects it in this state"
         print(f"  {_describe(op)}{why}")
     print(f"and {_describe(cx['deadline'])} must have taken effect before it completed.")
+    if "stale_read" in cx:
+        print(
+            f"It reads a stale value: {_describe(cx['stale_read']['overwritten_by'])} "
+            "overwrote it before the read began, after every write of it had completed."
+        )
