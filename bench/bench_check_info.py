@@ -11,6 +11,10 @@ processes, cas-register, three classes of history:
   overwritten (by a write that completed before the read began) after every write of it had
   completed, and that no info operation writes; values from range(1000) so such a value
   exists. Not refutable on its face (the value was there once);
+- ``stale after newer read``: a late read changed to return a value ``v`` although an
+  earlier read (completed before it began) saw another value, and every write of ``v``
+  completed before that earlier read began (no info write of ``v``): the newer value is
+  witnessed by a read only;
 - ``bad value``: a late read changed to a value nobody wrote.
 
 Each cell is one ``check_history`` call with a 10 s CPU budget; ``UNKNOWN`` = the budget ran
@@ -34,14 +38,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bench_lincheck import _corrupt_late_read, _stale_late_read
-from raft.lincheck import HistoryEvent, Verdict, check_history, formats
+from raft.lincheck import (
+    HistoryEvent,
+    Operation,
+    OpStatus,
+    Verdict,
+    check_history,
+    formats,
+    pair_events,
+)
 from raft.lincheck.generate import linearizable_history
 
 SIZES = (1_000, 5_000, 20_000)
 INFO = (0.0, 0.05, 0.10, 0.20)
 PROCESSES = 10
 BUDGET_S = 10.0
-CLASSES = ("linearizable", "stale read", "bad value")
+CLASSES = ("linearizable", "stale read", "stale after newer read", "bad value")
 RESULTS = Path(__file__).parent / "results" / "check_info.md"
 
 
@@ -60,7 +72,7 @@ class Cell:
 
 def _events(klass: str, ops: int, info: float) -> tuple[list[HistoryEvent], int] | None:
     rng = random.Random(ops * 7 + int(info * 100))
-    values = 1000 if klass == "stale read" else 5
+    values = 1000 if klass.startswith("stale") else 5
     gen = linearizable_history(
         rng, ops, PROCESSES, model="cas-register", info_fraction=info, values=values
     )
@@ -68,10 +80,46 @@ def _events(klass: str, ops: int, info: float) -> tuple[list[HistoryEvent], int]
         return gen.events, gen.info_operations
     if klass == "bad value":
         return _corrupt_late_read(gen.events, rng), gen.info_operations
+    plant = _stale_late_read if klass == "stale read" else _stale_after_newer_read
     try:
-        return _stale_late_read(gen.events, rng), gen.info_operations
+        return plant(gen.events, rng), gen.info_operations
     except RuntimeError:
         return None
+
+
+def _stale_after_newer_read(events: list[HistoryEvent], rng: random.Random) -> list[HistoryEvent]:
+    """Make a late read return a value ``v`` older than what an earlier read saw: every write
+    of ``v`` completed before that earlier read began, and no write that could be linearized
+    between them (ok or info) exists at all: the only witness of the newer value is a read
+    (a new-old inversion, the stale read a deposed leader serves)."""
+    ops = pair_events(events)
+    writers: dict[object, list[Operation]] = {}
+    for op in ops:
+        if op.f == "write" or (op.f == "cas" and op.status != OpStatus.FAIL):
+            writers.setdefault(op.value if op.f == "write" else op.value[1], []).append(op)
+    settled = {
+        v: max(w.return_time for w in ws)
+        for v, ws in writers.items()
+        if all(w.status == OpStatus.OK for w in ws)
+    }
+    reads = [op for op in ops if op.f == "read" and op.status == OpStatus.OK]
+    late = reads[len(reads) * 8 // 10 :]
+    for r2 in rng.sample(late, k=len(late)):
+        for r1 in reads:
+            if r1.return_time >= r2.invoke_time:
+                break
+            for v, last in sorted(settled.items(), key=lambda kv: repr(kv[0])):
+                if v != r1.value and last < r1.invoke_time:
+                    i = next(
+                        j
+                        for j, e in enumerate(events)
+                        if e.process == r2.process and e.type == "ok" and e.time == r2.complete_time
+                    )
+                    e = events[i]
+                    out = list(events)
+                    out[i] = HistoryEvent(e.process, e.type, e.f, e.key, v, e.time)
+                    return out
+    raise RuntimeError("no stale read could be planted")
 
 
 def _porcupine(events: list[HistoryEvent]) -> str:

@@ -204,7 +204,9 @@ def _print_counterexample(cx: dict[str, Any]) -> None:
         print(f"  {_describe(op)}{why}")
     print(f"and {_describe(cx['deadline'])} must have taken effect before it completed.")
     if "stale_read" in cx:
+        newer = cx["stale_read"]["overwritten_by"]
+        did = "saw" if newer["f"] in ("read", "get") else "left"
         print(
-            f"It reads a stale value: {_describe(cx['stale_read']['overwritten_by'])} "
-            "overwrote it before the read began, after every write of it had completed."
+            f"It reads a stale value: {_describe(newer)} {did} another value before the "
+            "read began, after every write of the value read had completed."
         )

@@ -317,7 +317,9 @@ class RegisterModel(BaseModel):
         such ``r`` to complete; ``None`` if there is none (or the key has appends).
 
         Why this refutes the history: ``w`` completed (``ok``) before ``r`` was invoked, so
-        it is linearized before ``r``, and it leaves a value other than ``v``. For ``r`` to
+        it is linearized before ``r``, and it leaves a value other than ``v`` (``w`` is a
+        write, cas or delete leaving another value, or a read that saw another value: a
+        newer value seen, then an older one, is the classic stale read). For ``r`` to
         see ``v``, an operation leaving ``v`` must be linearized between ``w`` and ``r``.
         But every such operation that could precede ``r`` (invoked by ``r``'s completion)
         completed before ``w`` was invoked, so it is linearized before ``w``; and none of
@@ -333,7 +335,12 @@ class RegisterModel(BaseModel):
         writers: dict[Hashable, list[Operation]] = {}
         info_first: dict[Hashable, int] = {}  # value -> first invocation of an info writer
         barriers: list[Operation] = []
+        after: dict[int, Hashable] = {}  # barrier id -> the value it leaves or saw
         for op in ops:
+            if op.f in (OpFunction.READ, OpFunction.GET) and op.status == OpStatus.OK:
+                barriers.append(op)  # a read leaves the value it saw
+                after[op.id] = "" if op.value is None else op.value
+                continue
             if op.f not in (OpFunction.WRITE, OpFunction.PUT, OpFunction.CAS, OpFunction.DELETE):
                 continue
             if op.status == OpStatus.FAIL:
@@ -344,6 +351,7 @@ class RegisterModel(BaseModel):
             else:
                 writers.setdefault(v, []).append(op)
                 barriers.append(op)
+                after[op.id] = v
         # Writers of each value by invocation, with the latest completion of each prefix.
         last_done: dict[Hashable, tuple[list[int], list[int]]] = {}
         for v, ws in writers.items():
@@ -362,10 +370,10 @@ class RegisterModel(BaseModel):
         for b in barriers:
             first, second = top[-1]
             if first is None or b.invoke_time > first.invoke_time:
-                if first is not None and _value_left_by(first) != _value_left_by(b):
+                if first is not None and after[first.id] != after[b.id]:
                     second = first
                 first = b
-            elif _value_left_by(b) != _value_left_by(first) and (
+            elif after[b.id] != after[first.id] and (
                 second is None or b.invoke_time > second.invoke_time
             ):
                 second = b
@@ -389,7 +397,7 @@ class RegisterModel(BaseModel):
                 if k:
                     written_by = latest[k - 1]
             best, other = top[bisect.bisect_left(done_times, r.invoke_time)]
-            barrier = best if best is None or _value_left_by(best) != seen else other
+            barrier = best if best is None or after[best.id] != seen else other
             if barrier is None or barrier.invoke_time <= written_by:
                 continue
             if found is None or r.complete_time < (found[0].complete_time or 0):

@@ -88,7 +88,7 @@ def render_window_text(cx: dict[str, Any], ops: Sequence[Operation]) -> str:
         elif op.id in order:
             roles.append(f"linearized #{order[op.id]}")
         elif op.id == overwriter:
-            roles.append("STALE: overwrote the value read, before the read began")
+            roles.append("STALE: left or saw a newer value before the read began")
         else:
             roles.append("not yet linearized")
         if op.id == cx["deadline"]["id"]:

@@ -281,6 +281,8 @@ def test_stale_read_refutation_is_explained_and_drawn(
     html = tmp_path / "cx.html"
     code, out, _ = run(capsys, str(path), "--model", "register", "--html", str(html))
     assert code == 1
-    assert "It reads a stale value: process 1 write 2 [ok] invoked 2, completed 3" in out
-    assert "STALE: overwrote the value read" in out
+    assert (
+        "It reads a stale value: process 1 write 2 [ok] invoked 2, completed 3 line 3 left" in out
+    )
+    assert "STALE: left or saw a newer value" in out
     assert "<svg" in html.read_text()
