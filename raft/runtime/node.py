@@ -463,6 +463,11 @@ class RaftNode:
     def _on_peer_message(self, msg_id: str, msg: Message) -> None:
         if len(self._inbox) >= INBOX_MSGS_MAX:
             return  # overload: drop, Raft retries
+        if msg.type is MessageType.APP and msg.index == 0 and msg.entries and self._no_conf():
+            # -- membership: a node in no configuration (joining) cannot replay the log
+            # from index 1 (it does not know the bootstrap voters); it waits for the
+            # snapshot every member takes when it applies its first configuration change.
+            return
         self._inbox.append((msg_id, msg))
         self._wake.set()
 
@@ -936,7 +941,7 @@ class RaftNode:
                     break
             self._applied_marks.clear()
             self._applied_bytes = 0
-            if compact_to > self.storage.first_index():
+            if compact_to >= self.storage.first_index():
                 self.storage.compact(compact_to)
         except self._storage_errors as exc:
             self._storage_failed(exc)
@@ -1019,6 +1024,10 @@ class RaftNode:
     def _members(self) -> frozenset[str]:
         cs = self.state.conf
         return cs.voters | cs.voters_outgoing | cs.learners | cs.learners_next
+
+    def _no_conf(self) -> bool:
+        cs = self.state.conf
+        return not (cs.voters or cs.learners or cs.voters_outgoing)
 
     def _is_member(self) -> bool:
         return self.id in self._members()
@@ -1225,7 +1234,9 @@ class RaftNode:
             raise AdminRefusedError(f"{nid} is already a voter")
         status = self.core.status()
         pr = dict(status.progress).get(nid)
-        return (pr.match if pr is not None else 0), status.last_index
+        if pr is None or pr.match == 0 or not pr.recent_active:
+            return 0, status.last_index  # it has acknowledged nothing yet: not caught up
+        return pr.match, status.last_index
 
     async def change_members(
         self, op: str, nid: str, addrs: MemberAddrs | None, timeout_s: float
