@@ -1224,8 +1224,8 @@ class RaftNode:
         log.info("%s proposed %s %s at index %d", self.id, op, nid, index)
         return fut
 
-    def _catch_up(self, nid: str) -> tuple[int, int]:
-        """On the driver: (the learner's match, the leader's last index)."""
+    def _catch_up(self, nid: str) -> tuple[int, int, bool]:
+        """On the driver: (the learner's match, the leader's last index, caught up)."""
         self._require_leader()
         cs = self.state.conf
         if nid not in self._members():
@@ -1235,8 +1235,9 @@ class RaftNode:
         status = self.core.status()
         pr = dict(status.progress).get(nid)
         if pr is None or pr.match == 0 or not pr.recent_active:
-            return 0, status.last_index  # it has acknowledged nothing yet: not caught up
-        return pr.match, status.last_index
+            return 0, status.last_index, False  # it acknowledged nothing yet, or went silent
+        caught_up = status.last_index - pr.match <= PROMOTE_LAG_ENTRIES_MAX
+        return pr.match, status.last_index, caught_up
 
     async def change_members(
         self, op: str, nid: str, addrs: MemberAddrs | None, timeout_s: float
@@ -1248,8 +1249,8 @@ class RaftNode:
         deadline = loop.time() + budget
         if op == OP_MEMBER_PROMOTE:
             while True:
-                match, last = await self._in_driver(lambda: self._catch_up(nid))
-                if last - match <= PROMOTE_LAG_ENTRIES_MAX:
+                match, last, caught_up = await self._in_driver(lambda: self._catch_up(nid))
+                if caught_up:
                     break
                 if loop.time() >= deadline:
                     raise AdminRefusedError(
