@@ -1299,12 +1299,21 @@ class RaftNode:
         budget = max(0.5, timeout_s - ADMIN_REPLY_MARGIN_S)
         deadline = loop.time() + budget
         target = await self._in_driver(lambda: self._start_transfer(target))
+        retry_at = loop.time() + 2 * self.cfg.election_timeout_ticks * self._tick_s
         while self.state.leader != target:
+            now = self.state.leader or "unknown"
             if loop.time() >= deadline:
-                now = self.state.leader or "unknown"
                 raise AdminRefusedError(
                     f"leadership did not move to {target} within {budget:.0f} s (leader: {now})"
                 )
+            if self.state.leader not in ("", self.id):
+                # The target's campaign lost (writes accepted after the transfer timed out
+                # left its log behind) and another voter won: the caller may retry there.
+                raise AdminRefusedError(f"leadership moved to {now} instead of {target}")
+            if self.is_leader() and loop.time() >= retry_at:
+                # The core abandons a transfer after an election timeout: ask again.
+                await self._in_driver(lambda: self._start_transfer(target))
+                retry_at = loop.time() + 2 * self.cfg.election_timeout_ticks * self._tick_s
             await asyncio.sleep(ADMIN_POLL_S)
         return {"leader": target, "term": self.state.term}
 
