@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -242,4 +241,3 @@ def test_grow_restart_transfer_and_shrink_while_clients_write(tmp_path: Path) ->
         assert asyncio.run(read_back()) == []
     finally:
         lc.down()
-    assert os.path.exists(tmp_path / "n4.stderr")
