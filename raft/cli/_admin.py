@@ -50,6 +50,7 @@ def call(args: argparse.Namespace, op: str, node: str | None = None, value: Any 
     from raft.cli._cluster_addrs import resolve
     from raft.cli.cmd_client import _token
     from raft.runtime.client import RaftClient
+    from raft.runtime.node import ADMIN_REPLY_MARGIN_S
     from raft.runtime.protocol import Status
 
     timeout_s = float(getattr(args, "timeout", TIMEOUT_S_DEFAULT))
@@ -59,9 +60,13 @@ def call(args: argparse.Namespace, op: str, node: str | None = None, value: Any 
     token = _token(args)
 
     async def one() -> Any:
-        # The node spends up to timeout_s; allow it to answer, plus a redirect or two.
+        # The request's deadline is timeout_s + ADMIN_REPLY_MARGIN_S (the client sends its
+        # attempt timeout less 0.2 s), so the node waits timeout_s and then says why.
         async with RaftClient(
-            addrs, op_timeout_s=timeout_s + 10, attempt_timeout_s=timeout_s + 2, token=token
+            addrs,
+            op_timeout_s=timeout_s + 10,
+            attempt_timeout_s=timeout_s + ADMIN_REPLY_MARGIN_S + 0.2,
+            token=token,
         ) as client:
             return await client.admin(op, node, value)
 

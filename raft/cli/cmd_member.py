@@ -124,9 +124,10 @@ def render(view: dict[str, Any]) -> str:
             f"yes (incoming {','.join(view.get('voters', []))}; "
             f"outgoing {','.join(view.get('voters_outgoing', []))})"
         )
-    lines = [
-        f"leader {view.get('leader') or 'unknown'}  conf index {view.get('index')}  joint {joint}"
-    ]
+    leader = view.get("leader") or "unknown"
+    if view.get("stepped_down"):
+        leader = f"{view['stepped_down']} stepped down (the others elect a new one)"
+    lines = [f"leader {leader}  conf index {view.get('index')}  joint {joint}"]
     table = [["ID", "ROLE", "PEER", "CLIENT", "HTTP", "MATCH", "LAG"]]
     for m in view.get("members", []):
         table.append(

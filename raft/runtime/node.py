@@ -1270,7 +1270,9 @@ class RaftNode:
             await asyncio.sleep(ADMIN_POLL_S)  # the leader leaves the joint config by itself
         if self.is_leader():
             return await self._in_driver(self._members_view)
-        return self._members_view()  # e.g. a leader that removed itself
+        view = self._members_view()  # e.g. a leader that removed itself
+        view["stepped_down"] = self.id
+        return view
 
     def _start_transfer(self, target: str) -> str:
         self._require_leader()
