@@ -1177,6 +1177,11 @@ class RaftNode:
         every change to the voters goes through a joint configuration (thesis §4.3)."""
         self._require_leader()
         cs = self.state.conf
+        for index in [i for i in self._conf_waiters if i <= self.state.applied]:
+            # Applied without resolving it: another entry took that index (leader change).
+            _, lost = self._conf_waiters.pop(index)
+            if not lost.done():
+                lost.set_exception(ProposalLostError("entry replaced", self.state.leader))
         if self.core.raft.is_conf_change_pending() or cs.voters_outgoing or self._conf_waiters:
             what = (
                 "a joint configuration is not left yet"
