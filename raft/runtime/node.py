@@ -108,6 +108,13 @@ client gets the node's own answer (naming what it waited for) rather than a bare
 _T = TypeVar("_T")
 
 
+def _commits_conf_change(rd: Ready) -> bool:
+    """Whether ``rd`` commits a configuration change: its commit index is then stored at
+    once (not lazily), so a restart re-applies the change before the node campaigns and never
+    runs on the configuration before it (docs/membership.md)."""
+    return any(e.type is EntryType.CONF_CHANGE for e in rd.committed_entries)
+
+
 def ticks_due(now: float, next_tick: float, tick_s: float, ticks_max: int) -> tuple[int, float]:
     """(ticks to run now, the next tick's time) when ``now >= next_tick``: one tick per
     elapsed period, so after a pause (SIGSTOP, a long GC, a slow disk) the core's timers
@@ -800,7 +807,7 @@ class RaftNode:
             s.append(list(rd.entries))
         if rd.hard_state is not None:
             self._latest_hs = rd.hard_state
-            if self._hard_state_due(rd.hard_state):
+            if self._hard_state_due(rd.hard_state) or _commits_conf_change(rd):
                 s.set_hard_state(rd.hard_state)
                 self._stored_hs = rd.hard_state
                 self._stored_hs_at = time.monotonic()
