@@ -4,7 +4,8 @@ per-connection session key that authenticates every frame.
 Handshake (each message is one frame: msgpack body followed by a 32-byte HMAC):
 
 1. dialer -> acceptor ``hello``: ``{"magic": "RAFTLAB", "v": 1, "cluster", "node", "to",
-   "nonce"}``, MAC = HMAC(secret, b"hello" + body).
+   "nonce", "addr"}``, MAC = HMAC(secret, b"hello" + body). ``addr`` (optional) is the
+   dialer's own peer address, so a node that joins a cluster learns where to answer.
 2. acceptor -> dialer ``ack``: ``{"magic", "v", "cluster", "node", "nonce"}``, MAC =
    HMAC(secret, b"ack" + hello_nonce + body) (binds the answer to this hello).
 3. session key = HMAC(secret, b"session" + dialer_nonce + acceptor_nonce + dialer + acceptor).
@@ -77,6 +78,8 @@ class Hello:
     stream: str = ""
     """Empty for the main connection; ``"snap"`` for a snapshot stream
     (raft/runtime/snapstream.py), which the acceptor serves beside the main one."""
+    addr: str = ""
+    """The sender's peer listen address ("host:port"; hello only, optional)."""
 
 
 def _stream_field(hello: Hello) -> dict[str, str]:
@@ -93,6 +96,7 @@ def encode_hello(secret: bytes, hello: Hello) -> bytes:
             "to": hello.to,
             "nonce": hello.nonce,
             **_stream_field(hello),
+            **({"addr": hello.addr} if hello.addr else {}),
         }
     )
     return body + _mac(secret, b"hello", body)
@@ -131,10 +135,12 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
     nonce = obj.get("nonce")
     to = obj.get("to", "")
     stream = obj.get("stream", "")
+    addr = obj.get("addr", "")
     if (
         not isinstance(node, str)
         or not isinstance(to, str)
         or not isinstance(stream, str)
+        or not isinstance(addr, str)
         or not isinstance(nonce, bytes)
         or len(nonce) != NONCE_BYTES
     ):
@@ -145,7 +151,7 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
         raise HandshakeRefusedError(
             RefusalReason.BAD_CLUSTER, f"cluster {obj.get('cluster')!r} is not {cluster!r}", node
         )
-    return Hello(cluster=cluster, node=node, nonce=nonce, to=to, stream=stream)
+    return Hello(cluster=cluster, node=node, nonce=nonce, to=to, stream=stream, addr=addr)
 
 
 def decode_hello(frame: bytes, secret: bytes, cluster: str) -> Hello:
