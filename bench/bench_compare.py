@@ -653,14 +653,25 @@ def _failover_stats(fo: list[float]) -> dict[str, Any]:
     }
 
 
-def _bytecode_cache(tmp: str) -> None:
+def _bytecode_cache(tmp: str) -> Callable[[], None]:
     """Let the node processes started from here cache their bytecode (under ``tmp``, not in
     the tree), like an installed package: with ``PYTHONDONTWRITEBYTECODE`` set (as in some
     development shells) every restart compiled the whole package again, which the catch-up
     and failover figures then counted as the node's start (measured: 5.0 s vs 2.1 s wall to
-    import the node at load 50)."""
+    import the node at load 50). Returns the function that puts the environment back."""
+    keys = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tmp, "pycache"))
+
+    def restore() -> None:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    return restore
 
 
 def _header(plan: Plan) -> dict[str, Any]:
@@ -680,7 +691,7 @@ def run_recovery(plan: Plan) -> dict[str, Any]:
     comparison."""
     out = _header(plan) | {"failover_s": {}}
     tmp = tempfile.mkdtemp(prefix="bench-recovery-")
-    _bytecode_cache(tmp)
+    restore_env = _bytecode_cache(tmp)
     systems: list[System] = []
     try:
         ours = Raftlab(tmp, 3, "always")
@@ -707,6 +718,7 @@ def run_recovery(plan: Plan) -> dict[str, Any]:
     finally:
         for s in systems:
             s.down()
+        restore_env()
         if os.environ.get("BENCH_KEEP") == "1":
             print(f"kept {tmp} (BENCH_KEEP=1)", flush=True)
         else:
@@ -818,7 +830,7 @@ def run(plan: Plan) -> dict[str, Any]:
         have_syncobj = False
         out["notes"].append("PySyncObj not measured: `pip install -e .[bench]` brings it")
     tmp = tempfile.mkdtemp(prefix="bench-compare-")
-    _bytecode_cache(tmp)
+    restore_env = _bytecode_cache(tmp)
     systems: list[System] = []
     try:
         ours = Raftlab(tmp, 3, "always")
@@ -960,6 +972,7 @@ def run(plan: Plan) -> dict[str, Any]:
                 s.down()
             except Exception as exc:  # cleanup goes on for the others
                 print(f"stopping {s.name}: {exc}", file=sys.stderr)
+        restore_env()
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
