@@ -49,11 +49,11 @@ def test_quick_recovery_writes_failover_phases_and_catchup(
     bench_compare.main(["--quick", "--recovery"])
     out = json.loads((tmp_path / "recovery-quick.json").read_text())
     ours = "raftlab 3n fsync on"
-    assert out["failover_s"][ours]["trials"] == 2
+    assert out["failover_s"][ours]["trials"] == 2, out
     phases = out["failover_phases_s"][ours]
-    assert set(phases) == {"detect", "elect", "client"}
-    assert all(0 <= p["p50"] <= p["max"] for p in phases.values())
+    assert set(phases) == {"detect", "elect", "client"}, out
+    assert all(0 <= p["p50"] <= p["max"] for p in phases.values()), out
     (run,) = out["catchup_s"][ours]["runs"]
-    assert 0 < run["up_s"] <= run["total_s"] < 120 and run["cpu_s"] > 0
+    assert 0 < run["up_s"] <= run["total_s"] < 120 and run["cpu_s"] > 0, out
     md = (tmp_path / "recovery-quick.md").read_text()
     assert "| detect | elect | client |" in md
