@@ -848,6 +848,8 @@ class Raft:
                 self._follower_lost_entries(pr, m.sender, m.index)
             if pr.match < self.raft_log.last_index() or m.reject:
                 self._append_after_heartbeat(m.sender, pr)
+            else:
+                pr.probe_sent = False  # it holds everything: the next append need not wait
             if not m.context:
                 return
             acks = self.read_only.recv_ack(m.sender, m.context)
