@@ -76,6 +76,10 @@ class _Outbound:
         self.connected = False
         self.down = False
         """The last attempt to connect (or the connection) failed: queue only a few."""
+        self.redial = asyncio.Event()
+        """Set when the peer dialled us while we had no connection to it: it is back, so
+        end the reconnect backoff now (a restarted follower waited up to 1 s for the
+        leader's next attempt before its catch-up could start; issue 12)."""
 
 
 class PeerTransport:
@@ -304,7 +308,9 @@ class PeerTransport:
                     out.dropped += 1
             failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(failures, 6))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            out.redial.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(out.redial.wait(), delay * random.uniform(0.5, 1.0))
 
     async def _dial_handshake(
         self,
@@ -437,6 +443,9 @@ class PeerTransport:
             if older is not None and older is not writer:
                 older.close()
             self._inbound_by_peer[peer] = writer
+            back = self._out.get(peer)
+            if back is not None and not back.connected:
+                back.redial.set()  # it is up again: dial it now, not after the backoff
             await self._receive(peer, reader, opener)
         except HandshakeRefusedError as exc:
             self.frames_refused += 1
