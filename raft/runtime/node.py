@@ -40,8 +40,10 @@ from raft.core.types import (
     MessageType,
     Ready,
     Role,
+    Snapshot,
+    SnapshotMeta,
 )
-from raft.machines import load_machine, read_ops_of
+from raft.machines import SnapshotView, load_machine, read_ops_of
 from raft.machines.codec import CommandError
 from raft.runtime import backend, metrics
 from raft.runtime.config import ClusterConfig, FsyncMode, ReadMode
@@ -75,6 +77,8 @@ SYNCS_IN_FLIGHT_MAX = 1
 """New proposals wait while this many syncs are in flight: they pile up and become one
 batched entry (one message per follower, one sync) when the sync ends, as they did when the
 driver awaited its fsync; acks, applies and reads are not held back meanwhile."""
+LOOP_STALL_EVENT_SHARE = 0.5
+"""A loop stall of at least this share of the election timeout is logged as ``loop_stall``."""
 HARD_STATE_COMMIT_EVERY = 1000
 HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
@@ -135,6 +139,21 @@ class _Read:
 
 
 @dataclass(slots=True)
+class _SnapshotJob:
+    """A snapshot captured on the loop at ``index``, being serialised and written."""
+
+    index: int
+    conf: ConfState
+    meta: SnapshotMeta | None
+    """From the storage's ``snapshot_meta`` (disk); None: ``create_snapshot`` at the end."""
+    view: SnapshotView
+    compact_to: int
+    started: float
+    loop_s: float = 0.0
+    """Time the job held the event loop (capture, adopt, compact)."""
+
+
+@dataclass(slots=True)
 class NodeState:
     """What /status shows; updated by the driver only."""
 
@@ -192,6 +211,7 @@ class RaftNode:
         self.crash_event = asyncio.Event()
         """Set when the driver died of an unexpected exception (``crashed`` says which)."""
         self._flusher: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._storage_errors = backend.storage_failures()
         log_dir = cfg.node_log_dir(node_id)
         os.makedirs(log_dir, exist_ok=True)
@@ -216,6 +236,9 @@ class RaftNode:
         self._applied_marks: deque[tuple[int, int]] = deque()
         """(index, entry bytes applied up to it since the last snapshot), one per apply."""
         self._applied_bytes = 0
+        self._snapshot_job: asyncio.Task[None] | None = None
+        """The snapshot being serialised and written (at most one)."""
+        self._boot_snapshot: bytes | None = None
         self._boot()
         self.transport = PeerTransport(
             node_id,
@@ -239,7 +262,7 @@ class RaftNode:
         snap = self.storage.snapshot()
         applied = 0
         if not snap.is_empty():
-            self.applier.restore(snap.data)
+            self._boot_snapshot = snap.data  # restored by start(), off the loop
             applied = snap.meta.index
         voters = tuple(sorted(self.cfg.nodes))
         core_cfg = Config(
@@ -298,6 +321,9 @@ class RaftNode:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._boot_snapshot is not None:
+            data, self._boot_snapshot = self._boot_snapshot, None
+            await asyncio.to_thread(self.applier.restore, data)
         await self.transport.start(self.addrs.peer)
         self.events.flush()  # the start line is on disk as soon as the node listens
         always = self.cfg.fsync is FsyncMode.ALWAYS
@@ -305,6 +331,7 @@ class RaftNode:
             self._writer = DurableWriter(self.id, asyncio.get_running_loop(), self._on_synced)
         self._driver = asyncio.create_task(self._drive(), name=f"driver-{self.id}")
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"eventlog-{self.id}")
+        self._watchdog = asyncio.create_task(self._watch_loop(), name=f"watchdog-{self.id}")
 
     async def stop(self, reason: str = "signal") -> None:
         if self._stopping:
@@ -316,6 +343,7 @@ class RaftNode:
         if self._driver is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._driver, 5.0)
+        await self._finish_snapshot_job()
         await self.transport.stop()
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -323,10 +351,11 @@ class RaftNode:
             if not self.state.storage_failed:
                 with contextlib.suppress(*self._storage_errors):
                     self._take_synced()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._fail_pending(NodeUnavailableError("node is shutting down", definite=False))
         with contextlib.suppress(*self._storage_errors):
             if not self.state.storage_failed and self._latest_hs != self._stored_hs:
@@ -366,6 +395,23 @@ class RaftNode:
             self.core.transfer_leader(target)
         except RaftError as exc:
             log.info("leadership transfer to %s refused: %s", target, exc)
+
+    async def _watch_loop(self) -> None:
+        """Measures how long the event loop was held: wakes every tick and records how late
+        it woke (``raft_loop_stall_seconds_max``). Anything that holds the loop for about an
+        election timeout (a snapshot serialised in place, a huge restore) makes followers
+        campaign or the leader step down; ``loop_stall`` events name when it happened."""
+        loop = asyncio.get_running_loop()
+        election_s = self.cfg.election_timeout_ticks * self._tick_s
+        while True:
+            due = loop.time() + self._tick_s
+            await asyncio.sleep(self._tick_s)
+            stall = loop.time() - due
+            if stall > self.metrics.loop_stall_seconds_max:
+                self.metrics.loop_stall_seconds_max = stall
+            if stall >= LOOP_STALL_EVENT_SHARE * election_s:
+                self.events.emit("loop_stall", ms=round(stall * 1000.0, 1))
+                log.warning("%s: event loop stalled for %.0f ms", self.id, stall * 1000.0)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -594,7 +640,7 @@ class RaftNode:
         elif not await self._write_in_place(rd):
             return
         if rd.snapshot is not None and not rd.snapshot.is_empty():
-            self.applier.restore(rd.snapshot.data)
+            await self._restore(rd.snapshot.data)
             st.applied = rd.snapshot.meta.index
             st.conf = rd.snapshot.meta.conf_state
             self.events.emit(
@@ -870,34 +916,141 @@ class RaftNode:
             self.events.emit("send", to=m.to, msg=m.type.value, id=msg_id)
         self.transport.send(msg_id, m)
 
+    # -- snapshots off the loop (issue 11) ------------------------------------------------
+
     def _maybe_snapshot(self) -> None:
         st = self.state
         snap_index = self.storage.snapshot().meta.index
         budget = self.cfg.snapshot_entries
-        if st.applied <= snap_index or (
-            st.applied - snap_index < budget
-            and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
+        if self._snapshot_job is not None or (
+            st.applied <= snap_index
+            or (
+                st.applied - snap_index < budget
+                and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
+            )
         ):
             return
+        self._start_snapshot()
+
+    def _start_snapshot(self) -> asyncio.Task[None] | None:
+        """Capture the state as of the applied index on the loop (a copy of the session
+        table and the machine's :data:`~raft.machines.SnapshotView`: a dict copy for kv) and
+        start the job that serialises and writes it in worker threads. At most one job runs;
+        None when none could start (nothing new, or the storage refused)."""
+        if self._snapshot_job is not None:
+            return self._snapshot_job
+        st = self.state
+        started = time.perf_counter()
+        budget = self.cfg.snapshot_entries
+        meta: SnapshotMeta | None = None
         try:
-            snap = self.storage.create_snapshot(st.applied, st.conf, self.applier.snapshot())
-            compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
-            # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
-            for index, upto in self._applied_marks:
-                if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
-                    compact_to = max(compact_to, index)
-                    break
-            self._applied_marks.clear()
-            self._applied_bytes = 0
-            if compact_to > self.storage.first_index():
-                self.storage.compact(compact_to)
+            prepare = getattr(self.storage, "snapshot_meta", None)
+            if callable(prepare):
+                meta = prepare(st.applied, st.conf)
+            elif st.applied <= self.storage.snapshot().meta.index:
+                return None
         except self._storage_errors as exc:
             self._storage_failed(exc)
+            return None
+        except RaftError as exc:
+            log.warning("snapshot at %d refused: %s", st.applied, exc)
+            return None
+        view = self.applier.snapshot_view()
+        compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
+        # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
+        for index, upto in self._applied_marks:
+            if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
+                compact_to = max(compact_to, index)
+                break
+        self._applied_marks.clear()
+        self._applied_bytes = 0
+        job = _SnapshotJob(st.applied, st.conf, meta, view, compact_to, started)
+        job.loop_s = time.perf_counter() - started
+        task = asyncio.get_running_loop().create_task(
+            self._run_snapshot(job), name=f"snapshot-{self.id}-{job.index}"
+        )
+        self._snapshot_job = task
+        return task
+
+    async def _run_snapshot(self, job: _SnapshotJob) -> None:
+        """Serialise and write in worker threads; then, back on the loop, make the snapshot
+        current and compact the log, never before its file is durable."""
+        try:
+            data = await asyncio.to_thread(job.view)
+            snap: Snapshot | None = None
+            if job.meta is not None:
+                snap = Snapshot(meta=job.meta, data=data)
+                await asyncio.to_thread(self.storage.write_snapshot_file, snap)  # type: ignore[attr-defined]
+            if self.state.storage_failed:
+                return
+            resumed = time.perf_counter()
+            if snap is None:
+                snap = self.storage.create_snapshot(job.index, job.conf, data)
+            elif not self.storage.adopt_snapshot(snap):  # type: ignore[attr-defined]
+                log.info("snapshot at %d superseded by an installed one", job.index)
+                return
+            if job.compact_to > self.storage.first_index():
+                self.storage.compact(job.compact_to)
+            job.loop_s += time.perf_counter() - resumed
+        except self._storage_errors as exc:
+            if not self.state.storage_failed:
+                self._storage_failed(exc)
             return
         except RaftError as exc:
-            log.warning("snapshot at %d failed: %s", st.applied, exc)
+            log.warning("snapshot at %d failed: %s", job.index, exc)
             return
-        self.events.emit("snapshot", action="create", index=snap.meta.index, sterm=snap.meta.term)
+        except Exception:  # a custom machine's serialiser broke: no snapshot, node goes on
+            log.exception("snapshot at %d failed", job.index)
+            return
+        finally:
+            self._snapshot_job = None
+        self.events.emit(
+            "snapshot",
+            action="create",
+            index=snap.meta.index,
+            sterm=snap.meta.term,
+            bytes=len(snap.data),
+            ms=round((time.perf_counter() - job.started) * 1000.0, 1),
+            loop_ms=round(job.loop_s * 1000.0, 1),
+        )
+
+    async def take_snapshot(self) -> int:
+        """Take a snapshot of everything applied so far, now (``raft snapshot``), waiting
+        for one already in flight first; the index the node's newest snapshot covers once it
+        is durable (unchanged when nothing was applied since the last one). Raises
+        NodeUnavailableError when the storage failed or the node is stopping."""
+        while True:
+            if self.state.storage_failed or self._stopping:
+                raise NodeUnavailableError("node cannot take a snapshot", self._leader_hint())
+            job = self._snapshot_job
+            if job is None:
+                if self.state.applied <= self.storage.snapshot().meta.index:
+                    return self.storage.snapshot().meta.index
+                job = self._start_snapshot()
+                if job is None:
+                    raise NodeUnavailableError("snapshot refused (see the node's log)")
+                await asyncio.shield(job)
+                if self.state.storage_failed:
+                    continue
+                return self.storage.snapshot().meta.index
+            await asyncio.shield(job)
+
+    async def _finish_snapshot_job(self) -> None:
+        """At stop: a snapshot being written finishes before the storage closes."""
+        job = self._snapshot_job
+        if job is not None:
+            with contextlib.suppress(Exception):
+                await job
+
+    async def _restore(self, data: bytes) -> None:
+        """Install a received snapshot's state: restore a fresh machine in a worker thread
+        (the loop keeps serving heartbeats, transport and client tasks; reads see the old
+        state until the swap), then swap it in. The driver awaits this, so nothing applies
+        meanwhile."""
+        fresh = Applier(load_machine(self.cfg.machine))
+        await asyncio.to_thread(fresh.restore, data)
+        fresh.duplicates = self.applier.duplicates
+        self.applier, self.machine = fresh, fresh.machine
 
     def _storage_failed(self, exc: BaseException) -> None:
         st = self.state

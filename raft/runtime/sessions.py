@@ -33,7 +33,7 @@ import hashlib
 from dataclasses import dataclass
 
 from raft.machines import codec
-from raft.machines.base import StateMachine
+from raft.machines.base import SnapshotView, StateMachine, snapshot_view_of
 from raft.machines.codec import CommandError
 
 SESSIONS_MAX = 10000
@@ -211,13 +211,23 @@ class Applier:
         return 0 if sess is None else sess.seq
 
     def snapshot(self) -> bytes:
-        sessions = [
-            [c, s.seq, s.result, s.index, s.key_hash, s.digest]
-            for c, s in sorted(self._sessions.items())
-        ]
-        return codec.packb(
-            {"v": SNAPSHOT_VERSION, "sessions": sessions, "machine": self.machine.snapshot()}
-        )
+        return self.snapshot_view()()
+
+    def snapshot_view(self) -> SnapshotView:
+        """The session table and the machine as of now, serialised when called (in a worker
+        thread: raft/runtime/node.py). Costs a copy of the table (sessions are immutable)
+        plus the machine's own view (:func:`raft.machines.snapshot_view_of`)."""
+        table = dict(self._sessions)
+        machine = snapshot_view_of(self.machine)
+
+        def serialise() -> bytes:
+            sessions = [
+                [c, s.seq, s.result, s.index, s.key_hash, s.digest]
+                for c, s in sorted(table.items())
+            ]
+            return codec.packb({"v": SNAPSHOT_VERSION, "sessions": sessions, "machine": machine()})
+
+        return serialise
 
     def restore(self, data: bytes) -> None:
         try:
