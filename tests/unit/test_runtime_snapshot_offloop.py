@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
+from single_node import single_node_config, wait_leader
+
 from raft.machines import KV, Register, snapshot_view_of
 from raft.machines.codec import decode_result, encode_command, packb
-from raft.runtime.config import ClusterConfig, NodeAddresses
+from raft.runtime.config import ClusterConfig
 from raft.runtime.node import RaftNode
 from raft.runtime.sessions import Applier, encode_entry, encode_open
-from raft.runtime.transport import Address
 from raft.storage.snapshots import SnapshotStore
 
 
@@ -98,22 +98,8 @@ def test_snapshot_store_serialises_concurrent_writers(tmp_path: Path) -> None:
     assert [i for i, _, _ in store.files()] == [39, 40]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config(tmp_path: Path) -> ClusterConfig:
-    a = NodeAddresses(*(Address("127.0.0.1", _port()) for _ in range(3)))
-    return ClusterConfig(
-        cluster="unit",
-        nodes={"n1": a},
-        data_dir=str(tmp_path / "data"),
-        log_dir=str(tmp_path / "log"),
-        tick_ms=10,
-        snapshot_entries=1_000_000,  # only take_snapshot snapshots
-    )
+    return single_node_config(tmp_path, snapshot_entries=1_000_000)  # only take_snapshot
 
 
 def test_node_snapshot_file_is_written_while_the_node_commits(tmp_path: Path) -> None:
@@ -121,11 +107,7 @@ def test_node_snapshot_file_is_written_while_the_node_commits(tmp_path: Path) ->
         node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
         await node.start()
         try:
-            for _ in range(500):
-                if node.is_leader():
-                    break
-                await asyncio.sleep(0.01)
-            assert node.is_leader()
+            await wait_leader(node)
             for i in range(30):
                 await asyncio.wait_for(node.propose("", 0, encode_command("put", f"k{i}", i)), 5)
             storage: Any = node.storage
