@@ -149,8 +149,12 @@ class _SnapshotJob:
     view: SnapshotView
     compact_to: int
     started: float
+    adopted: asyncio.Future[None]
+    """Resolved once the driver adopted the snapshot (or gave it up)."""
     loop_s: float = 0.0
     """Time the job held the event loop (capture, adopt, compact)."""
+    task: asyncio.Task[tuple[bytes, Snapshot | None]] | None = None
+    """Serialises (and writes, on disk storage) in worker threads."""
 
 
 @dataclass(slots=True)
@@ -236,7 +240,7 @@ class RaftNode:
         self._applied_marks: deque[tuple[int, int]] = deque()
         """(index, entry bytes applied up to it since the last snapshot), one per apply."""
         self._applied_bytes = 0
-        self._snapshot_job: asyncio.Task[None] | None = None
+        self._snapshot_job: _SnapshotJob | None = None
         """The snapshot being serialised and written (at most one)."""
         self._boot_snapshot: bytes | None = None
         self._boot()
@@ -509,6 +513,7 @@ class RaftNode:
                     await self._flush_if_due()
                 # -- end: ticks by elapsed time --
                 self._take_synced()
+                self._adopt_snapshot()  # a snapshot written off the loop (issue 11)
                 self._inbox_held = False
                 self._step_inbox()
                 if self._tickets_in_flight() < SYNCS_IN_FLIGHT_MAX:
@@ -919,6 +924,7 @@ class RaftNode:
     # -- snapshots off the loop (issue 11) ------------------------------------------------
 
     def _maybe_snapshot(self) -> None:
+        self._adopt_snapshot()
         st = self.state
         snap_index = self.storage.snapshot().meta.index
         budget = self.cfg.snapshot_entries
@@ -932,11 +938,11 @@ class RaftNode:
             return
         self._start_snapshot()
 
-    def _start_snapshot(self) -> asyncio.Task[None] | None:
+    def _start_snapshot(self) -> _SnapshotJob | None:
         """Capture the state as of the applied index on the loop (a copy of the session
         table and the machine's :data:`~raft.machines.SnapshotView`: a dict copy for kv) and
-        start the job that serialises and writes it in worker threads. At most one job runs;
-        None when none could start (nothing new, or the storage refused)."""
+        start the task that serialises and writes it in worker threads. At most one job
+        runs; None when none could start (nothing new, or the storage refused)."""
         if self._snapshot_job is not None:
             return self._snapshot_job
         st = self.state
@@ -964,26 +970,38 @@ class RaftNode:
                 break
         self._applied_marks.clear()
         self._applied_bytes = 0
-        job = _SnapshotJob(st.applied, st.conf, meta, view, compact_to, started)
+        loop = asyncio.get_running_loop()
+        adopted: asyncio.Future[None] = loop.create_future()
+        job = _SnapshotJob(st.applied, st.conf, meta, view, compact_to, started, adopted)
+        job.task = loop.create_task(self._write_snapshot(job), name=f"snapshot-{job.index}")
+        job.task.add_done_callback(lambda _: self._wake.set())  # the driver adopts it
         job.loop_s = time.perf_counter() - started
-        task = asyncio.get_running_loop().create_task(
-            self._run_snapshot(job), name=f"snapshot-{self.id}-{job.index}"
-        )
-        self._snapshot_job = task
-        return task
+        self._snapshot_job = job
+        return job
 
-    async def _run_snapshot(self, job: _SnapshotJob) -> None:
-        """Serialise and write in worker threads; then, back on the loop, make the snapshot
-        current and compact the log, never before its file is durable."""
+    async def _write_snapshot(self, job: _SnapshotJob) -> tuple[bytes, Snapshot | None]:
+        """In worker threads: serialise the view; on disk storage also write the file
+        durably. Touches no driver state: the driver adopts the result (``_adopt_snapshot``),
+        so the storage is never used by the driver and this job at once."""
+        data = await asyncio.to_thread(job.view)
+        if job.meta is None:
+            return data, None
+        snap = Snapshot(meta=job.meta, data=data)
+        await asyncio.to_thread(self.storage.write_snapshot_file, snap)  # type: ignore[attr-defined]
+        return data, snap
+
+    def _adopt_snapshot(self) -> None:
+        """Driver: a finished job's snapshot becomes current, then the log is compacted up
+        to what it covers (never before its file is durable); logs ``snapshot create``."""
+        job = self._snapshot_job
+        if job is None or job.task is None or not job.task.done():
+            return
+        self._snapshot_job = None
+        resumed = time.perf_counter()
         try:
-            data = await asyncio.to_thread(job.view)
-            snap: Snapshot | None = None
-            if job.meta is not None:
-                snap = Snapshot(meta=job.meta, data=data)
-                await asyncio.to_thread(self.storage.write_snapshot_file, snap)  # type: ignore[attr-defined]
+            data, snap = job.task.result()
             if self.state.storage_failed:
                 return
-            resumed = time.perf_counter()
             if snap is None:
                 snap = self.storage.create_snapshot(job.index, job.conf, data)
             elif not self.storage.adopt_snapshot(snap):  # type: ignore[attr-defined]
@@ -991,7 +1009,6 @@ class RaftNode:
                 return
             if job.compact_to > self.storage.first_index():
                 self.storage.compact(job.compact_to)
-            job.loop_s += time.perf_counter() - resumed
         except self._storage_errors as exc:
             if not self.state.storage_failed:
                 self._storage_failed(exc)
@@ -1003,7 +1020,9 @@ class RaftNode:
             log.exception("snapshot at %d failed", job.index)
             return
         finally:
-            self._snapshot_job = None
+            if not job.adopted.done():
+                job.adopted.set_result(None)
+        job.loop_s += time.perf_counter() - resumed
         self.events.emit(
             "snapshot",
             action="create",
@@ -1017,8 +1036,8 @@ class RaftNode:
     async def take_snapshot(self) -> int:
         """Take a snapshot of everything applied so far, now (``raft snapshot``), waiting
         for one already in flight first; the index the node's newest snapshot covers once it
-        is durable (unchanged when nothing was applied since the last one). Raises
-        NodeUnavailableError when the storage failed or the node is stopping."""
+        is durable and current (unchanged when nothing was applied since the last one).
+        Raises NodeUnavailableError when the storage failed or the node is stopping."""
         while True:
             if self.state.storage_failed or self._stopping:
                 raise NodeUnavailableError("node cannot take a snapshot", self._leader_hint())
@@ -1029,18 +1048,20 @@ class RaftNode:
                 job = self._start_snapshot()
                 if job is None:
                     raise NodeUnavailableError("snapshot refused (see the node's log)")
-                await asyncio.shield(job)
-                if self.state.storage_failed:
-                    continue
-                return self.storage.snapshot().meta.index
-            await asyncio.shield(job)
+                await asyncio.shield(job.adopted)
+                if not (self.state.storage_failed or self._stopping):
+                    return self.storage.snapshot().meta.index
+            else:
+                await asyncio.shield(job.adopted)
 
     async def _finish_snapshot_job(self) -> None:
-        """At stop: a snapshot being written finishes before the storage closes."""
+        """At stop, the driver ended: a snapshot being written finishes (and is adopted)
+        before the storage closes."""
         job = self._snapshot_job
-        if job is not None:
+        if job is not None and job.task is not None:
             with contextlib.suppress(Exception):
-                await job
+                await job.task
+            self._adopt_snapshot()
 
     async def _restore(self, data: bytes) -> None:
         """Install a received snapshot's state: restore a fresh machine in a worker thread
@@ -1060,6 +1081,8 @@ class RaftNode:
         self.events.flush()
         log.error("storage failed, leaving the cluster's work to the others: %s", exc)
         st.role, st.leader = Role.FOLLOWER.value, ""
+        if self._snapshot_job is not None and not self._snapshot_job.adopted.done():
+            self._snapshot_job.adopted.set_result(None)  # take_snapshot: raise, not wait
         self._fail_pending(NodeUnavailableError("storage failed", "", definite=False))
         self._transport_stop = asyncio.get_running_loop().create_task(self.transport.stop())
 
