@@ -47,6 +47,9 @@ class Metrics:
     snapshot_stream_bytes_received_total: int = 0
     snapshot_streams_resumed_total: int = 0
     snapshot_streams_rejected_total: int = 0
+    loop_stall_seconds_max: float = 0.0
+    """Longest time the node's event loop was held by something (late wake-up of the loop
+    watchdog, raft/runtime/node.py): a stall near the election timeout costs an election."""
     commit_latency: Histogram = field(default_factory=Histogram)
 
 
@@ -134,6 +137,12 @@ def render(
         ("snapshot_streams_rejected_total", "Received snapshots refused (checksum)."),
     ):
         metric(f"raft_{field_name}", "counter", help_text, getattr(metrics, field_name))
+    metric(
+        "raft_loop_stall_seconds_max",
+        "gauge",
+        "Longest event loop stall since start (seconds).",
+        round(metrics.loop_stall_seconds_max, 6),
+    )
     name = "raft_commit_latency_seconds"
     lines.append(f"# HELP {name} Leader: time from proposal to apply.")
     lines.append(f"# TYPE {name} histogram")

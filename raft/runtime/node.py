@@ -45,8 +45,10 @@ from raft.core.types import (
     MessageType,
     Ready,
     Role,
+    Snapshot,
+    SnapshotMeta,
 )
-from raft.machines import load_machine, read_ops_of
+from raft.machines import SnapshotView, load_machine, read_ops_of
 from raft.machines.codec import CommandError
 from raft.runtime import backend, metrics
 from raft.runtime.config import ClusterConfig, FsyncMode, ReadMode
@@ -96,6 +98,8 @@ SYNCS_IN_FLIGHT_MAX = 1
 """New proposals wait while this many syncs are in flight: they pile up and become one
 batched entry (one message per follower, one sync) when the sync ends, as they did when the
 driver awaited its fsync; acks, applies and reads are not held back meanwhile."""
+LOOP_STALL_EVENT_SHARE = 0.5
+"""A loop stall of at least this share of the election timeout is logged as ``loop_stall``."""
 HARD_STATE_COMMIT_EVERY = 1000
 HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
@@ -176,6 +180,25 @@ class _Read:
 
 
 @dataclass(slots=True)
+class _SnapshotJob:
+    """A snapshot captured on the loop at ``index``, being serialised and written."""
+
+    index: int
+    conf: ConfState
+    meta: SnapshotMeta | None
+    """From the storage's ``snapshot_meta`` (disk); None: ``create_snapshot`` at the end."""
+    view: SnapshotView
+    compact_to: int
+    started: float
+    adopted: asyncio.Future[None]
+    """Resolved once the driver adopted the snapshot (or gave it up)."""
+    loop_s: float = 0.0
+    """Time the job held the event loop (capture, adopt, compact)."""
+    task: asyncio.Task[tuple[bytes, Snapshot | None]] | None = None
+    """Serialises (and writes, on disk storage) in worker threads."""
+
+
+@dataclass(slots=True)
 class NodeState:
     """What /status shows; updated by the driver only."""
 
@@ -239,6 +262,7 @@ class RaftNode:
         self.crash_event = asyncio.Event()
         """Set when the driver died of an unexpected exception (``crashed`` says which)."""
         self._flusher: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._storage_errors = backend.storage_failures()
         log_dir = cfg.node_log_dir(node_id)
         os.makedirs(log_dir, exist_ok=True)
@@ -271,6 +295,9 @@ class RaftNode:
         self._admin_calls: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
         self._conf_waiters: dict[int, tuple[int, asyncio.Future[ConfState]]] = {}
         self._snapshot_forced = False
+        self._snapshot_job: _SnapshotJob | None = None
+        """The snapshot being serialised and written (at most one)."""
+        self._boot_snapshot: bytes | None = None
         self._boot()
         self.transport = PeerTransport(
             node_id,
@@ -295,7 +322,11 @@ class RaftNode:
         snap = self.storage.snapshot()
         applied = 0
         if not snap.is_empty():
-            self.applier.restore(snap.data)
+            self._boot_snapshot = snap.data  # restored by start(), off the loop
+            try:  # but the address book is needed now (peers, bootstrap configuration)
+                self.applier.restored_members = Applier.members_in(snap.data)
+            except ValueError as exc:
+                log.warning("snapshot at %d: %s", snap.meta.index, exc)
             applied = snap.meta.index
         voters = self._boot_members(hs, conf, snap.meta.index)
         core_cfg = Config(
@@ -356,6 +387,9 @@ class RaftNode:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._boot_snapshot is not None:
+            data, self._boot_snapshot = self._boot_snapshot, None
+            await asyncio.to_thread(self.applier.restore, data)
         await self.transport.start(self.addrs.peer)
         self.events.flush()  # the start line is on disk as soon as the node listens
         always = self.cfg.fsync is FsyncMode.ALWAYS
@@ -363,6 +397,7 @@ class RaftNode:
             self._writer = DurableWriter(self.id, asyncio.get_running_loop(), self._on_synced)
         self._driver = asyncio.create_task(self._drive(), name=f"driver-{self.id}")
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"eventlog-{self.id}")
+        self._watchdog = asyncio.create_task(self._watch_loop(), name=f"watchdog-{self.id}")
 
     async def stop(self, reason: str = "signal") -> None:
         if self._stopping:
@@ -374,6 +409,7 @@ class RaftNode:
         if self._driver is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._driver, 5.0)
+        await self._finish_snapshot_job()
         await self.transport.stop()
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -381,10 +417,11 @@ class RaftNode:
             if not self.state.storage_failed:
                 with contextlib.suppress(*self._storage_errors):
                     self._take_synced()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._fail_pending(NodeUnavailableError("node is shutting down", definite=False))
         with contextlib.suppress(*self._storage_errors):
             if not self.state.storage_failed and self._latest_hs != self._stored_hs:
@@ -425,6 +462,23 @@ class RaftNode:
             self.core.transfer_leader(target)
         except RaftError as exc:
             log.info("leadership transfer to %s refused: %s", target, exc)
+
+    async def _watch_loop(self) -> None:
+        """Measures how long the event loop was held: wakes every tick and records how late
+        it woke (``raft_loop_stall_seconds_max``). Anything that holds the loop for about an
+        election timeout (a snapshot serialised in place, a huge restore) makes followers
+        campaign or the leader step down; ``loop_stall`` events name when it happened."""
+        loop = asyncio.get_running_loop()
+        election_s = self.cfg.election_timeout_ticks * self._tick_s
+        while True:
+            due = loop.time() + self._tick_s
+            await asyncio.sleep(self._tick_s)
+            stall = loop.time() - due
+            if stall > self.metrics.loop_stall_seconds_max:
+                self.metrics.loop_stall_seconds_max = stall
+            if stall >= LOOP_STALL_EVENT_SHARE * election_s:
+                self.events.emit("loop_stall", ms=round(stall * 1000.0, 1))
+                log.warning("%s: event loop stalled for %.0f ms", self.id, stall * 1000.0)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -527,6 +581,7 @@ class RaftNode:
                     await self._flush_if_due()
                 # -- end: ticks by elapsed time --
                 self._take_synced()
+                self._adopt_snapshot()  # a snapshot written off the loop (issue 11)
                 self._inbox_held = False
                 self._step_inbox()
                 if self._tickets_in_flight() < SYNCS_IN_FLIGHT_MAX:
@@ -659,7 +714,7 @@ class RaftNode:
         elif not await self._write_in_place(rd):
             return
         if rd.snapshot is not None and not rd.snapshot.is_empty():
-            self.applier.restore(rd.snapshot.data)
+            await self._restore(rd.snapshot.data)
             st.applied = rd.snapshot.meta.index
             st.conf = rd.snapshot.meta.conf_state
             self._members_from_snapshot(rd.snapshot.meta.index)
@@ -927,44 +982,167 @@ class RaftNode:
             self.events.emit("send", to=m.to, msg=m.type.value, id=msg_id)
         self.transport.send(msg_id, m)
 
+    # -- snapshots off the loop (issue 11) ------------------------------------------------
+
     def _maybe_snapshot(self, force: bool = False) -> None:
         """A snapshot once ``snapshot_entries`` were applied since the last one; at once when
-        ``force`` (``raft snapshot``) or when the first configuration change was applied
-        (then the log is also compacted past index 1: nobody needs cluster.yml's bootstrap
-        voters to replay it, and a joining node always starts from a snapshot that carries
-        the configuration and the address book)."""
+        ``force`` or when the first configuration change was applied (then the log is also
+        compacted past index 1: nobody needs cluster.yml's bootstrap voters to replay it,
+        and a joining node always starts from a snapshot that carries the configuration and
+        the address book). Serialised and written off the loop (``_start_snapshot``)."""
+        self._adopt_snapshot()
         st = self.state
         snap_index = self.storage.snapshot().meta.index
         budget = self.cfg.snapshot_entries
         forced = force or self._snapshot_forced
-        if st.applied <= snap_index or (
-            not forced
-            and st.applied - snap_index < budget
-            and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
+        if self._snapshot_job is not None or (
+            st.applied <= snap_index
+            or (
+                not forced
+                and st.applied - snap_index < budget
+                and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
+            )
         ):
             return
+        self._start_snapshot()
+
+    def _start_snapshot(self) -> _SnapshotJob | None:
+        """Capture the state as of the applied index on the loop (a copy of the session
+        table and the machine's :data:`~raft.machines.SnapshotView`: a dict copy for kv) and
+        start the task that serialises and writes it in worker threads. At most one job
+        runs; None when none could start (nothing new, or the storage refused)."""
+        if self._snapshot_job is not None:
+            return self._snapshot_job
+        st = self.state
+        started = time.perf_counter()
+        budget = self.cfg.snapshot_entries
+        meta: SnapshotMeta | None = None
         try:
-            snap = self.storage.create_snapshot(st.applied, st.conf, self._snapshot_data())
-            compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
-            if self._snapshot_forced:
-                compact_to = max(compact_to, 1)
-            self._snapshot_forced = False
-            # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
-            for index, upto in self._applied_marks:
-                if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
-                    compact_to = max(compact_to, index)
-                    break
-            self._applied_marks.clear()
-            self._applied_bytes = 0
-            if compact_to >= self.storage.first_index():
-                self.storage.compact(compact_to)
+            prepare = getattr(self.storage, "snapshot_meta", None)
+            if callable(prepare):
+                meta = prepare(st.applied, st.conf)
+            elif st.applied <= self.storage.snapshot().meta.index:
+                return None
         except self._storage_errors as exc:
             self._storage_failed(exc)
+            return None
+        except RaftError as exc:
+            log.warning("snapshot at %d refused: %s", st.applied, exc)
+            return None
+        view = self.applier.snapshot_view(members=book_to_wire(self.book))
+        compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
+        if self._snapshot_forced:  # the first configuration change: drop the bootstrap entry
+            compact_to = max(compact_to, 1)
+            self._snapshot_forced = False
+        # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
+        for index, upto in self._applied_marks:
+            if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
+                compact_to = max(compact_to, index)
+                break
+        self._applied_marks.clear()
+        self._applied_bytes = 0
+        loop = asyncio.get_running_loop()
+        adopted: asyncio.Future[None] = loop.create_future()
+        job = _SnapshotJob(st.applied, st.conf, meta, view, compact_to, started, adopted)
+        job.task = loop.create_task(self._write_snapshot(job), name=f"snapshot-{job.index}")
+        job.task.add_done_callback(lambda _: self._wake.set())  # the driver adopts it
+        job.loop_s = time.perf_counter() - started
+        self._snapshot_job = job
+        return job
+
+    async def _write_snapshot(self, job: _SnapshotJob) -> tuple[bytes, Snapshot | None]:
+        """In worker threads: serialise the view; on disk storage also write the file
+        durably. Touches no driver state: the driver adopts the result (``_adopt_snapshot``),
+        so the storage is never used by the driver and this job at once."""
+        data = await asyncio.to_thread(job.view)
+        if job.meta is None:
+            return data, None
+        snap = Snapshot(meta=job.meta, data=data)
+        await asyncio.to_thread(self.storage.write_snapshot_file, snap)  # type: ignore[attr-defined]
+        return data, snap
+
+    def _adopt_snapshot(self) -> None:
+        """Driver: a finished job's snapshot becomes current, then the log is compacted up
+        to what it covers (never before its file is durable); logs ``snapshot create``."""
+        job = self._snapshot_job
+        if job is None or job.task is None or not job.task.done():
+            return
+        self._snapshot_job = None
+        resumed = time.perf_counter()
+        try:
+            data, snap = job.task.result()
+            if self.state.storage_failed:
+                return
+            if snap is None:
+                snap = self.storage.create_snapshot(job.index, job.conf, data)
+            elif not self.storage.adopt_snapshot(snap):  # type: ignore[attr-defined]
+                log.info("snapshot at %d superseded by an installed one", job.index)
+                return
+            if job.compact_to >= self.storage.first_index():
+                self.storage.compact(job.compact_to)
+        except self._storage_errors as exc:
+            if not self.state.storage_failed:
+                self._storage_failed(exc)
             return
         except RaftError as exc:
-            log.warning("snapshot at %d failed: %s", st.applied, exc)
+            log.warning("snapshot at %d failed: %s", job.index, exc)
             return
-        self.events.emit("snapshot", action="create", index=snap.meta.index, sterm=snap.meta.term)
+        except Exception:  # a custom machine's serialiser broke: no snapshot, node goes on
+            log.exception("snapshot at %d failed", job.index)
+            return
+        finally:
+            if not job.adopted.done():
+                job.adopted.set_result(None)
+        job.loop_s += time.perf_counter() - resumed
+        self.events.emit(
+            "snapshot",
+            action="create",
+            index=snap.meta.index,
+            sterm=snap.meta.term,
+            bytes=len(snap.data),
+            ms=round((time.perf_counter() - job.started) * 1000.0, 1),
+            loop_ms=round(job.loop_s * 1000.0, 1),
+        )
+
+    async def take_snapshot(self) -> int:
+        """Take a snapshot of everything applied so far, now (``raft snapshot``), waiting
+        for one already in flight first; the index the node's newest snapshot covers once it
+        is durable and current (unchanged when nothing was applied since the last one).
+        Raises NodeUnavailableError when the storage failed or the node is stopping."""
+        while True:
+            if self.state.storage_failed or self._stopping:
+                raise NodeUnavailableError("node cannot take a snapshot", self._leader_hint())
+            job = self._snapshot_job
+            if job is None:
+                if self.state.applied <= self.storage.snapshot().meta.index:
+                    return self.storage.snapshot().meta.index
+                job = self._start_snapshot()
+                if job is None:
+                    raise NodeUnavailableError("snapshot refused (see the node's log)")
+                await asyncio.shield(job.adopted)
+                if not (self.state.storage_failed or self._stopping):
+                    return self.storage.snapshot().meta.index
+            else:
+                await asyncio.shield(job.adopted)
+
+    async def _finish_snapshot_job(self) -> None:
+        """At stop, the driver ended: a snapshot being written finishes (and is adopted)
+        before the storage closes."""
+        job = self._snapshot_job
+        if job is not None and job.task is not None:
+            with contextlib.suppress(Exception):
+                await job.task
+            self._adopt_snapshot()
+
+    async def _restore(self, data: bytes) -> None:
+        """Install a received snapshot's state: restore a fresh machine in a worker thread
+        (the loop keeps serving heartbeats, transport and client tasks; reads see the old
+        state until the swap), then swap it in. The driver awaits this, so nothing applies
+        meanwhile."""
+        fresh = Applier(load_machine(self.cfg.machine))
+        await asyncio.to_thread(fresh.restore, data)
+        fresh.duplicates = self.applier.duplicates
+        self.applier, self.machine = fresh, fresh.machine
 
     def _storage_failed(self, exc: BaseException) -> None:
         st = self.state
@@ -974,6 +1152,8 @@ class RaftNode:
         self.events.flush()
         log.error("storage failed, leaving the cluster's work to the others: %s", exc)
         st.role, st.leader = Role.FOLLOWER.value, ""
+        if self._snapshot_job is not None and not self._snapshot_job.adopted.done():
+            self._snapshot_job.adopted.set_result(None)  # take_snapshot: raise, not wait
         self._fail_pending(NodeUnavailableError("storage failed", "", definite=False))
         self._transport_stop = asyncio.get_running_loop().create_task(self.transport.stop())
 
@@ -1024,9 +1204,6 @@ class RaftNode:
             return
         book[self.id] = MemberAddrs.of(self.addrs)  # where we listen is ours to say
         self.book = book
-
-    def _snapshot_data(self) -> bytes:
-        return self.applier.snapshot(members=book_to_wire(self.book))
 
     def address_of(self, nid: str) -> MemberAddrs | None:
         """Where member ``nid`` listens, as the configuration says (cluster.yml's entry
@@ -1340,16 +1517,11 @@ class RaftNode:
         return {"leader": target, "term": self.state.term}
 
     async def snapshot_now(self) -> dict[str, Any]:
-        """Take a snapshot of what this node applied, now (``raft snapshot``)."""
-
-        def take() -> dict[str, Any]:
-            self._maybe_snapshot(force=True)
-            if self.state.storage_failed:
-                raise NodeUnavailableError("storage failed", self._leader_hint())
-            meta = self.storage.snapshot().meta
-            return {"node": self.id, "index": meta.index, "term": meta.term}
-
-        return await self._in_driver(take)
+        """Take a snapshot of what this node applied, now (``raft snapshot``): serialised
+        and written off the loop, answered once it is durable and current."""
+        await self.take_snapshot()
+        meta = self.storage.snapshot().meta
+        return {"node": self.id, "index": meta.index, "term": meta.term}
 
     # -- end: membership and admin operations ------------------------------------------------
 
