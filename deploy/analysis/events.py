@@ -347,6 +347,30 @@ _CHECKED_KINDS = frozenset({"commit", "truncate", "snapshot", "persist", "apply"
 """Kinds whose fields :func:`_validate_fields` checks; other kinds need only the common ones."""
 
 
+def _fields_ok(ev: str, obj: dict[str, Any]) -> bool:
+    """A quick sufficient test that :func:`_validate_fields` accepts ``obj`` (exact types;
+    a bool where an int is expected, for one, fails here and gets the full check)."""
+    if ev == "send" or ev == "recv":
+        return type(obj.get("id")) is str
+    if ev == "commit" or ev == "snapshot":
+        return type(obj.get("index")) is int
+    if ev == "truncate":
+        return type(obj.get("from")) is int
+    entries = obj.get("entries")  # persist, apply
+    if type(entries) is not list:
+        return False
+    for e in entries:
+        if (
+            type(e) is not list
+            or len(e) < 3
+            or type(e[0]) is not int
+            or type(e[1]) is not int
+            or type(e[2]) is not str
+        ):
+            return False
+    return True
+
+
 def load_event_logs(
     paths: Iterable[Path],
     base: Path | None = None,
@@ -409,7 +433,7 @@ def load_event_logs(
                 and ev
                 and type(term) is int
                 and term >= 0
-                and (ev not in checked or (ev in ("send", "recv") and type(obj.get("id")) is str))
+                and (ev not in checked or _fields_ok(ev, obj))
             ):
                 why = _validate_event(obj)
                 if why is not None and loads is not None:
