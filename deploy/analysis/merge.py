@@ -486,26 +486,23 @@ def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
 
     # recv -> its send (only cross-node pairs; a self-send is just program order).
     send_of: dict[str, dict[int, NodeEvent]] = {n: {} for n in nodes}
-    waiting: dict[str, dict[int, list[NodeEvent]]] = {n: {} for n in nodes}
+    # Per node column: what blocks each recv (the send's node column and seq), by recv seq.
+    block: list[dict[int, tuple[int, int]]] = [{} for _ in nodes]
     matched = unmatched = 0
     for mid, rs in recvs.items():
         s = sends.get(mid)
+        if s is None:
+            unmatched += len(rs)
+            continue
+        snode = s.node
+        key = (col[snode], s.seq)
         for r in rs:
-            if s is None:
-                unmatched += 1
+            rnode = r.node
+            if snode == rnode:
                 continue
-            if s.node == r.node:
-                continue
-            send_of[r.node][r.seq] = s
-            waiting[s.node].setdefault(s.seq, []).append(r)
+            send_of[rnode][r.seq] = s
+            block[col[rnode]][r.seq] = key
             matched += 1
-    # Per node: what blocks each recv (the send's node column and seq), by recv seq.
-    block: list[dict[int, tuple[int, int]]] = [
-        {seq: (col[s.node], s.seq) for seq, s in send_of[n].items()} for n in nodes
-    ]
-    wake: list[dict[int, list[tuple[int, int]]]] = [
-        {seq: [(col[r.node], r.seq) for r in rs] for seq, rs in waiting[n].items()} for n in nodes
-    ]
 
     node_cts: dict[str, list[float]] = {}
     for n, evs in zip(nodes, streams, strict=True):
@@ -518,12 +515,11 @@ def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
     cts_of = [node_cts[n] for n in nodes]
     fast = _sorted_merge(streams, cts_of, block)
     if fast is not None:
-        order, cts_out, lam_out = fast
         return MergedTimeline(
             nodes,
-            order,
-            cts_out,
-            lam_out,
+            fast[0],
+            fast[1],
+            fast[2],
             clocks,
             problems,
             matched,
@@ -531,6 +527,11 @@ def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
             node_cts=node_cts,
             send_of=send_of,
         )
+    # Recvs waiting on each send, by the send's node column and seq.
+    wake: list[dict[int, list[tuple[int, int]]]] = [{} for _ in nodes]
+    for k, blk in enumerate(block):
+        for seq, (sk, sseq) in blk.items():
+            wake[sk].setdefault(sseq, []).append((k, seq))
     sizes = [len(evs) for evs in streams]
     nxt = [0] * len(nodes)  # next unemitted seq per node
     lam_of = [[0] * k for k in sizes]  # Lamport clock of each emitted event
