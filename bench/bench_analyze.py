@@ -130,11 +130,15 @@ def _median_phases(samples: list[dict[str, object]]) -> dict[str, tuple[float, f
 
 
 def run_bench(
-    run: Path, repeat: int, variants: list[str], baseline: Path | None
+    run: Path,
+    repeat: int,
+    variants: list[str],
+    baseline: Path | None,
+    baseline_variants: tuple[str, ...] = ("core",),
 ) -> dict[str, list[dict[str, object]]]:
     plan = [(v, ROOT) for v in variants]
     if baseline is not None:
-        plan += [(f"baseline-{v}", baseline) for v in variants if v in ("full", "core")]
+        plan += [(f"baseline-{v}", baseline) for v in baseline_variants]
     samples: dict[str, list[dict[str, object]]] = {name: [] for name, _ in plan}
     for i in range(repeat):
         for name, tree in plan:
