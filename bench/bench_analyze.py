@@ -92,11 +92,12 @@ def measure(run: Path, variant: str, tree: Path) -> dict[str, object]:
     """One fresh process: wall and CPU seconds in total and per phase."""
     flags = VARIANTS[variant]
     code = _CLI_NO_ORJSON if variant == "no-orjson" else _CLI
+    timings = ["--timings"] if tree == ROOT else []  # a baseline may predate the flag
     with tempfile.TemporaryDirectory(prefix="bench-analyze-") as tmp:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-c", code, "analyze", str(run), "--out", tmp, *flags, "--timings"],
+            [sys.executable, "-c", code, "analyze", str(run), "--out", tmp, *flags, *timings],
             capture_output=True,
             text=True,
             env=_env(tree),

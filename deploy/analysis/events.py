@@ -222,13 +222,23 @@ def _read_json_lines(
     lines = _read_lines(path, problems, name)
     if lines is None:
         return
+    for lineno, _line, obj in _json_objects(lines, name, problems):
+        yield Source(name, lineno), obj
+
+
+def _json_objects(
+    lines: list[bytes], name: str, problems: list[LineProblem]
+) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    """(line number, line, object) for every line that is a JSON object; the others are
+    recorded. orjson (when installed) reads lines that start with ``{``; any other line,
+    and any it refuses, goes through :func:`_slow_line`."""
     loads = _fast_loads
     last = len(lines)
     for lineno, line in enumerate(lines, start=1):
         if not line:
             continue
         obj: Any = None
-        if loads is not None and not line.startswith(b"\xef\xbb\xbf"):
+        if loads is not None and line[0] == 123:  # "{": no BOM, no leading blank
             try:
                 obj = loads(line)
             except ValueError:
@@ -237,7 +247,7 @@ def _read_json_lines(
             obj = _slow_line(line, lineno < last, name, lineno, problems)
             if obj is None:
                 continue
-        yield Source(name, lineno), obj
+        yield lineno, line, obj
 
 
 def _looks_like_event_log(path: Path) -> bool:
@@ -408,19 +418,10 @@ def load_event_logs(
         cur_node = ""
         events: list[NodeEvent] = []
         run = 0
-        for lineno, line in enumerate(lines, start=1):
-            if not line:
-                continue
-            obj: Any = None
-            if loads is not None and line[0] == 123:  # "{": no BOM, no leading blank
-                try:
-                    obj = loads(line)
-                except ValueError:
-                    obj = None
-            if type(obj) is not dict:
-                obj = _slow_line(line, lineno < last_line, name, lineno, problems)
-                if obj is None:
-                    continue
+        ts: Any
+        node: Any
+        ev: Any
+        for lineno, line, obj in _json_objects(lines, name, problems):
             ts = obj.get("ts")
             node = obj.get("node")
             ev = obj.get("ev")

@@ -513,20 +513,33 @@ def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
         else:
             node_cts[n] = [e.ts - offs[e.run] for e in evs]
     cts_of = [node_cts[n] for n in nodes]
-    fast = _sorted_merge(streams, cts_of, block)
-    if fast is not None:
-        return MergedTimeline(
-            nodes,
-            fast[0],
-            fast[1],
-            fast[2],
-            clocks,
-            problems,
-            matched,
-            unmatched,
-            node_cts=node_cts,
-            send_of=send_of,
-        )
+    order, cts_out, lam_out = _sorted_merge(streams, cts_of, block) or _heap_merge(
+        streams, cts_of, block, send_of, problems
+    )
+    return MergedTimeline(
+        nodes,
+        order,
+        cts_out,
+        lam_out,
+        clocks,
+        problems,
+        matched,
+        unmatched,
+        node_cts=node_cts,
+        send_of=send_of,
+    )
+
+
+def _heap_merge(
+    streams: list[list[NodeEvent]],
+    cts_of: list[list[float]],
+    block: list[dict[int, tuple[int, int]]],
+    send_of: dict[str, dict[int, NodeEvent]],
+    problems: list[LineProblem],
+) -> tuple[list[NodeEvent], list[float], list[int]]:
+    """Kahn's order with a heap of the ready heads (:func:`merge`); a recv forced out of a
+    cycle loses its send in ``block`` and ``send_of``, and the problem is recorded."""
+    nodes = range(len(streams))
     # Recvs waiting on each send, by the send's node column and seq.
     wake: list[dict[int, list[tuple[int, int]]]] = [{} for _ in nodes]
     for k, blk in enumerate(block):
@@ -596,15 +609,4 @@ def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
                     rb = block[rk].get(rseq)
                     if rb is None or nxt[rb[0]] > rb[1]:
                         heappush(heap, (cts_of[rk][rseq], rk, rseq))
-    return MergedTimeline(
-        nodes,
-        order,
-        cts_out,
-        lam_out,
-        clocks,
-        problems,
-        matched,
-        unmatched,
-        node_cts=node_cts,
-        send_of=send_of,
-    )
+    return order, cts_out, lam_out
