@@ -293,7 +293,7 @@ class RaftNode:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.transport.start(self.addrs.peer)
+        await self.transport.start(self.addrs.bind(self.addrs.peer))
         self.events.flush()  # the start line is on disk as soon as the node listens
         always = self.cfg.fsync is FsyncMode.ALWAYS
         if self.durable and always and hasattr(self.storage, "sync_begin"):
