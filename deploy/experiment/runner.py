@@ -331,6 +331,9 @@ async def _run_on(
     log(f"health check ({len(addrs)} nodes)")
     health = await health_check(control, addrs, wspec.run_id, token=token, address_map=amap)
     log(f"healthy: leader {health['leader']} ({health['seconds']} s)")
+    prepare = getattr(control, "prepare", None)
+    if prepare is not None:
+        await asyncio.to_thread(prepare)  # SSH sessions open before t0: faults start on time
     t0_ns = time.monotonic_ns()
     start_ts = time.time()
     summary = WorkloadSummary()

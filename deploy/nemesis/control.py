@@ -20,6 +20,7 @@ import signal as _signal
 import subprocess
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -385,6 +386,13 @@ class InventoryControl:
                 )
                 self._systemd[node] = r.ok
         return self._systemd[node]
+
+    def prepare(self) -> None:
+        """Open every host's SSH session and learn its service manager now, in parallel, so
+        that the first fault of a run starts on time (a session through a gateway can take
+        seconds to open on a busy machine)."""
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(self.vars)))) as ex:
+            list(ex.map(self.systemd, self.vars))
 
     def _unit(self, node: str) -> str:
         return shlex.quote(str(self._v(node, "raft_node_service_name")) + ".service")

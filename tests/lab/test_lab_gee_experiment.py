@@ -23,7 +23,7 @@ from labkit import REPO, Lab, bring_up, lab_tmpdir
 
 from deploy.testbed import Testbed, TestbedState
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1200)]
 
 PREFIX = "rlxe"
 SUBNET = "10.85.0.0/24"
