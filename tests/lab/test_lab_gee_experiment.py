@@ -9,17 +9,14 @@ must not exit 0. Needs root; CI runs it as root."""
 from __future__ import annotations
 
 import json
-import pwd
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from labkit import REPO, Lab, bring_up, lab_tmpdir
+from labkit import Lab, add_slice_user, bring_up, lab_tmpdir, raftlab, remove_slice_user
 
 from deploy.testbed import Testbed, TestbedState
 
@@ -30,7 +27,6 @@ SUBNET = "10.85.0.0/24"
 INNER_SUBNET = "10.85.1.0/24"
 USER = "rlxslice"
 SUDOERS = Path("/etc/sudoers.d/rlx-slice")
-RAFTLAB = [sys.executable, "-c", "import sys, deploy.cli; sys.exit(deploy.cli.main())"]
 
 SPEC = """\
 name: geetest
@@ -42,28 +38,6 @@ nemesis:
   - {kind: pause, target: random, start_s: 8, duration_s: 1}
 recovery_s: 3
 """
-
-
-def _add_slice_user(home: Path) -> None:
-    """A non-root login with passwordless sudo, as a GEE slice has (the testbed's hosts share
-    the machine's /etc/passwd and sudoers; _remove_slice_user undoes both)."""
-    subprocess.run(
-        ["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-p", "*", USER],
-        check=True,
-        capture_output=True,
-    )
-    home.mkdir(mode=0o755, exist_ok=True)
-    pw = pwd.getpwnam(USER)
-    shutil.chown(home, pw.pw_uid, pw.pw_gid)
-    SUDOERS.parent.mkdir(mode=0o755, exist_ok=True)
-    SUDOERS.write_text(f"{USER} ALL=(ALL) NOPASSWD:ALL\n")
-    SUDOERS.chmod(0o440)
-
-
-def _remove_slice_user(home: Path) -> None:
-    SUDOERS.unlink(missing_ok=True)
-    subprocess.run(["userdel", USER], check=False, capture_output=True)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def _set_group_vars(inventory: Path, **values: object) -> None:
@@ -86,7 +60,7 @@ def lab() -> Iterator[Lab]:
         inventory_dir=str(tmp / "inventory"),
     )
     try:
-        _add_slice_user(home)
+        add_slice_user(USER, home, SUDOERS)
         lab = bring_up(tmp, state)
         # As in a GEE slicelet: the slice user, root through sudo.
         _set_group_vars(lab.inventory, ansible_user=USER, ansible_become=True)
@@ -94,14 +68,8 @@ def lab() -> Iterator[Lab]:
         yield lab
     finally:
         Testbed(tmp / "state").down()
-        _remove_slice_user(home)
+        remove_slice_user(USER, home, SUDOERS)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _raftlab(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RAFTLAB, *args], capture_output=True, text=True, timeout=timeout_s, check=False, cwd=REPO
-    )
 
 
 def test_an_experiment_runs_clients_and_faults_through_the_gateway(
@@ -113,7 +81,7 @@ def test_an_experiment_runs_clients_and_faults_through_the_gateway(
     spec = tmp_path / "geetest.yml"
     spec.write_text(SPEC)
     runs = tmp_path / "runs"
-    run = _raftlab("run", str(spec), "-i", str(lab.inventory), "--runs", str(runs))
+    run = raftlab("run", str(spec), "-i", str(lab.inventory), "--runs", str(runs))
     assert run.returncode == 0, run.stdout + run.stderr[-6000:]
     assert "verdict: VALID" in run.stdout
     assert "through SSH tunnels: 127.0.0.1:" in run.stderr
@@ -138,7 +106,7 @@ def test_a_workload_that_reaches_no_node_does_not_exit_0(lab: Lab, tmp_path: Pat
     inv = tmp_path / "direct"
     shutil.copytree(lab.inventory, inv)
     _set_group_vars(inv, raft_lab_access="direct")
-    run = _raftlab(
+    run = raftlab(
         "workload",
         "--inventory",
         str(inv),
