@@ -9,6 +9,7 @@ appended, so nodes sharing a host and a file never share a data directory).
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -63,9 +64,19 @@ class ReadMode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class NodeAddresses:
+    """Where the other nodes and clients reach a node (its advertised addresses) and, when
+    that differs (a 1:1-NAT cloud: the public address is not on any interface of the host),
+    the address its ports listen on: ``listen`` ("" = the advertised hosts, "0.0.0.0" or
+    the host's private address)."""
+
     peer: Address
     client: Address
     http: Address
+    listen: str = ""
+
+    def bind(self, advertised: Address) -> Address:
+        """The address to listen on for one of this node's advertised addresses."""
+        return Address(self.listen, advertised.port) if self.listen else advertised
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +219,20 @@ _KNOWN = {
 }
 
 
+def _listen(value: object, what: str) -> str:
+    """A node's listen address: an IP address (``0.0.0.0``, ``::`` or one of the host's),
+    or absent ("": listen on the advertised addresses)."""
+    if value is None or value == "":
+        return ""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ConfigFileError(
+            f"{what}: expected an IP address to listen on (0.0.0.0, or one of the host's), "
+            f"got {value!r}"
+        ) from None
+
+
 def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
     """Validate a decoded cluster.yml document."""
     if not isinstance(doc, dict):
@@ -235,13 +260,14 @@ def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
         check_node_id(nid, f"{path}: nodes")
         if not isinstance(addrs, dict):
             raise ConfigFileError(f"{path}: nodes.{nid}: expected {{peer, client, http}}")
-        extra = sorted(set(addrs) - {"peer", "client", "http"})
+        extra = sorted(set(addrs) - {"peer", "client", "http", "listen"})
         if extra:
             raise ConfigFileError(f"{path}: nodes.{nid}: unknown field(s) {', '.join(extra)}")
         nodes[nid] = NodeAddresses(
             peer=parse_address(addrs.get("peer"), f"{path}: nodes.{nid}.peer"),
             client=parse_address(addrs.get("client"), f"{path}: nodes.{nid}.client"),
             http=parse_address(addrs.get("http"), f"{path}: nodes.{nid}.http"),
+            listen=_listen(addrs.get("listen"), f"{path}: nodes.{nid}.listen"),
         )
         for port in ("peer", "client", "http"):
             addr: Address = getattr(nodes[nid], port)
@@ -364,7 +390,12 @@ def render_config(cfg: ClusterConfig) -> str:
         "client_connections_max": cfg.client_connections_max,
         "client_idle_timeout_s": cfg.client_idle_timeout_s,
         "nodes": {
-            nid: {"peer": str(a.peer), "client": str(a.client), "http": str(a.http)}
+            nid: {
+                "peer": str(a.peer),
+                "client": str(a.client),
+                "http": str(a.http),
+                **({"listen": a.listen} if a.listen else {}),
+            }
             for nid, a in cfg.nodes.items()
         },
     }

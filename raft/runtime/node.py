@@ -390,7 +390,7 @@ class RaftNode:
         if self._boot_snapshot is not None:
             data, self._boot_snapshot = self._boot_snapshot, None
             await asyncio.to_thread(self.applier.restore, data)
-        await self.transport.start(self.addrs.peer)
+        await self.transport.start(self.addrs.bind(self.addrs.peer), advertise=self.addrs.peer)
         self.events.flush()  # the start line is on disk as soon as the node listens
         always = self.cfg.fsync is FsyncMode.ALWAYS
         if self.durable and always and hasattr(self.storage, "sync_begin"):

@@ -113,7 +113,7 @@ class ClientServer:
         self.forwarder = Forwarder(token)  # perf: writes sent to a follower go to the leader
 
     async def start(self) -> None:
-        a = self.node.addrs.client
+        a = self.node.addrs.bind(self.node.addrs.client)  # listen address (1:1 NAT)
         self._server = await asyncio.start_server(
             self._serve_conn, a.host, a.port, backlog=socket.SOMAXCONN
         )
@@ -431,7 +431,7 @@ async def serve(node: RaftNode, install_signals: bool = True) -> str:
     try:
         await node.start()
         await client.start()
-        a = node.addrs.http
+        a = node.addrs.bind(node.addrs.http)
         await http.start(a.host, a.port)
         log.info(
             "node %s serving: peer %s, client %s, http %s",

@@ -151,10 +151,13 @@ class PeerTransport:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, listen: Address) -> None:
+    async def start(self, listen: Address, advertise: Address | None = None) -> None:
+        """Listen on ``listen``; ``advertise`` (default: the same) is the address the
+        handshake tells peers to dial back (a 1:1-NAT node listens on its private address
+        and advertises its public one)."""
         # Dial from our own peer address, so peers (and firewall rules) see who we are.
         self._local_addr = (listen.host, 0) if listen.host not in ("0.0.0.0", "::") else None
-        self._listen = str(listen)
+        self._listen = str(advertise or listen)
         self._server = await asyncio.start_server(
             self._accept, listen.host, listen.port, backlog=socket.SOMAXCONN
         )
