@@ -4,7 +4,8 @@ per-connection session key that authenticates every frame.
 Handshake (each message is one frame: msgpack body followed by a 32-byte HMAC):
 
 1. dialer -> acceptor ``hello``: ``{"magic": "RAFTLAB", "v": 1, "cluster", "node", "to",
-   "nonce"}``, MAC = HMAC(secret, b"hello" + body).
+   "nonce", "addr"}``, MAC = HMAC(secret, b"hello" + body). ``addr`` (optional) is the
+   dialer's own peer address, so a node that joins a cluster learns where to answer.
 2. acceptor -> dialer ``ack``: ``{"magic", "v", "cluster", "node", "nonce"}``, MAC =
    HMAC(secret, b"ack" + hello_nonce + body) (binds the answer to this hello).
 3. session key = HMAC(secret, b"session" + dialer_nonce + acceptor_nonce + dialer + acceptor).
@@ -72,6 +73,8 @@ class Hello:
     node: str
     nonce: bytes
     to: str = ""
+    addr: str = ""
+    """The sender's peer listen address ("host:port"; hello only, optional)."""
 
 
 def encode_hello(secret: bytes, hello: Hello) -> bytes:
@@ -83,6 +86,7 @@ def encode_hello(secret: bytes, hello: Hello) -> bytes:
             "node": hello.node,
             "to": hello.to,
             "nonce": hello.nonce,
+            **({"addr": hello.addr} if hello.addr else {}),
         }
     )
     return body + _mac(secret, b"hello", body)
@@ -119,9 +123,11 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
     node = obj.get("node")
     nonce = obj.get("nonce")
     to = obj.get("to", "")
+    addr = obj.get("addr", "")
     if (
         not isinstance(node, str)
         or not isinstance(to, str)
+        or not isinstance(addr, str)
         or not isinstance(nonce, bytes)
         or len(nonce) != NONCE_BYTES
     ):
@@ -132,7 +138,7 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
         raise HandshakeRefusedError(
             RefusalReason.BAD_CLUSTER, f"cluster {obj.get('cluster')!r} is not {cluster!r}", node
         )
-    return Hello(cluster=cluster, node=node, nonce=nonce, to=to)
+    return Hello(cluster=cluster, node=node, nonce=nonce, to=to, addr=addr)
 
 
 def decode_hello(frame: bytes, secret: bytes, cluster: str) -> Hello:

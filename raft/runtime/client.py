@@ -215,6 +215,7 @@ class RaftClient:
         write: bool,
         deadline: float,
         session: bool,
+        final: frozenset[Status] = DEFINITE,
     ) -> Response:
         loop = asyncio.get_running_loop()
         last = Response(0, Status.TIMEOUT, error="no node answered")
@@ -245,7 +246,7 @@ class RaftClient:
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue
             self.last_node = resp.node
-            if resp.status in DEFINITE:
+            if resp.status in final:
                 if write:
                     # A follower that forwarded the write names the leader: go there next.
                     self._leader = self._hint(resp.leader) or addr
@@ -275,6 +276,14 @@ class RaftClient:
         if hinted not in self.addrs:
             self.addrs.append(hinted)
         return hinted
+
+    async def admin(self, op: str, node: str | None = None, value: Any = None) -> Response:
+        """An admin operation (docs/membership.md): follows leader hints and retries only
+        when nothing reached a node; a node's ``timeout`` answer is returned as it is (the
+        change may or may not have happened, so it is not sent again)."""
+        deadline = asyncio.get_running_loop().time() + self.op_timeout_s
+        final = DEFINITE | {Status.TIMEOUT}
+        return await self._run(op, node, value, None, False, deadline, False, final)
 
     async def put(self, key: str | None, value: Any) -> Response:
         return await self.request("put", key, value)

@@ -24,16 +24,21 @@ import os
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from raft.core import Config, RawNode, ReadOnlyOption
 from raft.core.confchange import decode_conf_change
 from raft.core.errors import NotLeaderError, ProposalDroppedError, RaftError
 from raft.core.storage import LogStorage
 from raft.core.types import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
     ConfState,
     CoreEvent,
+    Entry,
     EntryType,
     HardState,
     Message,
@@ -46,6 +51,22 @@ from raft.machines.codec import CommandError
 from raft.runtime import backend, metrics
 from raft.runtime.config import ClusterConfig, FsyncMode, ReadMode
 from raft.runtime.eventlog import EventLog, MessageIds, digest
+from raft.runtime.members import (
+    Book,
+    MemberAddrs,
+    MembersError,
+    book_from_wire,
+    book_of,
+    book_to_wire,
+    check_addresses_free,
+    decode_context,
+    encode_context,
+)
+from raft.runtime.protocol import (
+    OP_MEMBER_ADD_LEARNER,
+    OP_MEMBER_PROMOTE,
+    OP_MEMBER_REMOVE,
+)
 from raft.runtime.sessions import Applier, decode_batch_results, encode_batch, encode_entry
 from raft.runtime.transport import PeerTransport
 from raft.runtime.writer import DurableWriter
@@ -77,6 +98,14 @@ driver awaited its fsync; acks, applies and reads are not held back meanwhile.""
 HARD_STATE_COMMIT_EVERY = 1000
 HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
+PROMOTE_LAG_ENTRIES_MAX = 64
+"""A learner is caught up (and may be promoted) once its match index is within this many
+entries of the leader's last index."""
+ADMIN_POLL_S = 0.05
+ADMIN_REPLY_MARGIN_S = 1.0
+"""An admin operation stops waiting this long before its request's deadline, so the
+client gets the node's own answer (naming what it waited for) rather than a bare timeout."""
+_T = TypeVar("_T")
 
 
 def ticks_due(now: float, next_tick: float, tick_s: float, ticks_max: int) -> tuple[int, float]:
@@ -100,6 +129,11 @@ class NodeUnavailableError(Exception):
         super().__init__(reason)
         self.leader = leader
         self.definite = definite
+
+
+class AdminRefusedError(Exception):
+    """An admin operation was refused and had no effect; the message says why in one line
+    ("another configuration change is in progress", "n7 is not a member", ...)."""
 
 
 class ProposalLostError(NodeUnavailableError):
@@ -146,6 +180,8 @@ class NodeState:
     leader: str = ""
     storage_failed: str = ""
     conf: ConfState = field(default_factory=ConfState)
+    conf_index: int = 0
+    """Index of the entry (or snapshot) the configuration in effect comes from."""
 
 
 class RaftNode:
@@ -160,7 +196,11 @@ class RaftNode:
         node_id: str,
         secret: bytes,
         rng: random.Random | None = None,
+        join: bool = False,
     ) -> None:
+        """``join``: with an empty data directory, start as a non-member that waits for a
+        leader to add it (``raft serve --join``) instead of bootstrapping from cluster.yml's
+        ``nodes:``; ignored once the storage holds anything."""
         if node_id not in cfg.nodes:
             raise ValueError(f"node {node_id!r} is not in {cfg.path or 'the cluster config'}")
         self.cfg = cfg
@@ -215,17 +255,26 @@ class RaftNode:
         self._applied_marks: deque[tuple[int, int]] = deque()
         """(index, entry bytes applied up to it since the last snapshot), one per apply."""
         self._applied_bytes = 0
+        # -- membership (issue 11) --
+        self.join = join
+        self.book: Book = {}
+        """Every member's addresses, as the configuration in effect carries them."""
+        self._was_member = False
+        self._admin_calls: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self._conf_waiters: dict[int, tuple[int, asyncio.Future[ConfState]]] = {}
+        self._snapshot_forced = False
         self._boot()
         self.transport = PeerTransport(
             node_id,
             cfg.cluster,
             secret,
-            {nid: a.peer for nid, a in cfg.nodes.items()},
+            {nid: a.peer for nid, a in self.book.items()},
             on_message=self._on_peer_message,
             on_unreachable=self._on_unreachable,
             on_refused=self._on_refused,
             on_snapshot_sent=self._on_snapshot_sent,
         )
+        self._sync_peers()
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -236,7 +285,7 @@ class RaftNode:
         if not snap.is_empty():
             self.applier.restore(snap.data)
             applied = snap.meta.index
-        voters = tuple(sorted(self.cfg.nodes))
+        voters = self._boot_members(hs, conf, snap.meta.index)
         core_cfg = Config(
             id=self.id,
             voters=voters,
@@ -261,6 +310,8 @@ class RaftNode:
         st.applied = applied
         st.last_index = self.storage.last_index()
         st.conf = conf if conf.voters else ConfState(voters=frozenset(voters))
+        st.conf_index = snap.meta.index
+        self._was_member = self._is_member()
         last_term = self.storage.term(st.last_index)
         extra: dict[str, Any] = {}
         recovery = getattr(self.storage, "recovery", None)
@@ -328,6 +379,7 @@ class RaftNode:
                 self.storage.set_hard_state(self._latest_hs)  # the exact commit, for restart
                 self.storage.sync()
             backend.close_storage(self.storage)
+        self._fail_admin(NodeUnavailableError("node is shutting down", definite=False))
         self.events.emit("stop", reason=reason)
         self.events.close()
         log.info("node %s stopped: %s", self.id, reason)
@@ -463,6 +515,7 @@ class RaftNode:
                 self._take_reads()
                 if self._handoff_requested:
                     self._start_handoff()
+                self._run_admin_calls()
                 await self._handle_readies()
         except Exception as exc:
             # Fail-stop: a core in an unknown state must not go on voting or acknowledging.
@@ -589,6 +642,7 @@ class RaftNode:
             self.applier.restore(rd.snapshot.data)
             st.applied = rd.snapshot.meta.index
             st.conf = rd.snapshot.meta.conf_state
+            self._members_from_snapshot(rd.snapshot.meta.index)
             self.events.emit(
                 "snapshot",
                 action="install",
@@ -781,16 +835,7 @@ class RaftNode:
             if e.index <= st.applied:
                 continue
             if e.type is EntryType.CONF_CHANGE:
-                cc = decode_conf_change(e.data)
-                cs = self.core.apply_conf_change(cc)
-                st.conf = cs
-                self.events.emit(
-                    "conf",
-                    index=e.index,
-                    voters=sorted(cs.voters),
-                    learners=sorted(cs.learners),
-                    voters_outgoing=sorted(cs.voters_outgoing),
-                )
+                self._apply_conf_entry(e)
                 result = b""
             else:
                 result = self.applier.apply(e.index, e.data)
@@ -862,18 +907,28 @@ class RaftNode:
             self.events.emit("send", to=m.to, msg=m.type.value, id=msg_id)
         self.transport.send(msg_id, m)
 
-    def _maybe_snapshot(self) -> None:
+    def _maybe_snapshot(self, force: bool = False) -> None:
+        """A snapshot once ``snapshot_entries`` were applied since the last one; at once when
+        ``force`` (``raft snapshot``) or when the first configuration change was applied
+        (then the log is also compacted past index 1: nobody needs cluster.yml's bootstrap
+        voters to replay it, and a joining node always starts from a snapshot that carries
+        the configuration and the address book)."""
         st = self.state
         snap_index = self.storage.snapshot().meta.index
         budget = self.cfg.snapshot_entries
+        forced = force or self._snapshot_forced
         if st.applied <= snap_index or (
-            st.applied - snap_index < budget
+            not forced
+            and st.applied - snap_index < budget
             and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
         ):
             return
         try:
-            snap = self.storage.create_snapshot(st.applied, st.conf, self.applier.snapshot())
+            snap = self.storage.create_snapshot(st.applied, st.conf, self._snapshot_data())
             compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
+            if self._snapshot_forced:
+                compact_to = max(compact_to, 1)
+            self._snapshot_forced = False
             # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
             for index, upto in self._applied_marks:
                 if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
@@ -917,6 +972,344 @@ class RaftNode:
         self._reads.clear()
         self._ready_reads.clear()
 
+    # -- begin: membership and admin operations (issue 11; docs/membership.md) -------------
+
+    def _boot_members(self, hs: HardState, conf: ConfState, snap_index: int) -> tuple[str, ...]:
+        """The address book at start and the bootstrap voters for the core. The durable
+        configuration wins: a snapshot's book (and its ConfState, which the core reads from
+        the storage) over cluster.yml. A node started with ``join`` and an empty data
+        directory is in no configuration: it waits for a leader to add it."""
+        own = MemberAddrs.of(self.addrs)
+        empty = snap_index == 0 and self.storage.last_index() == 0 and hs == HardState()
+        joining = self.join and empty
+        if joining:
+            self.book = {self.id: own}
+        else:
+            self.book = book_of(self.cfg.nodes) if not self.join else {self.id: own}
+            self._restore_book()
+        if conf.voters or conf.learners or conf.voters_outgoing:
+            members = conf.voters | conf.voters_outgoing | conf.learners | conf.learners_next
+            self.book = {n: a for n, a in self.book.items() if n in members or n == self.id}
+        return () if joining else tuple(sorted(self.cfg.nodes))
+
+    def _restore_book(self) -> None:
+        """Take the book the last restored snapshot carried, if it carried one."""
+        raw = self.applier.restored_members
+        if raw is None:
+            return
+        try:
+            book = book_from_wire(raw, "snapshot address book")
+        except MembersError as exc:
+            log.warning("ignoring the snapshot's address book: %s", exc)
+            return
+        book[self.id] = MemberAddrs.of(self.addrs)  # where we listen is ours to say
+        self.book = book
+
+    def _snapshot_data(self) -> bytes:
+        return self.applier.snapshot(members=book_to_wire(self.book))
+
+    def address_of(self, nid: str) -> MemberAddrs | None:
+        """Where member ``nid`` listens, as the configuration says (cluster.yml's entry
+        for a node the book does not know, unless this node was started with --join)."""
+        a = self.book.get(nid)
+        if a is None and not self.join and nid in self.cfg.nodes:
+            a = MemberAddrs.of(self.cfg.nodes[nid])
+        return a
+
+    def _members(self) -> frozenset[str]:
+        cs = self.state.conf
+        return cs.voters | cs.voters_outgoing | cs.learners | cs.learners_next
+
+    def _is_member(self) -> bool:
+        return self.id in self._members()
+
+    def _apply_conf_entry(self, e: Entry) -> None:
+        """Apply a committed configuration change: learn the addresses it carries, switch
+        the core's configuration, follow it with the transport, answer the admin request
+        that proposed it, and snapshot at once if the log still starts at index 1."""
+        st = self.state
+        cc = decode_conf_change(e.data)
+        try:
+            added = decode_context(cc.context)
+        except MembersError as exc:
+            log.warning("conf change at %d: %s", e.index, exc)
+            added = {}
+        added.pop(self.id, None)
+        self.book.update(added)
+        cs = self.core.apply_conf_change(cc)
+        st.conf, st.conf_index = cs, e.index
+        self.events.emit(
+            "conf",
+            index=e.index,
+            voters=sorted(cs.voters),
+            learners=sorted(cs.learners),
+            voters_outgoing=sorted(cs.voters_outgoing),
+        )
+        self._sync_peers()
+        waiter = self._conf_waiters.pop(e.index, None)
+        if waiter is not None and not waiter[1].done():
+            if waiter[0] == e.term:
+                waiter[1].set_result(cs)
+            else:
+                waiter[1].set_exception(ProposalLostError("entry replaced", st.leader))
+        if self.storage.snapshot().meta.index == 0:
+            self._snapshot_forced = True
+
+    def _members_from_snapshot(self, index: int) -> None:
+        """An installed snapshot brings the configuration and the book with it."""
+        self._restore_book()
+        self.state.conf_index = index
+        members = self._members()
+        self.book = {n: a for n, a in self.book.items() if n in members or n == self.id}
+        self._sync_peers()
+
+    def _sync_peers(self) -> None:
+        """The transport talks to the members of the configuration in effect, and to
+        nobody else: a removed node's connections are refused, so it cannot disturb the
+        cluster; a node removed itself stops talking to the others."""
+        members = self._members()
+        if self.id in members:
+            self._was_member = True
+            self.transport.accept_unknown = False
+            self.book = {n: a for n, a in self.book.items() if n in members or n == self.id}
+            for nid in sorted(members - {self.id}):
+                a = self.address_of(nid)
+                if a is not None:
+                    self.transport.add_peer(nid, a.peer)
+            for nid in set(self.transport.peers()) - members:
+                self.transport.remove_peer(nid)
+            return
+        if self._was_member:
+            log.warning(
+                "%s was removed from the configuration (index %d): idle from now",
+                self.id,
+                self.state.conf_index,
+            )
+            self.events.emit("removed", index=self.state.conf_index)
+            for nid in list(self.transport.peers()):
+                self.transport.remove_peer(nid)
+            self._was_member = False
+        self.transport.accept_unknown = True  # waits (again) for a leader to add it
+
+    async def _in_driver(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the driver task (only it touches the core and the storage)."""
+        if self._stopping or self.state.storage_failed or self._driver is None:
+            raise NodeUnavailableError("node cannot serve admin operations", self._leader_hint())
+        fut: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._admin_calls.append((fn, fut))
+        self._wake.set()
+        return await fut
+
+    def _run_admin_calls(self) -> None:
+        while self._admin_calls:
+            fn, fut = self._admin_calls.popleft()
+            if fut.done():
+                continue
+            try:
+                fut.set_result(fn())
+            except Exception as exc:  # handed to the caller, which names it
+                fut.set_exception(exc)
+
+    def _fail_admin(self, exc: Exception) -> None:
+        futs = [f for _, f in self._admin_calls] + [f for _, f in self._conf_waiters.values()]
+        for f in futs:
+            if not f.done():
+                f.set_exception(exc)
+        self._admin_calls.clear()
+        self._conf_waiters.clear()
+
+    def _require_leader(self) -> None:
+        if not self.is_leader():
+            raise NodeUnavailableError("not leader", self._leader_hint())
+
+    def _members_view(self) -> dict[str, Any]:
+        """What ``raft member list`` prints (on the leader: with each member's match)."""
+        cs = self.state.conf
+        status = self.core.status()
+        progress = dict(status.progress)
+        rows: list[dict[str, Any]] = []
+        for nid in sorted(self._members()):
+            a = self.address_of(nid)
+            pr = progress.get(nid)
+            rows.append(
+                {
+                    "id": nid,
+                    "role": "learner" if nid in cs.learners else "voter",
+                    "peer": str(a.peer) if a is not None else None,
+                    "client": str(a.client) if a is not None else None,
+                    "http": str(a.http) if a is not None and a.http is not None else None,
+                    "match": pr.match if pr is not None else None,
+                    "lag": status.last_index - pr.match if pr is not None else None,
+                }
+            )
+        return {
+            "leader": self.state.leader,
+            "joint": bool(cs.voters_outgoing),
+            "voters": sorted(cs.voters),
+            "voters_outgoing": sorted(cs.voters_outgoing),
+            "learners": sorted(cs.learners | cs.learners_next),
+            "members": rows,
+            "index": self.state.conf_index,
+            "last_index": status.last_index,
+        }
+
+    async def member_list(self) -> dict[str, Any]:
+        def view() -> dict[str, Any]:
+            self._require_leader()
+            return self._members_view()
+
+        return await self._in_driver(view)
+
+    def _propose_change(
+        self, op: str, nid: str, addrs: MemberAddrs | None
+    ) -> asyncio.Future[ConfState]:
+        """On the driver: check the change against the configuration in effect and propose
+        it; the future resolves when its entry is applied here. One change at a time, and
+        every change to the voters goes through a joint configuration (thesis §4.3)."""
+        self._require_leader()
+        cs = self.state.conf
+        if self.core.raft.is_conf_change_pending() or cs.voters_outgoing or self._conf_waiters:
+            what = (
+                "a joint configuration is not left yet"
+                if cs.voters_outgoing
+                else ("a configuration change is not applied yet")
+            )
+            raise AdminRefusedError(f"another configuration change is in progress ({what})")
+        members = self._members()
+        single = ConfChangeSingle
+        if op == OP_MEMBER_ADD_LEARNER:
+            if nid in members:
+                role = "learner" if nid in cs.learners else "voter"
+                raise AdminRefusedError(f"{nid} is already a member ({role})")
+            assert addrs is not None
+            try:
+                check_addresses_free(self.book, nid, addrs)
+            except MembersError as exc:
+                raise AdminRefusedError(str(exc)) from None
+            cc = ConfChange(
+                (single(ConfChangeType.ADD_LEARNER, nid),), context=encode_context({nid: addrs})
+            )
+        elif op == OP_MEMBER_PROMOTE:
+            if nid not in members:
+                raise AdminRefusedError(f"{nid} is not a member (add it as a learner first)")
+            if nid not in cs.learners:
+                raise AdminRefusedError(f"{nid} is already a voter")
+            cc = ConfChange((single(ConfChangeType.ADD_NODE, nid),), joint=True)
+        elif op == OP_MEMBER_REMOVE:
+            if nid not in members:
+                raise AdminRefusedError(f"{nid} is not a member")
+            if cs.voters == frozenset({nid}):
+                raise AdminRefusedError(f"{nid} is the only voter; it cannot be removed")
+            joint = nid in cs.voters
+            cc = ConfChange((single(ConfChangeType.REMOVE_NODE, nid),), joint=joint)
+        else:  # pragma: no cover - the server only passes the three ops
+            raise AdminRefusedError(f"unknown membership op {op!r}")
+        try:
+            index, term = self.core.propose_conf_change(cc)
+        except NotLeaderError as exc:
+            raise NodeUnavailableError("not leader", exc.leader_hint) from None
+        except ProposalDroppedError as exc:
+            raise AdminRefusedError(f"refused by the leader: {exc}") from None
+        fut: asyncio.Future[ConfState] = asyncio.get_running_loop().create_future()
+        self._conf_waiters[index] = (term, fut)
+        log.info("%s proposed %s %s at index %d", self.id, op, nid, index)
+        return fut
+
+    def _catch_up(self, nid: str) -> tuple[int, int]:
+        """On the driver: (the learner's match, the leader's last index)."""
+        self._require_leader()
+        cs = self.state.conf
+        if nid not in self._members():
+            raise AdminRefusedError(f"{nid} is not a member (add it as a learner first)")
+        if nid not in cs.learners:
+            raise AdminRefusedError(f"{nid} is already a voter")
+        status = self.core.status()
+        pr = dict(status.progress).get(nid)
+        return (pr.match if pr is not None else 0), status.last_index
+
+    async def change_members(
+        self, op: str, nid: str, addrs: MemberAddrs | None, timeout_s: float
+    ) -> dict[str, Any]:
+        """Add a learner, promote a learner (once it caught up) or remove a member; returns
+        the configuration after the change (and after leaving the joint configuration)."""
+        loop = asyncio.get_running_loop()
+        budget = max(0.5, timeout_s - ADMIN_REPLY_MARGIN_S)
+        deadline = loop.time() + budget
+        if op == OP_MEMBER_PROMOTE:
+            while True:
+                match, last = await self._in_driver(lambda: self._catch_up(nid))
+                if last - match <= PROMOTE_LAG_ENTRIES_MAX:
+                    break
+                if loop.time() >= deadline:
+                    raise AdminRefusedError(
+                        f"{nid} is not caught up after {budget:.0f} s (match {match:,} of {last:,})"
+                    )
+                await asyncio.sleep(ADMIN_POLL_S)
+        applied = await self._in_driver(lambda: self._propose_change(op, nid, addrs))
+        try:
+            await asyncio.wait_for(asyncio.shield(applied), max(0.1, deadline - loop.time()))
+        except TimeoutError:
+            raise NodeUnavailableError(
+                f"the change was proposed but not applied within {budget:.0f} s; "
+                "outcome unknown (see 'raft member list')",
+                definite=False,
+            ) from None
+        while self.state.conf.voters_outgoing and loop.time() < deadline:
+            await asyncio.sleep(ADMIN_POLL_S)  # the leader leaves the joint config by itself
+        if self.is_leader():
+            return await self._in_driver(self._members_view)
+        return self._members_view()  # e.g. a leader that removed itself
+
+    def _start_transfer(self, target: str) -> str:
+        self._require_leader()
+        cs = self.state.conf
+        if not target:
+            candidates = [
+                (pr.match, nid)
+                for nid, pr in self.core.status().progress
+                if nid != self.id and nid in cs.voters and pr.recent_active
+            ]
+            if not candidates:
+                raise AdminRefusedError("no other voter is reachable to take over")
+            target = max(candidates)[1]
+        elif target not in self._members():
+            raise AdminRefusedError(f"{target} is not a member")
+        elif target not in cs.voters:
+            raise AdminRefusedError(f"{target} is not a voter (promote it first)")
+        if target != self.id:
+            self.core.transfer_leader(target)
+        return target
+
+    async def transfer_leader(self, target: str, timeout_s: float) -> dict[str, Any]:
+        """Hand leadership to ``target`` (or the most up-to-date voter) and wait until it
+        leads (thesis §3.10)."""
+        loop = asyncio.get_running_loop()
+        budget = max(0.5, timeout_s - ADMIN_REPLY_MARGIN_S)
+        deadline = loop.time() + budget
+        target = await self._in_driver(lambda: self._start_transfer(target))
+        while self.state.leader != target:
+            if loop.time() >= deadline:
+                now = self.state.leader or "unknown"
+                raise AdminRefusedError(
+                    f"leadership did not move to {target} within {budget:.0f} s (leader: {now})"
+                )
+            await asyncio.sleep(ADMIN_POLL_S)
+        return {"leader": target, "term": self.state.term}
+
+    async def snapshot_now(self) -> dict[str, Any]:
+        """Take a snapshot of what this node applied, now (``raft snapshot``)."""
+
+        def take() -> dict[str, Any]:
+            self._maybe_snapshot(force=True)
+            if self.state.storage_failed:
+                raise NodeUnavailableError("storage failed", self._leader_hint())
+            meta = self.storage.snapshot().meta
+            return {"node": self.id, "index": meta.index, "term": meta.term}
+
+        return await self._in_driver(take)
+
+    # -- end: membership and admin operations ------------------------------------------------
+
     # -- views -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -934,6 +1327,10 @@ class RaftNode:
             "durable": self.durable,
             "read_mode": self.read_mode.value,
             "voters": sorted(st.conf.voters),
+            "learners": sorted(st.conf.learners | st.conf.learners_next),
+            "voters_outgoing": sorted(st.conf.voters_outgoing),
+            "joint": bool(st.conf.voters_outgoing),
+            "conf_index": st.conf_index,
         }
 
     def metrics_text(self) -> str:

@@ -111,6 +111,8 @@ class Applier:
         self._sessions: dict[str, _Session] = {}
         self._max = sessions_max
         self.duplicates = 0
+        self.restored_members: object = None
+        """The address book the last restored snapshot carried (None: it had none)."""
 
     def apply(self, index: int, data: bytes) -> bytes:
         if not data:
@@ -210,14 +212,22 @@ class Applier:
         sess = self._sessions.get(client_id)
         return 0 if sess is None else sess.seq
 
-    def snapshot(self) -> bytes:
+    def snapshot(self, members: object = None) -> bytes:
+        """The sessions and the machine; ``members`` (the runtime's address book,
+        raft/runtime/members.py) rides along when given, so the book travels with the
+        ConfState in every snapshot."""
         sessions = [
             [c, s.seq, s.result, s.index, s.key_hash, s.digest]
             for c, s in sorted(self._sessions.items())
         ]
-        return codec.packb(
-            {"v": SNAPSHOT_VERSION, "sessions": sessions, "machine": self.machine.snapshot()}
-        )
+        doc: dict[str, object] = {
+            "v": SNAPSHOT_VERSION,
+            "sessions": sessions,
+            "machine": self.machine.snapshot(),
+        }
+        if members is not None:
+            doc["members"] = members
+        return codec.packb(doc)
 
     def restore(self, data: bytes) -> None:
         try:
@@ -246,3 +256,4 @@ class Applier:
             table[item[0]] = _Session(*item[1:])
         self.machine.restore(machine_data)
         self._sessions = table
+        self.restored_members = obj.get("members")

@@ -83,6 +83,7 @@ class PeerTransport:
         queue_max: int = SEND_QUEUE_MSGS_MAX,
         frame_bytes_max: int = framing.FRAME_BYTES_MAX,
         on_snapshot_sent: PeerHandler | None = None,
+        on_peer_learned: Callable[[str, Address], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster = cluster
@@ -92,6 +93,7 @@ class PeerTransport:
         self._on_refused = on_refused
         self._on_snapshot_sent = on_snapshot_sent
         self._frame_max = frame_bytes_max
+        self._queue_max = queue_max
         self._out = {p: _Outbound(p, a, queue_max) for p, a in peers.items() if p != node_id}
         self._known = set(peers)
         self._server: asyncio.Server | None = None
@@ -106,12 +108,21 @@ class PeerTransport:
         self._closing = False
         self._local_addr: tuple[str, int] | None = None
         self.frames_refused = 0
+        # -- begin: membership (issue 11) --
+        self._listen = ""
+        self._on_peer_learned = on_peer_learned
+        self.accept_unknown = False
+        """While this node is in no configuration (it waits to join), an authenticated
+        hello from an unknown node that says where it listens adds that node as a peer:
+        it is the leader that just added us, and we must be able to answer it."""
+        # -- end: membership --
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, listen: Address) -> None:
         # Dial from our own peer address, so peers (and firewall rules) see who we are.
         self._local_addr = (listen.host, 0) if listen.host not in ("0.0.0.0", "::") else None
+        self._listen = str(listen)
         self._server = await asyncio.start_server(
             self._accept, listen.host, listen.port, backlog=socket.SOMAXCONN
         )
@@ -135,6 +146,57 @@ class PeerTransport:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    # -- begin: membership: peers come and go with the configuration (issue 11) -----------
+
+    def add_peer(self, peer: str, addr: Address) -> None:
+        """Start talking to ``peer`` at ``addr`` (a new member); a known peer whose address
+        changed is redialled. Idempotent."""
+        if peer == self.node_id:
+            return
+        out = self._out.get(peer)
+        if out is not None:
+            if out.addr == addr:
+                return
+            self.remove_peer(peer)
+        out = _Outbound(peer, addr, self._queue_max)
+        self._out[peer] = out
+        self._known.add(peer)
+        self._inbound_max = 4 * len(self._known) + 16
+        if self._server is not None and not self._closing:
+            out.task = asyncio.create_task(self._dial_loop(out), name=f"dial-{peer}")
+
+    def remove_peer(self, peer: str) -> None:
+        """Stop talking to ``peer`` (removed from the configuration): its queue and
+        connection go, and its connections to us are refused from now on. Idempotent."""
+        out = self._out.pop(peer, None)
+        self._known.discard(peer)
+        if out is not None and out.task is not None:
+            out.task.cancel()
+        inbound = self._inbound_by_peer.get(peer)
+        if inbound is not None:
+            inbound.close()
+
+    def peers(self) -> dict[str, Address]:
+        """The peers this node currently dials, by id."""
+        return {p: o.addr for p, o in self._out.items()}
+
+    def _maybe_learn(self, hello: auth.Hello) -> None:
+        if not (self.accept_unknown and hello.addr):
+            return
+        try:
+            host, _, port = hello.addr.rpartition(":")
+            addr = Address(host.strip("[]"), int(port))
+        except ValueError:
+            return
+        if not host or not 0 < addr.port < 65536:
+            return
+        log.info("learned peer %s at %s from its handshake", hello.node, addr)
+        self.add_peer(hello.node, addr)
+        if self._on_peer_learned is not None:
+            self._on_peer_learned(hello.node, addr)
+
+    # -- end: membership ---------------------------------------------------------------------
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -206,7 +268,7 @@ class PeerTransport:
     async def _dial_handshake(
         self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> auth.FrameSealer:
-        mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), to=peer)
+        mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), to=peer, addr=self._listen)
         writer.write(framing.encode_frame(auth.encode_hello(self._secret, mine)))
         await writer.drain()
         frame = await framing.read_frame(reader, auth.HELLO_BYTES_MAX)
@@ -279,6 +341,8 @@ class PeerTransport:
                 raise HandshakeRefusedError(RefusalReason.TIMEOUT, "no handshake in time") from None
             except framing.FrameError as exc:
                 raise HandshakeRefusedError(RefusalReason.BAD_FRAME, str(exc)) from None
+            if hello.node not in self._known and hello.node != self.node_id:
+                self._maybe_learn(hello)
             if hello.node not in self._known or hello.node == self.node_id:
                 raise HandshakeRefusedError(
                     RefusalReason.UNKNOWN_NODE, f"node {hello.node!r} is not a peer"
