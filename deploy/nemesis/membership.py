@@ -24,11 +24,8 @@ does after a crashed controller.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,8 +37,6 @@ from deploy.nemesis.control import ClusterControl, NotSupportedError
 
 #: Environment variable the role's control script and systemd unit turn into ``--join``.
 JOIN_ENV = "RAFTLAB_NODE_JOIN"
-#: Seconds one ``raft member ...`` command may take (it waits for commits itself).
-COMMAND_TIMEOUT_S = 90.0
 #: Pause between two polls of the configuration.
 POLL_S = 0.5
 
@@ -51,7 +46,7 @@ class MembershipError(LabError):
 
 
 class MembershipUnsupported(MembershipError):
-    """The controller's ``raft`` has no membership commands (a usage error, exit 2)."""
+    """The controller's ``raft`` has no membership commands (argparse: invalid choice)."""
 
 
 class Role(StrEnum):
@@ -295,75 +290,90 @@ def wipe(control: ClusterControl, node: str) -> str:
 
 # -- running the commands ------------------------------------------------------------------------
 
+#: One admin request: (op, node, value, timeout_s) -> (status, value, error). The default sends
+#: it with the runtime's client (what ``raft member`` does, without a process per call).
+Call = Callable[[str, "str | None", Any, float], tuple[str, Any, str]]
 
-Runner = Callable[[list[str], Mapping[str, str], float], "subprocess.CompletedProcess[str]"]
 
+def _client_call(addrs: Sequence[str], token_file: str | None) -> Call:
+    def call(op: str, node: str | None, value: Any, timeout_s: float) -> tuple[str, Any, str]:
+        import asyncio
 
-def _subprocess(
-    argv: list[str], env: Mapping[str, str], timeout_s: float
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-        env={**os.environ, **env},
-    )
+        from raft.runtime.client import RaftClient, load_token
+        from raft.runtime.config import parse_address_list
+
+        async def one() -> tuple[str, Any, str]:
+            async with RaftClient(
+                parse_address_list(",".join(addrs)),
+                op_timeout_s=timeout_s + 10,
+                attempt_timeout_s=timeout_s + 2,
+                token=load_token(token_file),
+            ) as client:
+                resp = await client.admin(op, node, value)
+            return resp.status.value, resp.value, resp.error or ""
+
+        try:
+            return asyncio.run(one())
+        except Exception as exc:  # unreachable, refused token, no answer: said, not raised
+            return "unavailable", None, f"{type(exc).__name__}: {exc}"
+
+    return call
 
 
 class MemberAdmin:
-    """``raft member`` / ``raft transfer-leader`` of the controller's raftlab against the
-    cluster (any member's client address; the commands follow the leader)."""
+    """The admin operations of ``raft member`` / ``raft transfer-leader`` (client protocol,
+    leader hints followed, the cluster's client token) against any member's address."""
 
     def __init__(
-        self,
-        cluster: Sequence[str],
-        token_file: str | None = None,
-        *,
-        runner: Runner = _subprocess,
+        self, cluster: Sequence[str], token_file: str | None = None, *, call: Call | None = None
     ) -> None:
-        self.cluster = ",".join(cluster)
-        self.env = {"RAFT_CLIENT_TOKEN_FILE": token_file} if token_file else {}
-        self._run = runner
+        self.cluster = list(cluster)
+        self._call = call or _client_call(self.cluster, token_file)
 
     @staticmethod
     def for_control(control: ClusterControl) -> MemberAdmin:
         addrs = node_addrs(control)
         return MemberAdmin([a.client for a in addrs.values()], token_file(control))
 
-    def _cli(self, *args: str, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
-        argv = [sys.executable, "-m", "raft.cli", *args, "--cluster", self.cluster]
-        try:
-            proc = self._run(argv, self.env, timeout_s + 15.0)
-        except subprocess.TimeoutExpired:
-            raise MembershipError(
-                f"raft {' '.join(args)}: no answer within {timeout_s + 15.0:g} s"
-            ) from None
-        if proc.returncode != 0:
-            why = (proc.stderr or proc.stdout).strip().splitlines()
-            err = MembershipUnsupported if proc.returncode == 2 else MembershipError
-            raise err(f"raft {' '.join(args)}: {why[-1] if why else f'exit {proc.returncode}'}")
-        return proc.stdout
+    def _op(
+        self, op: str, node: str | None = None, value: Any = None, timeout_s: float = 30.0
+    ) -> Any:
+        from raft.runtime import protocol
+
+        status, out, error = self._call(op, node, value, timeout_s)
+        what = f"{op} {node or ''}".strip()
+        if status == protocol.Status.OK.value:
+            return out
+        if status == protocol.Status.BAD_REQUEST.value:
+            raise MembershipUnsupported(f"{what}: refused as malformed: {error}")
+        if status in (protocol.Status.FAIL.value, protocol.Status.ERROR.value):
+            raise MembershipError(f"{what}: {error or status}")
+        raise MembershipError(f"{what}: no definite answer ({status}): {error}")
 
     def configuration(self) -> Configuration:
-        out = self._cli("member", "list", "--json", timeout_s=15.0)
-        try:
-            return Configuration.from_json(json.loads(out))
-        except ValueError:
-            raise MembershipError(f"raft member list --json: not JSON: {out[:200]!r}") from None
+        from raft.runtime.protocol import OP_MEMBER_LIST
+
+        return Configuration.from_json(self._op(OP_MEMBER_LIST, timeout_s=10.0))
 
     def remove(self, node_id: str) -> None:
-        self._cli("member", "remove", node_id)
+        from raft.runtime.protocol import OP_MEMBER_REMOVE
+
+        self._op(OP_MEMBER_REMOVE, node_id)
 
     def add(self, a: NodeAddrs, timeout_s: float) -> None:
-        args = ["member", "add", a.id, "--peer", a.peer, "--client", a.client]
-        if a.http:
-            args += ["--http", a.http]
-        self._cli(*args, "--timeout", f"{max(1.0, timeout_s):g}", timeout_s=timeout_s)
+        """Add-learner (unless it is one), then promote once it caught up (``raft member
+        add``); the node answers within 55 s, a longer budget is retried by the caller."""
+        from raft.runtime.protocol import OP_MEMBER_ADD_LEARNER, OP_MEMBER_PROMOTE
+
+        if self.configuration().role_of(a.id) is None:
+            value = {"peer": a.peer, "client": a.client, "http": a.http}
+            self._op(OP_MEMBER_ADD_LEARNER, a.id, value)
+        self._op(OP_MEMBER_PROMOTE, a.id, timeout_s=min(55.0, max(1.0, timeout_s)))
 
     def transfer(self, to: str) -> None:
-        self._cli("transfer-leader", "--to", to, timeout_s=30.0)
+        from raft.runtime.protocol import OP_TRANSFER_LEADER
+
+        self._op(OP_TRANSFER_LEADER, to)
 
 
 def _retrying(what: str, fn: Callable[[], Any], deadline: float) -> Any:

@@ -936,7 +936,7 @@ class RaftNode:
                     break
             self._applied_marks.clear()
             self._applied_bytes = 0
-            if compact_to > self.storage.first_index():
+            if compact_to >= self.storage.first_index():  # compact(i) keeps i + 1 on
                 self.storage.compact(compact_to)
         except self._storage_errors as exc:
             self._storage_failed(exc)

@@ -5,7 +5,6 @@ whole occurrence against an in-memory cluster (remove, stop, wipe; start --join,
 from __future__ import annotations
 
 import random
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -135,51 +134,45 @@ def test_configuration_from_member_list_json() -> None:
 # -- the commands --------------------------------------------------------------------------------
 
 
-def test_member_admin_runs_the_raft_cli_with_the_cluster_and_the_token() -> None:
-    calls: list[tuple[list[str], Mapping[str, str]]] = []
+def test_member_admin_sends_the_admin_ops_and_names_refusals() -> None:
+    calls: list[tuple[str, str | None, Any]] = []
+    learner = {"leader": "n1", "members": [{"id": "n4", "role": "learner"}]}
     answers = iter(
         [
-            (0, '{"leader": "n1", "joint": false, "members": []}', ""),
-            (1, "", "raft member: another configuration change is in progress\n"),
-            (2, "", "raft: error: argument cmd: invalid choice: 'member'\n"),
+            ("ok", {"leader": "n1", "joint": False, "members": []}, ""),
+            ("fail", None, "another configuration change is in progress"),
+            ("timeout", None, "no leader"),
+            ("ok", {"leader": "n1", "members": []}, ""),  # add: not a member yet
+            ("ok", learner, ""),  # add-learner
+            ("ok", learner, ""),  # promote
+            ("ok", learner, ""),  # second add: it is a learner already
+            ("ok", learner, ""),  # so only promote
+            ("bad_request", None, "unknown op member_list"),
         ]
     )
 
-    def runner(
-        argv: list[str], env: Mapping[str, str], timeout_s: float
-    ) -> subprocess.CompletedProcess[str]:
-        calls.append((argv, env))
-        rc, out, err = next(answers)
-        return subprocess.CompletedProcess(argv, rc, out, err)
+    def call(op: str, node: str | None, value: Any, timeout_s: float) -> tuple[str, Any, str]:
+        calls.append((op, node, value))
+        return next(answers)
 
-    admin = m.MemberAdmin(["10.0.0.1:7001", "10.0.0.2:7001"], "/inv/secret", runner=runner)
+    admin = m.MemberAdmin(["10.0.0.1:7001"], call=call)
     assert admin.configuration().leader == "n1"
-    argv, env = calls[0]
-    assert argv[1:] == [
-        "-m",
-        "raft.cli",
-        "member",
-        "list",
-        "--json",
-        "--cluster",
-        "10.0.0.1:7001,10.0.0.2:7001",
-    ]
-    assert env == {"RAFT_CLIENT_TOKEN_FILE": "/inv/secret"}
-    with pytest.raises(m.MembershipError, match="remove n2: raft member: another configuration"):
+    with pytest.raises(m.MembershipError, match="member_remove n2: another configuration"):
         admin.remove("n2")
-    with pytest.raises(m.MembershipUnsupported, match="invalid choice"):
-        admin.add(m.NodeAddrs("n4", "h:7000", "h:7001", "h:7002"), 30)
-    add = calls[2][0]
-    assert add[add.index("add") :][:8] == [
-        "add",
-        "n4",
-        "--peer",
-        "h:7000",
-        "--client",
-        "h:7001",
-        "--http",
-        "h:7002",
+    with pytest.raises(m.MembershipError, match=r"no definite answer \(timeout\)"):
+        admin.transfer("n3")
+    a = m.NodeAddrs("n4", "h:7000", "h:7001", "h:7002")
+    admin.add(a, 30)
+    admin.add(a, 30)
+    assert calls[3:] == [
+        ("member_list", None, None),
+        ("member_add_learner", "n4", {"peer": "h:7000", "client": "h:7001", "http": "h:7002"}),
+        ("member_promote", "n4", None),
+        ("member_list", None, None),
+        ("member_promote", "n4", None),
     ]
+    with pytest.raises(m.MembershipUnsupported, match="unknown op"):
+        admin.configuration()
 
 
 # -- one occurrence against an in-memory cluster -------------------------------------------------
