@@ -14,8 +14,9 @@ from typing import Any
 _EPILOG = """\
 examples:
   raft member list --cluster 127.0.0.1:7001
+  raft serve --id n4 --config n4.yml --join &      # first start the new node, then:
   raft member add n4 --peer 127.0.0.4:7000 --client 127.0.0.4:7001 --http 127.0.0.4:7002 \\
-      --cluster 127.0.0.1:7001          # then start n4 with: raft serve --id n4 --join ...
+      --cluster 127.0.0.1:7001
   raft member remove n2 --cluster 127.0.0.1:7001
 
 exit status: 0 done; 1 refused (one line on stderr says why, e.g. "another configuration
@@ -178,7 +179,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from raft.cli._admin import call, finish
+    from raft.cli._admin import AdminFailed, call, finish
     from raft.runtime.protocol import OP_MEMBER_ADD_LEARNER, OP_MEMBER_PROMOTE
 
     _check_id(args.id)
@@ -186,7 +187,13 @@ def _add(args: argparse.Namespace) -> int:
 
     def go() -> None:
         call(args, OP_MEMBER_ADD_LEARNER, args.id, value)
-        view = call(args, OP_MEMBER_PROMOTE, args.id)
+        try:
+            view = call(args, OP_MEMBER_PROMOTE, args.id)
+        except AdminFailed as exc:
+            raise AdminFailed(
+                f"{args.id} was added as a learner but not promoted: {exc} "
+                f"(retry with 'raft member promote {args.id}')"
+            ) from None
         _show(args, view, f"added {args.id} as a learner, then promoted it to voter")
 
     return finish("raft member add", go)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+TRANSFER_ATTEMPTS_MAX = 3
+
 
 def register(subparsers: Any) -> None:
     from raft.cli._admin import add_cluster_flags, add_timeout_flag
@@ -25,7 +27,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from raft.cli._admin import call, finish
+    from raft.cli._admin import AdminFailed, call, finish
     from raft.runtime.protocol import OP_TRANSFER_LEADER
 
     if args.to is not None:
@@ -34,7 +36,15 @@ def run(args: argparse.Namespace) -> int:
         _check_id(args.to)
 
     def go() -> None:
-        value = call(args, OP_TRANSFER_LEADER, args.to)
+        for attempt in range(TRANSFER_ATTEMPTS_MAX):
+            try:
+                value = call(args, OP_TRANSFER_LEADER, args.to)
+                break
+            except AdminFailed as exc:
+                # Another voter won the election the target started (a race with writes
+                # accepted after the transfer timed out): ask the new leader again.
+                if "leadership moved to" not in str(exc) or attempt + 1 == TRANSFER_ATTEMPTS_MAX:
+                    raise
         if args.json:
             print(json.dumps(value, sort_keys=True))
         else:

@@ -463,6 +463,11 @@ class RaftNode:
     def _on_peer_message(self, msg_id: str, msg: Message) -> None:
         if len(self._inbox) >= INBOX_MSGS_MAX:
             return  # overload: drop, Raft retries
+        if msg.type is MessageType.APP and msg.index == 0 and msg.entries and self._no_conf():
+            # -- membership: a node in no configuration (joining) cannot replay the log
+            # from index 1 (it does not know the bootstrap voters); it waits for the
+            # snapshot every member takes when it applies its first configuration change.
+            return
         self._inbox.append((msg_id, msg))
         self._wake.set()
 
@@ -936,7 +941,7 @@ class RaftNode:
                     break
             self._applied_marks.clear()
             self._applied_bytes = 0
-            if compact_to >= self.storage.first_index():  # compact(i) keeps i + 1 on
+            if compact_to >= self.storage.first_index():
                 self.storage.compact(compact_to)
         except self._storage_errors as exc:
             self._storage_failed(exc)
@@ -1019,6 +1024,10 @@ class RaftNode:
     def _members(self) -> frozenset[str]:
         cs = self.state.conf
         return cs.voters | cs.voters_outgoing | cs.learners | cs.learners_next
+
+    def _no_conf(self) -> bool:
+        cs = self.state.conf
+        return not (cs.voters or cs.learners or cs.voters_outgoing)
 
     def _is_member(self) -> bool:
         return self.id in self._members()
@@ -1215,8 +1224,8 @@ class RaftNode:
         log.info("%s proposed %s %s at index %d", self.id, op, nid, index)
         return fut
 
-    def _catch_up(self, nid: str) -> tuple[int, int]:
-        """On the driver: (the learner's match, the leader's last index)."""
+    def _catch_up(self, nid: str) -> tuple[int, int, bool]:
+        """On the driver: (the learner's match, the leader's last index, caught up)."""
         self._require_leader()
         cs = self.state.conf
         if nid not in self._members():
@@ -1225,7 +1234,10 @@ class RaftNode:
             raise AdminRefusedError(f"{nid} is already a voter")
         status = self.core.status()
         pr = dict(status.progress).get(nid)
-        return (pr.match if pr is not None else 0), status.last_index
+        if pr is None or pr.match == 0 or not pr.recent_active:
+            return 0, status.last_index, False  # it acknowledged nothing yet, or went silent
+        caught_up = status.last_index - pr.match <= PROMOTE_LAG_ENTRIES_MAX
+        return pr.match, status.last_index, caught_up
 
     async def change_members(
         self, op: str, nid: str, addrs: MemberAddrs | None, timeout_s: float
@@ -1237,8 +1249,8 @@ class RaftNode:
         deadline = loop.time() + budget
         if op == OP_MEMBER_PROMOTE:
             while True:
-                match, last = await self._in_driver(lambda: self._catch_up(nid))
-                if last - match <= PROMOTE_LAG_ENTRIES_MAX:
+                match, last, caught_up = await self._in_driver(lambda: self._catch_up(nid))
+                if caught_up:
                     break
                 if loop.time() >= deadline:
                     raise AdminRefusedError(
@@ -1287,12 +1299,21 @@ class RaftNode:
         budget = max(0.5, timeout_s - ADMIN_REPLY_MARGIN_S)
         deadline = loop.time() + budget
         target = await self._in_driver(lambda: self._start_transfer(target))
+        retry_at = loop.time() + 2 * self.cfg.election_timeout_ticks * self._tick_s
         while self.state.leader != target:
+            now = self.state.leader or "unknown"
             if loop.time() >= deadline:
-                now = self.state.leader or "unknown"
                 raise AdminRefusedError(
                     f"leadership did not move to {target} within {budget:.0f} s (leader: {now})"
                 )
+            if self.state.leader not in ("", self.id):
+                # The target's campaign lost (writes accepted after the transfer timed out
+                # left its log behind) and another voter won: the caller may retry there.
+                raise AdminRefusedError(f"leadership moved to {now} instead of {target}")
+            if self.is_leader() and loop.time() >= retry_at:
+                # The core abandons a transfer after an election timeout: ask again.
+                await self._in_driver(lambda: self._start_transfer(target))
+                retry_at = loop.time() + 2 * self.cfg.election_timeout_ticks * self._tick_s
             await asyncio.sleep(ADMIN_POLL_S)
         return {"leader": target, "term": self.state.term}
 
