@@ -35,7 +35,7 @@ from raft.runtime.client import RaftClient
 from raft.runtime.config import parse_address_list
 from raft.runtime.protocol import Status
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
 PREFIX = "rlm"
 SUBNET = "10.84.0.0/24"
