@@ -55,12 +55,13 @@ class Plan:
     sizes: tuple[int, ...]
     failover_trials: int
     catchup_writes: int
+    catchup_runs: int
     syncobj_rates: tuple[int, ...]
     five_nodes: bool
 
 
-FULL = Plan(3.0, 2, (1, 8, 32, 128, 256), (10, 200, 2000), 20, 10_000, (2000, 5000, 10000), True)
-QUICK = Plan(0.5, 1, (1, 8), (200,), 2, 300, (500,), False)
+FULL = Plan(3.0, 2, (1, 8, 32, 128, 256), (10, 200, 2000), 20, 10_000, 3, (2000, 5000, 10000), True)
+QUICK = Plan(0.5, 1, (1, 8), (200,), 2, 300, 1, (500,), False)
 
 
 # -- load generator ---------------------------------------------------------------------------
@@ -318,6 +319,20 @@ class System:
     def data_dirs(self) -> list[str]:
         raise NotImplementedError
 
+    def healthy(self) -> bool:
+        """Every node is up and follows one leader."""
+        raise NotImplementedError
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        """Block until :meth:`healthy` (a restarted node takes seconds to start on a busy
+        machine; killing the next leader before it is back left one live node of three and
+        measured the restart, not the failover)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: not healthy within {timeout_s:.0f} s")
+            time.sleep(0.05)
+
     def down(self) -> None:
         raise NotImplementedError
 
@@ -380,6 +395,13 @@ class Raftlab(System):
 
     def down(self) -> None:
         self.lc.down()
+
+    def healthy(self) -> bool:
+        sts = self.lc.statuses()
+        leaders = {st.get("leader") for st in sts.values() if st is not None}
+        return (
+            all(st is not None for st in sts.values()) and len(leaders) == 1 and "" not in leaders
+        )
 
 
 class Etcd(System):
@@ -468,6 +490,11 @@ class Etcd(System):
     def restart(self, node: str) -> None:
         self._start(node, "existing")
 
+    def healthy(self) -> bool:
+        sts = [self._status(n) for n in self.nodes]
+        leaders = {st.get("leader") for st in sts if st is not None}
+        return all(st is not None for st in sts) and len(leaders) == 1 and None not in leaders
+
     def data_dirs(self) -> list[str]:
         return [os.path.join(self.root, n) for n in self.nodes]
 
@@ -503,19 +530,24 @@ def interleaved(
     return {k: _median_result(v) for k, v in got.items()}
 
 
-def failover(sys_: System, trials: int) -> list[float]:
+def failover(
+    sys_: System, trials: int, kills: list[tuple[float, float]] | None = None
+) -> list[float]:
     """SIGKILL the leader; seconds until a write succeeds at a surviving node. The killed node
-    is restarted (and the cluster healthy again) before the next trial."""
+    is restarted (and the cluster healthy again) before the next trial. ``kills`` gets the
+    wall-clock time of each kill and of the write's success (for :func:`failover_phases`)."""
     out: list[float] = []
     for _ in range(trials):
         sys_.refresh_leader()  # type: ignore[attr-defined]
         victim = sys_.leader()
+        wall0 = time.time()
         t0 = time.perf_counter()
         sys_.kill(victim)
         out.append(asyncio.run(_first_write(sys_, t0, victim)))
+        if kills is not None:
+            kills.append((wall0, wall0 + out[-1]))
         sys_.restart(victim)
-        time.sleep(0.3)
-        sys_.leader()
+        sys_.wait_healthy()
     return out
 
 
@@ -537,9 +569,48 @@ async def _first_write(sys_: System, t0: float, victim: str) -> float:
     return float("inf")
 
 
-def catchup(sys_: Raftlab, writes: int) -> float:
-    """Stop a follower, write ``writes`` values (64 clients), restart it; seconds from its
-    restart until it has applied everything the leader had."""
+def failover_phases(sys_: Raftlab, kills: list[tuple[float, float]]) -> dict[str, Any]:
+    """Where a failover's time goes, from the survivors' event logs: ``detect`` = kill to
+    the first survivor's election timeout (it turns pre-candidate), ``elect`` = from there
+    to the new leader's role event (pre-vote and vote rounds, the vote's fsync), ``client``
+    = from there to the first write acknowledged (the no-op's commit, the client finding
+    the leader: status polling, connect, warm-up read, the put). p50 and max per phase."""
+    roles: list[tuple[float, str, str]] = []
+    for nid in sys_.lc.config().nodes:
+        path = os.path.join(sys_.lc.config().node_log_dir(nid), "events.jsonl")
+        with contextlib.suppress(OSError), open(path, encoding="utf-8") as f:
+            for line in f:
+                if '"ev":"role"' not in line:
+                    continue
+                with contextlib.suppress(ValueError):
+                    e = json.loads(line)
+                    roles.append((float(e["ts"]), nid, str(e.get("role"))))
+    roles.sort()
+    phases: dict[str, list[float]] = {"detect": [], "elect": [], "client": []}
+    for killed, done in kills:
+        after = [r for r in roles if killed <= r[0] <= done]
+        pre = next((r[0] for r in after if r[2] in ("pre_candidate", "candidate")), None)
+        lead = next((r[0] for r in after if r[2] == "leader"), None)
+        if pre is None or lead is None:
+            continue
+        phases["detect"].append(pre - killed)
+        phases["elect"].append(lead - pre)
+        phases["client"].append(done - lead)
+    out: dict[str, Any] = {}
+    for k, v in phases.items():
+        v.sort()
+        if v:
+            out[k] = {"p50": round(percentile(v, 0.5), 3), "max": round(v[-1], 3)}
+    return out
+
+
+def catchup(sys_: Raftlab, writes: int) -> dict[str, float]:
+    """Stop a follower, write ``writes`` values (64 clients), restart it. ``total_s``:
+    seconds from its restart until it has applied everything the leader had; ``up_s``: of
+    that, until its process answered a status request (interpreter start, imports, WAL
+    recovery), so ``total_s - up_s`` is what Raft's catch-up itself took; ``cpu_s``: CPU
+    time the restarted process used until caught up (start included), which a busy
+    machine stretches less than the wall-clock figures."""
     sys_.refresh_leader()
     leader = sys_.leader()
     follower = next(n for n in sorted(sys_.pids()) if n != leader)
@@ -548,11 +619,111 @@ def catchup(sys_: Raftlab, writes: int) -> float:
     target = sys_.applied(leader)
     t0 = time.perf_counter()
     sys_.restart(follower)
+    up = float("inf")
     while time.perf_counter() - t0 < 120.0:
-        if sys_.applied(follower) >= target:
-            return time.perf_counter() - t0
+        applied = sys_.applied(follower)
+        now = time.perf_counter() - t0
+        if applied >= 0:
+            up = min(up, now)
+        if applied >= target:
+            cpu = _cpu_s(sys_.pids()[follower])
+            return {"total_s": round(now, 2), "up_s": round(up, 2), "cpu_s": round(cpu, 2)}
         time.sleep(0.02)
-    return float("inf")
+    return {"total_s": float("inf"), "up_s": round(up, 2), "cpu_s": float("inf")}
+
+
+def catchups(sys_: Raftlab, plan: Plan) -> dict[str, Any]:
+    """``plan.catchup_runs`` catch-ups in a row: the median run by total time, and all."""
+    runs = [catchup(sys_, plan.catchup_writes) for _ in range(plan.catchup_runs)]
+    med = sorted(runs, key=lambda r: r["total_s"])[len(runs) // 2]
+    return {"median": med, "runs": runs}
+
+
+def failovers(s: System, trials: int) -> dict[str, Any]:
+    return _failover_stats(failover(s, trials))
+
+
+def _failover_stats(fo: list[float]) -> dict[str, Any]:
+    fo = sorted(fo)
+    return {
+        "trials": len(fo),
+        "p50": round(percentile(fo, 0.5), 3),
+        "p99": round(percentile(fo, 0.99), 3),
+        "max": round(fo[-1], 3),
+    }
+
+
+def _bytecode_cache(tmp: str) -> Callable[[], None]:
+    """Let the node processes started from here cache their bytecode (under ``tmp``, not in
+    the tree), like an installed package: with ``PYTHONDONTWRITEBYTECODE`` set (as in some
+    development shells) every restart compiled the whole package again, which the catch-up
+    and failover figures then counted as the node's start (measured: 5.0 s vs 2.1 s wall to
+    import the node at load 50). Returns the function that puts the environment back."""
+    keys = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tmp, "pycache"))
+
+    def restore() -> None:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    return restore
+
+
+def _header(plan: Plan) -> dict[str, Any]:
+    return {
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, load {os.getloadavg()[0]:.1f} at start",
+        "quick": plan is QUICK,
+        "notes": [],
+        "tables": {},
+    }
+
+
+def run_recovery(plan: Plan) -> dict[str, Any]:
+    """Only the failover and catch-up figures (``--recovery``): raftlab and etcd failover
+    interleaved per trial block, then raftlab's catch-ups; minutes instead of the whole
+    comparison."""
+    out = _header(plan) | {"failover_s": {}}
+    tmp = tempfile.mkdtemp(prefix="bench-recovery-")
+    restore_env = _bytecode_cache(tmp)
+    systems: list[System] = []
+    try:
+        ours = Raftlab(tmp, 3, "always")
+        systems.append(ours)
+        pair: list[System] = [ours]
+        if shutil.which("etcd") is not None:
+            theirs = Etcd(tmp, 3)
+            theirs.refresh_leader()
+            systems.append(theirs)
+            pair.append(theirs)
+        # Blocks of 5 trials, A/B/A/B, so both see the same stretch of machine load.
+        got: dict[str, list[float]] = {s.name: [] for s in pair}
+        kills: list[tuple[float, float]] = []
+        for _ in range(max(1, plan.failover_trials // 5)):
+            for s in pair:
+                k = kills if s is ours else None
+                got[s.name] += failover(s, min(5, plan.failover_trials), k)
+        out["failover_phases_s"] = {ours.name: failover_phases(ours, kills)}
+        out["failover_s"] = {name: _failover_stats(fo) for name, fo in got.items()}
+        ours.refresh_leader()
+        out["catchup_s"] = {ours.name: catchups(ours, plan)}
+        out["catchup_writes"] = plan.catchup_writes
+        out["load_at_end"] = round(os.getloadavg()[0], 1)
+    finally:
+        for s in systems:
+            s.down()
+        restore_env()
+        if os.environ.get("BENCH_KEEP") == "1":
+            print(f"kept {tmp} (BENCH_KEEP=1)", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 async def _write_n(sys_: System, n: int) -> None:
@@ -644,14 +815,7 @@ def _row(label: str, ours: LoadResult, theirs: LoadResult | None) -> dict[str, A
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, load {os.getloadavg()[0]:.1f} at start",
-        "quick": plan is QUICK,
-        "notes": [],
-        "tables": {},
-    }
+    out = _header(plan)
     have_etcd = shutil.which("etcd") is not None
     if not have_etcd:
         out["notes"].append(
@@ -666,6 +830,7 @@ def run(plan: Plan) -> dict[str, Any]:
         have_syncobj = False
         out["notes"].append("PySyncObj not measured: `pip install -e .[bench]` brings it")
     tmp = tempfile.mkdtemp(prefix="bench-compare-")
+    restore_env = _bytecode_cache(tmp)
     systems: list[System] = []
     try:
         ours = Raftlab(tmp, 3, "always")
@@ -744,22 +909,14 @@ def run(plan: Plan) -> dict[str, Any]:
             )
         out["tables"]["fixed_rate"] = lat_rows
 
-        out["failover_s"] = {}
-        for s in pair:
-            fo = failover(s, plan.failover_trials)
-            fo.sort()
-            out["failover_s"][s.name] = {
-                "trials": len(fo),
-                "p50": round(percentile(fo, 0.5), 3),
-                "p99": round(percentile(fo, 0.99), 3),
-            }
+        out["failover_s"] = {s.name: failovers(s, plan.failover_trials) for s in pair}
         ours.refresh_leader()
-        out["catchup_s"] = {ours.name: round(catchup(ours, plan.catchup_writes), 2)}
+        out["catchup_s"] = {ours.name: catchups(ours, plan)}
         total_writes = (
             sum(r["ours_rate"] for r in table if r["case"].startswith("writes"))
             * plan.seconds
             * plan.rounds
-            + plan.catchup_writes
+            + plan.catchup_writes * plan.catchup_runs
         )
         out["rss_mib"] = {
             s.name: {n: round(_rss_mib(p), 1) for n, p in sorted(s.pids().items())} for s in pair
@@ -815,6 +972,7 @@ def run(plan: Plan) -> dict[str, Any]:
                 s.down()
             except Exception as exc:  # cleanup goes on for the others
                 print(f"stopping {s.name}: {exc}", file=sys.stderr)
+        restore_env()
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
@@ -887,6 +1045,45 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_recovery(out: dict[str, Any]) -> str:
+    lines = [
+        "# raftlab leader failover and catch-up (etcd failover beside it)",
+        "",
+        f"Written by `python -m bench.bench_compare --recovery` on {out['when']} "
+        f"({out['machine']}; load {out.get('load_at_end')} at the end)."
+        + (" QUICK MODE: smoke figures only." if out["quick"] else ""),
+        "Failover: SIGKILL the leader, seconds until a write succeeds at a survivor (the",
+        "client's own detection and retries included), default timeouts, trials in blocks",
+        "of 5 alternating between the systems. Catch-up: a follower stopped while "
+        f"{out.get('catchup_writes', 0):,}",
+        "writes went in, then restarted; total = restart to everything applied, up = until",
+        "its process answered (interpreter start, imports from a bytecode cache, WAL",
+        "recovery); CPU = the restarted process's CPU time until caught up.",
+        "",
+        "| system | trials | failover p50 s | p99 s | max s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, f in out["failover_s"].items():
+        lines.append(f"| {name} | {f['trials']} | {f['p50']} | {f['p99']} | {f['max']} |")
+    lines += ["", "Where raftlab's failover time goes (p50 / max s, from the event logs):", ""]
+    lines += ["| system | detect | elect | client |", "|---|---:|---:|---:|"]
+    for name, ph in out.get("failover_phases_s", {}).items():
+        cells = [
+            f"{ph[k]['p50']} / {ph[k]['max']}" if k in ph else "-"
+            for k in ("detect", "elect", "client")
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| system | catch-up run | total s | process up s | Raft catch-up s | CPU s |"]
+    lines += ["|---|---:|---:|---:|---:|---:|"]
+    for name, c in out.get("catchup_s", {}).items():
+        for k, r in enumerate(c["runs"], 1):
+            lines.append(
+                f"| {name} | {k} | {r['total_s']} | {r['up_s']} | "
+                f"{round(r['total_s'] - r['up_s'], 2)} | {r.get('cpu_s', '-')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def _md_row(r: dict[str, Any]) -> str:
     def g(k: str) -> str:
         v = r.get(k)
@@ -901,12 +1098,19 @@ def _md_row(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     quick = "--quick" in args or os.environ.get("BENCH_QUICK") == "1"
-    out = run(QUICK if quick else FULL)
-    name = "compare-quick" if quick else "compare"
+    plan = QUICK if quick else FULL
+    if "--recovery" in args:
+        out = run_recovery(plan)
+        name = "recovery-quick" if quick else "recovery"
+    else:
+        out = run(plan)
+        name = "compare-quick" if quick else "compare"
     target = Path(os.environ.get("BENCH_OUT", str(RESULTS)))
     target.mkdir(parents=True, exist_ok=True)
     (target / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
-    (target / f"{name}.md").write_text(render(out))
+    (target / f"{name}.md").write_text(
+        render_recovery(out) if "--recovery" in args else render(out)
+    )
     print(f"wrote {target / name}.md", flush=True)
 
 

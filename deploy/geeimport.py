@@ -210,6 +210,9 @@ def write_inventory(slicelet: Slicelet, dest: Path, group: str = "raft_nodes") -
             "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
         ),
         "raft_node_manage_os_packages": False,
+        # The slivers' own addresses are private: workload clients and leader probes go
+        # through SSH tunnels over the slivers' connections (docs/testbed.md).
+        "raft_lab_access": "tunnel",
     }
     gv_file = dest / "group_vars" / "all.yml"
     gv_file.parent.mkdir(exist_ok=True)

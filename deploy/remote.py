@@ -19,6 +19,7 @@ connection attempts are retried a bounded number of times, each retry saying why
 from __future__ import annotations
 
 import contextlib
+import enum
 import getpass
 import json
 import os
@@ -46,6 +47,30 @@ NODE_GROUP = "raft_nodes"
 DEFAULT_PORTS = {"peer": 7000, "client": 7001, "http": 7002}
 #: How long a direct TCP probe of a node's port may take before a tunnel is used instead.
 PROBE_TIMEOUT_S = 1.0
+#: The inventory variable that says how the controller reaches the nodes' ports.
+ACCESS_VAR = "raft_lab_access"
+
+
+class NodeAccess(enum.Enum):
+    """How the controller (workload clients, leader probes) reaches a node's ports: the
+    inventory's ``raft_lab_access`` (docs/testbed.md, "Reaching the nodes")."""
+
+    #: Dial the node's address when a TCP probe of it succeeds, else tunnel.
+    AUTO = "auto"
+    #: Always dial the node's address (plain testbed, hosts on the controller's network).
+    DIRECT = "direct"
+    #: Always through an SSH tunnel over the host's connection (GEE slices, private clouds).
+    TUNNEL = "tunnel"
+
+    @staticmethod
+    def parse(value: object, where: str) -> NodeAccess:
+        try:
+            return NodeAccess(str(value or "auto").strip().lower())
+        except ValueError:
+            choices = ", ".join(a.value for a in NodeAccess)
+            raise InventoryError(
+                f"{where}: {ACCESS_VAR} is {value!r}, not one of {choices}"
+            ) from None
 
 
 class RemoteError(LabError):
@@ -128,6 +153,15 @@ class NodeHost:
     node_id: str
     address: str  # raft_node_address: the node's own address (private in a GEE slice)
     ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    access: NodeAccess = NodeAccess.AUTO
+    #: Where the node's ports listen on its host (raft_node_listen_address), when that is
+    #: not ``address``: tunnels dial this (``address`` may be a 1:1-NAT public address).
+    listen: str = ""
+
+    @property
+    def local_address(self) -> str:
+        """The address to dial from the node's own host (a tunnel's far end)."""
+        return self.address if self.listen in ("", "0.0.0.0", "::") else self.listen
 
     def port(self, kind: str) -> int:
         if kind not in self.ports:
@@ -252,6 +286,8 @@ class Inventory:
     endpoints: Mapping[str, Endpoint]
     nodes: tuple[NodeHost, ...]
     known_hosts: tuple[Path, ...]
+    #: Every host's variables as Ansible resolves them (group_vars, host_vars, precedence).
+    hostvars: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def read_inventory(inventory: Path, group: str = NODE_GROUP) -> Inventory:
@@ -299,6 +335,8 @@ def read_inventory(inventory: Path, group: str = NODE_GROUP) -> Inventory:
                 node_id=str(v.get("raft_node_id") or h),
                 address=str(v.get("raft_node_address") or endpoints[h].hostname),
                 ports=ports,
+                access=NodeAccess.parse(v.get(ACCESS_VAR), f"{inventory}: {h}"),
+                listen=str(v.get("raft_node_listen_address") or ""),
             )
         )
     ids = [n.node_id for n in nodes]
@@ -307,7 +345,12 @@ def read_inventory(inventory: Path, group: str = NODE_GROUP) -> Inventory:
     user_kh = Path.home() / ".ssh" / "known_hosts"
     if user_kh.is_file() and user_kh not in known:
         known.append(user_kh)
-    return Inventory(endpoints=endpoints, nodes=tuple(nodes), known_hosts=tuple(known))
+    return Inventory(
+        endpoints=endpoints,
+        nodes=tuple(nodes),
+        known_hosts=tuple(known),
+        hostvars={h: dict(hostvars.get(h, {})) for h in all_hosts},
+    )
 
 
 def endpoints_from_ssh_config(ssh_config: Path) -> tuple[dict[str, Endpoint], list[Path]]:
@@ -470,11 +513,15 @@ class Remote:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_inventory(cls, inventory: Path, **kwargs: Any) -> Remote:
+    def from_inventory(
+        cls, inventory: Path, *, read: Inventory | None = None, **kwargs: Any
+    ) -> Remote:
         """For an Ansible inventory (a directory or file): hosts, users, keys, ``become``,
         ProxyJump and known_hosts as ``ansible-inventory --list`` resolves them, plus the raft
-        nodes of group ``raft_nodes`` (for :meth:`forward` and :func:`node_endpoints`)."""
-        inv = read_inventory(inventory, kwargs.pop("group", NODE_GROUP))
+        nodes of group ``raft_nodes`` (for :meth:`forward` and :func:`node_endpoints`).
+        ``read``: the inventory already read (no second ``ansible-inventory`` call)."""
+        group = kwargs.pop("group", NODE_GROUP)
+        inv = read if read is not None else read_inventory(inventory, group)
         return cls(
             known_hosts=kwargs.pop("known_hosts", inv.known_hosts),
             endpoints=inv.endpoints,
@@ -689,7 +736,7 @@ class Remote:
         connection (``direct-tcpip``, as ``ssh -L``). Reused for the same target; open until
         :meth:`close`."""
         if address is None:
-            address = self.node(host).address
+            address = self.node(host).local_address
         key = (host, address, port)
         with self._lock:
             fwd = self._forwards.get(key)
@@ -701,11 +748,15 @@ class Remote:
         return fwd.local
 
     def node_endpoint(self, host_or_id: str, kind: str = "client") -> tuple[str, int]:
-        """Where the controller reaches a node's ``kind`` port (client, http, peer): its own
-        address when a TCP connection succeeds, else a tunnel through its SSH connection."""
+        """Where the controller reaches a node's ``kind`` port (client, http, peer), as the
+        node's ``raft_lab_access`` says: its address (``direct``), a tunnel through its
+        host's SSH connection (``tunnel``), or (``auto``) the address when a TCP connection
+        to it succeeds, else the tunnel."""
         n = self.node(host_or_id)
         port = n.port(kind)
-        if tcp_reachable(n.address, port):
+        if n.access is NodeAccess.DIRECT or (
+            n.access is NodeAccess.AUTO and tcp_reachable(n.address, port)
+        ):
             return (n.address, port)
         return self.forward(n.host, port)
 

@@ -23,7 +23,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -149,8 +149,10 @@ class _Run:
         stop: asyncio.Event,
         start_ns: int,
         token: bytes | None = None,
+        address_map: Mapping[Address, Address] | None = None,
     ) -> None:
         self.addrs = list(addrs)
+        self.address_map = dict(address_map or {})
         self.token = token
         self.spec = spec
         self.sink = sink
@@ -204,6 +206,7 @@ class _Run:
             client_id=self.spec.client_id(index),
             op_timeout_s=self.spec.op_timeout_s,
             token=self.token,
+            address_map=self.address_map,
         )
         next_at = time.monotonic() + rng.random() * self.interval_s
         try:
@@ -261,15 +264,18 @@ async def run_workload(
     start_ns: int | None = None,
     summary: WorkloadSummary | None = None,
     token: bytes | None = None,
+    address_map: Mapping[Address, Address] | None = None,
 ) -> WorkloadSummary:
     """Run ``spec.clients`` workers against ``addrs`` until the duration, the operation
     budget (if any), or ``stop`` ends them; every event goes to ``sink`` as it happens.
     History times count from ``start_ns`` (``time.monotonic_ns()``; default: now), so a
     nemesis can share the time base. ``summary``, when given, is updated live (progress).
     ``token``: the client token when the cluster has ``client_auth`` on (None:
-    ``$RAFT_CLIENT_TOKEN_FILE`` if set)."""
+    ``$RAFT_CLIENT_TOKEN_FILE`` if set). ``address_map``: advertised client address ->
+    the address the clients dial (SSH tunnels: :meth:`InventoryControl.client_endpoints`),
+    so leader hints lead to a reachable address."""
     t0_ns = time.monotonic_ns() if start_ns is None else start_ns
-    run = _Run(addrs, spec, sink, stop or asyncio.Event(), t0_ns, token)
+    run = _Run(addrs, spec, sink, stop or asyncio.Event(), t0_ns, token, address_map)
     if summary is not None:
         run.summary = summary
     t0 = time.monotonic()

@@ -14,12 +14,18 @@ import gc
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from deploy.errors import LabError
+
+_fast_loads: Callable[[bytes], Any] | None
+try:  # the ``fast`` extra: a JSON parser in C, 3-4x the standard library's speed per line
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    _fast_loads = None
 
 __all__ = [
     "EventLogNotFoundError",
@@ -49,9 +55,11 @@ class EventLogNotFoundError(LabError):
     """The path given holds no node event log at all."""
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a record came from: ``file:line`` (1-based line), for every message we print."""
+class Source(NamedTuple):
+    """Where a record came from: ``file:line`` (1-based line), for every message we print.
+
+    A named tuple rather than a frozen dataclass: one is made per event read (a million for
+    a long run) and a tuple is built four times faster (bench/bench_analyze.py)."""
 
     file: str
     line: int
@@ -71,14 +79,17 @@ class LineProblem:
         return f"{self.source}: {self.reason}"
 
 
-@dataclass(frozen=True, slots=True)
-class NodeEvent:
+class NodeEvent(NamedTuple):
     """One line of a node event log.
 
     ``run`` numbers the process runs of ``node`` (0 before the first ``start`` seen, then
     1, 2, ...): volatile state such as the commit index resets between runs. ``seq`` is the
     event's position in its node's program order (file order, files in name order), which is
     the only order we trust within a node.
+
+    Immutable like the frozen dataclasses elsewhere, but a named tuple: the analysis makes
+    one per line read, and building a tuple costs a quarter of a frozen dataclass's
+    ``__init__`` (0.3 against 1.2 us, bench/results/analyze.md).
     """
 
     ts: float
@@ -89,9 +100,9 @@ class NodeEvent:
     source: Source
     run: int
     seq: int
-    raw: str = ""
-    """The line as read (without its newline): merged.jsonl extends it instead of
-    re-serialising the event."""
+    raw: bytes = b""
+    """The line as read (bytes, without its newline and trailing blanks): merged.jsonl
+    extends it instead of re-serialising the event."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
@@ -104,6 +115,10 @@ class LoadedLogs:
     events_by_node: dict[str, list[NodeEvent]] = field(default_factory=dict)
     problems: list[LineProblem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    outside_window: int = 0
+    """Events read but left out because their ``ts`` fell outside the window asked for."""
+    seen_nodes: set[str] = field(default_factory=set)
+    """Every node with a valid event, inside the window or not."""
 
     @property
     def nodes(self) -> list[str]:
@@ -165,33 +180,74 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_json_lines(
-    path: Path, problems: list[LineProblem], name: str | None = None
-) -> Iterator[tuple[Source, dict[str, Any], str]]:
-    """Yield (source, object, text) for every line that is a JSON object; record the
-    others."""
-    name = name or str(path)
+def _slow_line(
+    line: bytes, newline: bool, src_name: str, lineno: int, problems: list[LineProblem]
+) -> dict[str, Any] | None:
+    """A line the fast parser refused (or that failed validation after it), read exactly as
+    the text reader always read it: decoded with ``surrogateescape``, blank lines skipped,
+    the standard library's parser (which also takes NaN, big integers and lone surrogates)
+    and its error message."""
+    text = line.decode("utf-8", "surrogateescape") + ("\n" if newline else "")
+    if not text or text.isspace():
+        return None
     try:
-        fh = path.open("r", encoding="utf-8", errors="surrogateescape", newline="\n")
+        obj = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or undecodable bytes
+        problems.append(LineProblem(Source(src_name, lineno), f"not JSON ({exc})"))
+        return None
+    if not isinstance(obj, dict):
+        problems.append(
+            LineProblem(Source(src_name, lineno), f"not a JSON object but {type(obj).__name__}")
+        )
+        return None
+    return obj
+
+
+def _read_lines(path: Path, problems: list[LineProblem], name: str) -> list[bytes] | None:
+    """The file's lines (split on ``\\n`` only, as the reader always did), or None after
+    recording why it cannot be read."""
+    try:
+        data = path.read_bytes()
     except OSError as exc:
         problems.append(LineProblem(Source(name, 0), f"cannot open: {exc.strerror}"))
+        return None
+    return data.split(b"\n")
+
+
+def _read_json_lines(
+    path: Path, problems: list[LineProblem], name: str | None = None
+) -> Iterator[tuple[Source, dict[str, Any]]]:
+    """Yield (source, object) for every line that is a JSON object; record the others."""
+    name = name or str(path)
+    lines = _read_lines(path, problems, name)
+    if lines is None:
         return
-    loads = json.loads
-    with fh:
-        for lineno, text in enumerate(fh, start=1):
-            if not text or text.isspace():
-                continue
+    for lineno, _line, obj in _json_objects(lines, name, problems):
+        yield Source(name, lineno), obj
+
+
+def _json_objects(
+    lines: list[bytes], name: str, problems: list[LineProblem]
+) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    """(line number, line, object) for every line that is a JSON object; the others are
+    recorded. orjson (when installed) reads lines that start with ``{``; any other line,
+    and any it refuses, goes through :func:`_slow_line`."""
+    loads = _fast_loads
+    last = len(lines)
+    for lineno, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        obj: Any = None
+        if loads is not None and line[0] == 123:  # "{": no BOM, no leading blank
             try:
-                obj = loads(text)
-            except ValueError as exc:  # JSONDecodeError, or undecodable bytes
-                problems.append(LineProblem(Source(name, lineno), f"not JSON ({exc})"))
+                obj = loads(line)
+            except ValueError:
+                obj = None
+        if type(obj) is not dict:
+            obj = _slow_line(line, lineno < last, name, lineno, problems)
+            if obj is None:
                 continue
-            if not isinstance(obj, dict):
-                problems.append(
-                    LineProblem(Source(name, lineno), f"not a JSON object but {type(obj).__name__}")
-                )
-                continue
-            yield Source(name, lineno), obj, text
+        yield lineno, line, obj
 
 
 def _looks_like_event_log(path: Path) -> bool:
@@ -297,41 +353,139 @@ def display_name(path: Path, base: Path | None) -> str:
     return str(path)
 
 
-def load_event_logs(paths: Iterable[Path], base: Path | None = None) -> LoadedLogs:
+_CHECKED_KINDS = frozenset({"commit", "truncate", "snapshot", "persist", "apply", "send", "recv"})
+"""Kinds whose fields :func:`_validate_fields` checks; other kinds need only the common ones."""
+
+
+def _fields_ok(ev: str, obj: dict[str, Any]) -> bool:
+    """A quick sufficient test that :func:`_validate_fields` accepts ``obj`` (exact types;
+    a bool where an int is expected, for one, fails here and gets the full check)."""
+    if ev == "send" or ev == "recv":
+        return type(obj.get("id")) is str
+    if ev == "commit" or ev == "snapshot":
+        return type(obj.get("index")) is int
+    if ev == "truncate":
+        return type(obj.get("from")) is int
+    entries = obj.get("entries")  # persist, apply
+    if type(entries) is not list:
+        return False
+    for e in entries:
+        if (
+            type(e) is not list
+            or len(e) < 3
+            or type(e[0]) is not int
+            or type(e[1]) is not int
+            or type(e[2]) is not str
+        ):
+            return False
+    return True
+
+
+def load_event_logs(
+    paths: Iterable[Path],
+    base: Path | None = None,
+    window: tuple[float, float] | None = None,
+) -> LoadedLogs:
     """Parse event log files into per-node program order, numbering process runs. Sources
-    are named relative to ``base`` when given."""
+    are named relative to ``base`` when given. With ``window`` (wall seconds, inclusive)
+    only events whose ``ts`` falls inside are kept (``seq`` numbers the kept ones); the
+    others are still read, validated and counted in ``outside_window``, and their ``start``
+    events still number the runs.
+
+    This is the hot loop of the analysis (one pass per line, a million lines for a long
+    run): lines are split from the file's bytes, parsed by orjson when installed (the
+    ``fast`` extra), checked with inline type tests for the common case, and kept as
+    named tuples; anything unusual takes the exact slow path (:func:`_slow_line`,
+    :func:`_validate_event`), so what is kept or reported never depends on the parser."""
     out = LoadedLogs()
+    problems = out.problems
+    by_node = out.events_by_node
+    seen = out.seen_nodes
     run_of: dict[str, int] = {}
+    interned: dict[str, str] = {}
+    loads = _fast_loads
+    new = tuple.__new__
+    lo, hi = window if window is not None else (-math.inf, math.inf)
+    outside = 0
+    checked = _CHECKED_KINDS
     for path in paths:
-        out.files.append(display_name(path, base))
-        for src, obj, text in _read_json_lines(path, out.problems, display_name(path, base)):
-            why = _validate_event(obj)
-            if why is not None:
-                out.problems.append(LineProblem(src, why))
-                continue
-            node = str(obj["node"])
-            ev = str(obj["ev"])
+        name = display_name(path, base)
+        out.files.append(name)
+        lines = _read_lines(path, problems, name)
+        if lines is None:
+            continue
+        last_line = len(lines)
+        cur_node = ""
+        events: list[NodeEvent] = []
+        run = 0
+        ts: Any
+        node: Any
+        ev: Any
+        for lineno, line, obj in _json_objects(lines, name, problems):
+            ts = obj.get("ts")
+            node = obj.get("node")
+            ev = obj.get("ev")
+            term = obj.get("term", 0)
+            if not (
+                ((type(ts) is float and ts - ts == 0.0) or type(ts) is int)
+                and type(node) is str
+                and node
+                and type(ev) is str
+                and ev
+                and type(term) is int
+                and term >= 0
+                and (ev not in checked or _fields_ok(ev, obj))
+            ):
+                why = _validate_event(obj)
+                if why is not None and loads is not None:
+                    # The fast parser reads integers past 64 bits as floats: decide on what
+                    # the standard library reads.
+                    again = _slow_line(line, lineno < last_line, name, lineno, [])
+                    if again is not None:
+                        obj, why = again, _validate_event(again)
+                if why is not None:
+                    problems.append(LineProblem(Source(name, lineno), why))
+                    continue
+                ts, node, ev = obj.get("ts"), obj.get("node"), obj.get("ev")
+            node = interned.setdefault(node, node)
+            ev = interned.setdefault(ev, ev)
+            if node != cur_node:
+                if cur_node:
+                    run_of[cur_node] = run
+                cur_node = node
+                seen.add(node)
+                events = by_node.get(node) or []
+                run = run_of.get(node, 0)
             if ev == "start":
-                run_of[node] = run_of.get(node, 0) + 1
+                run += 1
                 v = obj.get("v")
                 if isinstance(v, int) and v > FORMAT_VERSION:
-                    out.problems.append(
+                    problems.append(
                         LineProblem(
-                            src,
+                            Source(name, lineno),
                             f"event log format v{v} is newer than this reader's "
                             f"v{FORMAT_VERSION}; read anyway, fields may be misread",
                         )
                     )
-            events = out.events_by_node.setdefault(node, [])
             ts = float(obj.pop("ts"))
+            if not lo <= ts <= hi:
+                outside += 1
+                continue
+            if not events:
+                by_node[node] = events
             term = int(obj.pop("term", 0))
             del obj["node"], obj["ev"]
+            raw = line if line[-1] == 125 else line.rstrip()  # "}"
             # What is left of the line's object is the event's own fields.
             events.append(
-                NodeEvent(
-                    ts, node, term, ev, obj, src, run_of.get(node, 0), len(events), text.rstrip()
+                new(
+                    NodeEvent,
+                    (ts, node, term, ev, obj, new(Source, (name, lineno)), run, len(events), raw),
                 )
             )
+        if cur_node:
+            run_of[cur_node] = run
+    out.outside_window = outside
     return out
 
 
@@ -342,7 +496,7 @@ def load_history(
     returned with ``outcome="info"`` and no end time (Jepsen's meaning)."""
     ops: list[HistoryOp] = []
     pending: dict[int, tuple[Source, dict[str, Any]]] = {}
-    for src, obj, _text in _read_json_lines(path, problems, display_name(path, base)):
+    for src, obj in _read_json_lines(path, problems, display_name(path, base)):
         proc, typ, t = obj.get("process"), obj.get("type"), obj.get("time")
         if not isinstance(proc, int) or not isinstance(t, int) or isinstance(t, bool):
             problems.append(LineProblem(src, "history op needs integer 'process' and 'time'"))
@@ -396,7 +550,7 @@ def load_nemesis(
     path: Path, problems: list[LineProblem], base: Path | None = None
 ) -> list[NemesisEvent]:
     out: list[NemesisEvent] = []
-    for src, obj, _text in _read_json_lines(path, problems, display_name(path, base)):
+    for src, obj in _read_json_lines(path, problems, display_name(path, base)):
         fault, action = obj.get("fault"), obj.get("action")
         if not isinstance(fault, str) or action not in ("start", "stop"):
             problems.append(LineProblem(src, "nemesis event needs 'fault' and 'action' start|stop"))

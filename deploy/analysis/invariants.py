@@ -13,6 +13,7 @@ from raft.invariants import (
     InvariantReport,
     Violation,
     check_invariants,
+    check_invariants_by_node,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "InvariantReport",
     "Violation",
     "check_invariants",
+    "check_invariants_by_node",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,35 +123,95 @@ class MergedEvent:
 
 @dataclass(slots=True)
 class MergedTimeline:
+    """The merged order, kept as parallel columns: ``order[i]`` is the i-th event, ``cts[i]``
+    its corrected timestamp, ``lamport[i]`` its Lamport clock. :attr:`events` builds the
+    per-event objects with vector clocks on demand (the ShiViz export, tests); the analysis
+    itself never needs them, and building them costs as much as the merge."""
+
     nodes: list[str]
-    events: list[MergedEvent]
+    order: list[NodeEvent]
+    cts: list[float]
+    lamport: list[int]
     clocks: ClockEstimate
     problems: list[LineProblem] = field(default_factory=list)
     pairs_matched: int = 0
     recv_unmatched: int = 0
+    node_cts: dict[str, list[float]] = field(default_factory=dict)
+    """Per node, the corrected timestamp of each of its events by ``seq``."""
+    send_of: dict[str, dict[int, NodeEvent]] = field(default_factory=dict)
+    """Per node, recv ``seq`` -> the matching send (cross-node pairs the order used)."""
+    _events: list[MergedEvent] | None = None
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @property
+    def events(self) -> list[MergedEvent]:
+        """The merged events with vector clocks (computed once, on first use)."""
+        if self._events is None:
+            self._events = self._build_events()
+        return self._events
+
+    def _build_events(self) -> list[MergedEvent]:
+        col = {n: i for i, n in enumerate(self.nodes)}
+        vc_now = {n: [0] * len(self.nodes) for n in self.nodes}
+        send_vc: dict[tuple[str, int], tuple[int, ...]] = {}
+        out: list[MergedEvent] = []
+        for e, c, lam in zip(self.order, self.cts, self.lamport, strict=True):
+            node = e.node
+            vc = vc_now[node]
+            s = self.send_of.get(node, {}).get(e.seq)
+            if s is not None:
+                for k, v in enumerate(send_vc[(s.node, s.seq)]):
+                    if v > vc[k]:
+                        vc[k] = v
+            vc[col[node]] += 1
+            vct = tuple(vc)
+            if e.ev == "send":
+                send_vc[(node, e.seq)] = vct
+            out.append(MergedEvent(e, c, lam, vct, s))
+        return out
 
     def write_jsonl(self, path: Path) -> None:
-        """One line per event: the original fields plus ``cts``, ``lamport`` and ``src``."""
+        """One line per event: the original fields plus ``cts``, ``lamport`` and ``src``.
+
+        Each line is the line as read, extended (no re-serialisation of the event's
+        fields); only a line that does not look like ``{...}`` is serialised again. ``cts``
+        is ``repr(round(cts, 6))``, which for 1e-4 <= cts < 2**32 (every wall-clock second
+        until 2106) is the ``%.6f`` text without trailing zeros, at a third of the cost:
+        there a double's spacing is below 1e-6, so that text is the shortest that reads
+        back as the same double (what ``repr`` prints), and ``round`` and ``%.6f`` round
+        alike."""
         dumps = json.dumps
-        with path.open("w", encoding="utf-8") as fh:
-            out: list[str] = []
-            for m in self.events:
-                e = m.event
-                src = dumps(str(e.source))
-                tail = f'"cts":{round(m.cts, 6)!r},"lamport":{m.lamport},"src":{src}}}'
+        prefix: dict[str, str] = {}  # file -> '"file:' (the JSON string of the source, open)
+        with path.open("wb") as fh:
+            out: list[bytes] = []
+            for e, c, lam in zip(self.order, self.cts, self.lamport, strict=True):
+                src = e.source
+                pre = prefix.get(src.file)
+                if pre is None:
+                    pre = prefix[src.file] = dumps(src.file)[:-1] + ":"
+                if 1e-4 <= c < 4294967296.0:
+                    t = f"{c:.6f}".rstrip("0")
+                    if t[-1] == ".":
+                        t += "0"
+                else:
+                    t = repr(round(c, 6))
+                tail = f'"cts":{t},"lamport":{lam},"src":{pre}{src.line}"}}'.encode()
                 raw = e.raw
-                if raw.endswith("}") and raw.startswith("{"):
-                    # The line as read, extended: no re-serialisation of the event's fields.
-                    out.append(raw[:-1] + ("," if len(raw) > 2 else "") + tail)
+                if raw[-1:] == b"}" and raw[:1] == b"{":
+                    out.append(raw[:-1] + (b"," if len(raw) > 2 else b"") + tail)
                 else:
                     obj: dict[str, Any] = {"ts": e.ts, "node": e.node, "term": e.term, "ev": e.ev}
                     obj.update(e.fields)
-                    out.append(dumps(obj, separators=(",", ":"))[:-1] + "," + tail)
-                if len(out) >= 4096:
-                    fh.write("\n".join(out) + "\n")
+                    out.append((dumps(obj, separators=(",", ":"))[:-1] + ",").encode() + tail)
+                if len(out) >= 8192:
+                    out.append(b"")
+                    fh.write(b"\n".join(out))
                     out.clear()
             if out:
-                fh.write("\n".join(out) + "\n")
+                out.append(b"")
+                fh.write(b"\n".join(out))
 
 
 def _match_pairs(
@@ -161,15 +221,24 @@ def _match_pairs(
     sends: dict[str, NodeEvent] = {}
     dup: set[str] = set()
     recvs: dict[str, list[NodeEvent]] = {}
-    for e in logs.all_events():
-        if e.ev == "send":
-            mid = str(e.get("id"))
-            if mid in sends:
-                dup.add(mid)
-                problems.append(LineProblem(e.source, f"message id {mid} sent twice; pair ignored"))
-            sends[mid] = e
-        elif e.ev == "recv":
-            recvs.setdefault(str(e.get("id")), []).append(e)
+    for node in logs.nodes:
+        for e in logs.events_by_node[node]:
+            ev = e.ev
+            if ev == "send":
+                mid = e.fields["id"]
+                if mid in sends:
+                    dup.add(mid)
+                    problems.append(
+                        LineProblem(e.source, f"message id {mid} sent twice; pair ignored")
+                    )
+                sends[mid] = e
+            elif ev == "recv":
+                mid = e.fields["id"]
+                got = recvs.get(mid)
+                if got is None:
+                    recvs[mid] = [e]
+                else:
+                    got.append(e)
     for mid in dup:
         del sends[mid]
     return sends, recvs
@@ -186,24 +255,39 @@ def estimate_offsets(
     sends, recvs = pairs_by_id if pairs_by_id is not None else _match_pairs(logs, [])
     runs_of: dict[str, list[int]] = {}
     for node, evs in logs.events_by_node.items():
-        runs_of[node] = sorted({e.run for e in evs})
+        runs_of[node] = _runs(evs)
     labels = {
         (node, run): clock_label(node, run, len(runs))
         for node, runs in runs_of.items()
         for run in runs
     }
+    # node -> run -> label, indexed without building a key per message
+    label_of: dict[str, dict[int, str]] = {}
+    for (node, run), lab in labels.items():
+        label_of.setdefault(node, {})[run] = lab
     upper: dict[tuple[str, str], float] = {}
     count: dict[tuple[str, str], int] = {}
     for mid, rs in recvs.items():
         s = sends.get(mid)
         if s is None:
             continue
+        snode = s.node
+        slab = label_of[snode][s.run]
+        sts = s.ts
         for r in rs:
-            if r.node == s.node:
+            rnode = r.node
+            if rnode == snode:
                 continue
-            k = (labels[(s.node, s.run)], labels[(r.node, r.run)])
-            upper[k] = min(upper.get(k, math.inf), r.ts - s.ts)
-            count[k] = count.get(k, 0) + 1
+            k = (slab, label_of[rnode][r.run])
+            d = r.ts - sts
+            u = upper.get(k)
+            if u is None:
+                upper[k] = d
+                count[k] = 1
+            else:
+                if d < u:
+                    upper[k] = d
+                count[k] += 1
     clocks = sorted(set(labels.values()))
     pairs: list[PairBounds] = []
     for i, a in enumerate(clocks):
@@ -234,6 +318,30 @@ def estimate_offsets(
             if near:
                 offsets[lab] = offsets[near[0][1]]
     return ClockEstimate(ref, offsets, unc, tuple(pairs), tuple(unlinked), labels)
+
+
+def run_starts(evs: Sequence[NodeEvent]) -> list[int]:
+    """The index of the first event of each process run in one node's events. ``run`` never
+    decreases in program order, so each is found by a binary search, not a pass."""
+    out: list[int] = []
+    i, n = 0, len(evs)
+    while i < n:
+        out.append(i)
+        r = evs[i].run
+        lo, hi = i + 1, n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if evs[mid].run > r:
+                hi = mid
+            else:
+                lo = mid + 1
+        i = lo
+    return out
+
+
+def _runs(evs: Sequence[NodeEvent]) -> list[int]:
+    """The distinct process runs in one node's events, in order."""
+    return [evs[i].run for i in run_starts(evs)]
 
 
 def _solve(
@@ -304,64 +412,165 @@ def _solve(
     return off, unc, unlinked
 
 
+def _sorted_merge(
+    streams: list[list[NodeEvent]],
+    cts_of: list[list[float]],
+    block: list[dict[int, tuple[int, int]]],
+) -> tuple[list[NodeEvent], list[float], list[int]] | None:
+    """The merged order by one stable sort, when that is provably Kahn's order; else None.
+
+    Kahn's algorithm emits the smallest ready head by (cts, node, seq). When every node's
+    corrected times never go back and every recv sorts after its send, the smallest head is
+    always ready, so the order is simply all events sorted by that key: a stable sort of
+    the per-node lists concatenated in node order (ties keep node, then seq, order), which
+    is C code merging already sorted runs. Lamport clocks follow in one pass."""
+    for c in cts_of:
+        if c != sorted(c):
+            return None
+    base: list[int] = []
+    n = 0
+    for evs in streams:
+        base.append(n)
+        n += len(evs)
+    for k, blk in enumerate(block):
+        ck = cts_of[k]
+        for seq, (sk, sseq) in blk.items():
+            sc, rc = cts_of[sk][sseq], ck[seq]
+            if sc > rc or (sc == rc and sk > k):
+                return None  # this recv would sort before its send: Kahn's order differs
+    all_cts: list[float] = []
+    all_events: list[NodeEvent] = []
+    node_of: list[int] = []
+    for k, evs in enumerate(streams):
+        all_cts += cts_of[k]
+        all_events += evs
+        node_of += [k] * len(evs)
+    send_gid = [-1] * n
+    for k, blk in enumerate(block):
+        b = base[k]
+        for seq, (sk, sseq) in blk.items():
+            send_gid[b + seq] = base[sk] + sseq
+    idx = sorted(range(n), key=all_cts.__getitem__)
+    lam = [0] * n
+    last = [0] * len(streams)
+    for g in idx:
+        k = node_of[g]
+        lg = last[k] + 1
+        sg = send_gid[g]
+        if sg >= 0:
+            ls = lam[sg] + 1
+            if ls > lg:
+                lg = ls
+        last[k] = lg
+        lam[g] = lg
+    return (
+        list(map(all_events.__getitem__, idx)),
+        list(map(all_cts.__getitem__, idx)),
+        list(map(lam.__getitem__, idx)),
+    )
+
+
 def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
-    """One happens-before-consistent timeline of all nodes' events (module docstring)."""
+    """One happens-before-consistent timeline of all nodes' events (module docstring).
+
+    Kahn's algorithm over the per-node streams with a heap of the ready heads keyed by
+    (corrected time, node, seq): each step emits the smallest ready head and replaces it by
+    its node's next event (one ``heapreplace``), so the cost is one heap operation per event
+    and no per-event objects beyond the output columns."""
     problems: list[LineProblem] = []
     sends, recvs = _match_pairs(logs, problems)
     clocks = estimate_offsets(logs, reference, (sends, recvs))
     nodes = logs.nodes
     col = {n: i for i, n in enumerate(nodes)}
-    per_node = logs.events_by_node
+    streams = [logs.events_by_node[n] for n in nodes]
 
     # recv -> its send (only cross-node pairs; a self-send is just program order).
-    send_of: dict[tuple[str, int], NodeEvent] = {}
-    waiting: dict[tuple[str, int], list[NodeEvent]] = {}  # send key -> recvs blocked on it
+    send_of: dict[str, dict[int, NodeEvent]] = {n: {} for n in nodes}
+    # Per node column: what blocks each recv (the send's node column and seq), by recv seq.
+    block: list[dict[int, tuple[int, int]]] = [{} for _ in nodes]
     matched = unmatched = 0
     for mid, rs in recvs.items():
         s = sends.get(mid)
+        if s is None:
+            unmatched += len(rs)
+            continue
+        snode = s.node
+        key = (col[snode], s.seq)
         for r in rs:
-            if s is None:
-                unmatched += 1
+            rnode = r.node
+            if snode == rnode:
                 continue
-            if s.node == r.node:
-                continue
-            send_of[(r.node, r.seq)] = s
-            waiting.setdefault((s.node, s.seq), []).append(r)
+            send_of[rnode][r.seq] = s
+            block[col[rnode]][r.seq] = key
             matched += 1
 
-    done: set[tuple[str, int]] = set()
-    nxt = dict.fromkeys(nodes, 0)  # next unemitted seq per node
-    vc_now = {n: [0] * len(nodes) for n in nodes}
-    lamport_now = dict.fromkeys(nodes, 0)
-    send_clock: dict[tuple[str, int], tuple[tuple[int, ...], int]] = {}
-    heap: list[tuple[float, str, int]] = []
+    node_cts: dict[str, list[float]] = {}
+    for n, evs in zip(nodes, streams, strict=True):
+        offs = {run: clocks.offset(n, run) for run in _runs(evs)}
+        if len(offs) == 1:
+            (off,) = offs.values()
+            node_cts[n] = [e.ts - off for e in evs]
+        else:
+            node_cts[n] = [e.ts - offs[e.run] for e in evs]
+    cts_of = [node_cts[n] for n in nodes]
+    order, cts_out, lam_out = _sorted_merge(streams, cts_of, block) or _heap_merge(
+        streams, cts_of, block, send_of, problems
+    )
+    return MergedTimeline(
+        nodes,
+        order,
+        cts_out,
+        lam_out,
+        clocks,
+        problems,
+        matched,
+        unmatched,
+        node_cts=node_cts,
+        send_of=send_of,
+    )
 
-    offset_of = {key: clocks.offset(*key) for key in clocks.labels}
 
-    def cts(e: NodeEvent) -> float:
-        return e.ts - offset_of.get((e.node, e.run), 0.0)
+def _heap_merge(
+    streams: list[list[NodeEvent]],
+    cts_of: list[list[float]],
+    block: list[dict[int, tuple[int, int]]],
+    send_of: dict[str, dict[int, NodeEvent]],
+    problems: list[LineProblem],
+) -> tuple[list[NodeEvent], list[float], list[int]]:
+    """Kahn's order with a heap of the ready heads (:func:`merge`); a recv forced out of a
+    cycle loses its send in ``block`` and ``send_of``, and the problem is recorded."""
+    nodes = range(len(streams))
+    # Recvs waiting on each send, by the send's node column and seq.
+    wake: list[dict[int, list[tuple[int, int]]]] = [{} for _ in nodes]
+    for k, blk in enumerate(block):
+        for seq, (sk, sseq) in blk.items():
+            wake[sk].setdefault(sseq, []).append((k, seq))
+    sizes = [len(evs) for evs in streams]
+    nxt = [0] * len(nodes)  # next unemitted seq per node
+    lam_of = [[0] * k for k in sizes]  # Lamport clock of each emitted event
+    lam_now = [0] * len(nodes)
 
-    def ready(e: NodeEvent) -> bool:
-        s = send_of.get((e.node, e.seq))
-        return s is None or (s.node, s.seq) in done
-
-    def offer(node: str) -> None:
-        i = nxt[node]
-        evs = per_node[node]
-        if i < len(evs) and ready(evs[i]):
-            heapq.heappush(heap, (cts(evs[i]), node, i))
-
-    for n in nodes:
-        offer(n)
-    out: list[MergedEvent] = []
-    total = logs.count()
-    while len(out) < total:
+    order: list[NodeEvent] = []
+    cts_out: list[float] = []
+    lam_out: list[int] = []
+    heap: list[tuple[float, int, int]] = []
+    for k in range(len(nodes)):
+        b = block[k].get(0)
+        if sizes[k] and (b is None or nxt[b[0]] > b[1]):
+            heap.append((cts_of[k][0], k, 0))
+    heapq.heapify(heap)
+    heappop, heappush, heapreplace = heapq.heappop, heapq.heappush, heapq.heapreplace
+    total = sum(sizes)
+    emitted = 0
+    while emitted < total:
         if not heap:
             # A cycle: some recv waits for a send that (by the logs) comes after it. Force the
             # earliest blocked head and say so; the logs are inconsistent, not the merger.
-            heads = [per_node[n][nxt[n]] for n in nodes if nxt[n] < len(per_node[n])]
-            e = min(heads, key=cts)
-            s = send_of.pop((e.node, e.seq))
+            heads = [(cts_of[k][nxt[k]], k) for k in range(len(nodes)) if nxt[k] < sizes[k]]
+            _, k = min(heads, key=lambda h: h[0])
+            e = streams[k][nxt[k]]
+            s = send_of[e.node].pop(e.seq)
+            del block[k][e.seq]
             problems.append(
                 LineProblem(
                     e.source,
@@ -369,28 +578,35 @@ def merge(logs: LoadedLogs, reference: str | None = None) -> MergedTimeline:
                     "(cycle in the logs); ordered by time instead",
                 )
             )
-            heapq.heappush(heap, (cts(e), e.node, e.seq))
-        _, node, i = heapq.heappop(heap)
-        e = per_node[node][i]
-        vc = vc_now[node]
-        lam = lamport_now[node] + 1
-        s = send_of.get((node, i))
-        if s is not None:
-            svc, slam = send_clock[(s.node, s.seq)]
-            for k, v in enumerate(svc):
-                if v > vc[k]:
-                    vc[k] = v
-            lam = max(lam, slam + 1)
-        vc[col[node]] += 1
-        lamport_now[node] = lam
-        vct = tuple(vc)
-        if e.ev == "send":
-            send_clock[(node, i)] = (vct, lam)
-        out.append(MergedEvent(e, cts(e), lam, vct, s))
-        done.add((node, i))
-        nxt[node] = i + 1
-        offer(node)
-        for r in waiting.get((node, i), ()):
-            if nxt[r.node] == r.seq:
-                offer(r.node)
-    return MergedTimeline(nodes, out, clocks, problems, matched, unmatched)
+            heap.append((cts_of[k][e.seq], k, e.seq))
+        c, k, i = heap[0]
+        e = streams[k][i]
+        lam = lam_now[k] + 1
+        b = block[k].get(i)
+        if b is not None:
+            slam = lam_of[b[0]][b[1]]
+            if slam >= lam:
+                lam = slam + 1
+        lam_now[k] = lam
+        lam_of[k][i] = lam
+        order.append(e)
+        cts_out.append(c)
+        lam_out.append(lam)
+        emitted += 1
+        i += 1
+        nxt[k] = i
+        # This node's next event replaces it in the heap when it is ready.
+        b = block[k].get(i) if i < sizes[k] else None
+        if i < sizes[k] and (b is None or nxt[b[0]] > b[1]):
+            heapreplace(heap, (cts_of[k][i], k, i))
+        else:
+            heappop(heap)
+        # Recvs that waited for this send may now be ready.
+        ws = wake[k].get(i - 1)
+        if ws is not None:
+            for rk, rseq in ws:
+                if nxt[rk] == rseq:
+                    rb = block[rk].get(rseq)
+                    if rb is None or nxt[rb[0]] > rb[1]:
+                        heappush(heap, (cts_of[rk][rseq], rk, rseq))
+    return order, cts_out, lam_out

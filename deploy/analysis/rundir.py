@@ -13,11 +13,13 @@ the checker cannot read makes the linearizability verdict ``unknown``.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import datetime as _dt
 import json
+import operator
 import os
+import resource
 import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,7 @@ from deploy.analysis.events import (
     load_history,
     load_nemesis,
 )
-from deploy.analysis.invariants import InvariantReport, check_invariants
+from deploy.analysis.invariants import InvariantReport, check_invariants_by_node
 from deploy.analysis.merge import MergedTimeline, merge
 
 __all__ = [
@@ -55,10 +57,32 @@ __all__ = [
 COUNTEREXAMPLE_HTML = "counterexample.html"
 """The linearizability counterexample page a refuted run gets (raft.lincheck.visual)."""
 
+_ev_of = operator.attrgetter("ev")
+
 VALID, INVALID, UNKNOWN, SKIPPED = "valid", "invalid", "unknown", "skipped"
 """Verdicts. ``skipped`` means the check was not run (``--no-lin``, or no node logs for the
 invariants); it does not count towards ``overall``, which is ``unknown`` only when nothing at
 all was checked or a check that ran could not decide."""
+
+
+class PhaseClock:
+    """Wall and CPU time per phase, lap by lap. CPU time counts this process and its
+    children that ended (the linearizability checker's worker processes)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, tuple[float, float]] = {}
+        self._wall, self._cpu = time.perf_counter(), self._cpu_now()
+
+    @staticmethod
+    def _cpu_now() -> float:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + kids.ru_utime + kids.ru_stime
+
+    def lap(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), self._cpu_now()
+        w0, c0 = self.laps.get(name, (0.0, 0.0))
+        self.laps[name] = (w0 + wall - self._wall, c0 + cpu - self._cpu)
+        self._wall, self._cpu = wall, cpu
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +153,14 @@ class Analysis:
     window: tuple[float, float] | None = None
     """The run's window (wall seconds) the node events were cut to, from results.json."""
     events_outside_window: int = 0
+    shiviz: Path | None = None
+    """Where the ShiViz log of this analysis was written (``raftlab analyze --shiviz``);
+    None when it was not (the default: it is as big as merged.jsonl and ShiViz itself
+    cannot open a log of a long run). The report links it only when set."""
+    kind_counts: dict[str, int] | None = None
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Phase -> (wall, CPU) seconds this analysis took (``raftlab analyze --timings``,
+    bench/bench_analyze.py); the CPU time includes finished child processes."""
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -156,6 +188,15 @@ class Analysis:
             v["overall"] = VALID
         return v
 
+    def _events_by_kind(self) -> dict[str, int]:
+        """Events per kind (counted once: the report and results.json both ask)."""
+        if self.kind_counts is None:
+            c: Counter[str] = Counter()
+            for evs in self.logs.events_by_node.values():
+                c.update(map(_ev_of, evs))
+            self.kind_counts = dict(sorted(c.items()))
+        return dict(self.kind_counts)
+
     def counts(self) -> dict[str, Any]:
         inv = self.invariants
         faults = Counter(n.fault for n in self.nemesis if n.action == "start")
@@ -163,7 +204,7 @@ class Analysis:
         return {
             "nodes": len(self.logs.nodes),
             "events": self.logs.count(),
-            "events_by_kind": dict(sorted(Counter(e.ev for e in self.logs.all_events()).items())),
+            "events_by_kind": self._events_by_kind(),
             "malformed_lines": len(self.problems),
             "elections": inv.elections,
             "leaders_per_term": {str(t): ns for t, ns in sorted(inv.leaders_per_term.items())},
@@ -359,7 +400,9 @@ def _align_by_client_events(
     first completions), then take the median offset to the nearest node event (twice).
     None when either side is empty."""
     server = sorted(
-        m.cts for m in timeline.events if m.event.ev == "client" and m.event.get("outcome") == "ok"
+        c
+        for e, c in zip(timeline.order, timeline.cts, strict=True)
+        if e.ev == "client" and e.fields.get("outcome") == "ok"
     )
     done = sorted(o.end_ns / 1e9 for o in history if o.outcome == "ok" and o.end_ns is not None)
     if not server or not done:
@@ -403,7 +446,7 @@ def _run_start(
         return aligned, "client events"
     if recorded is not None:
         return recorded
-    return (timeline.events[0].cts if timeline.events else 0.0), "first node event"
+    return (timeline.cts[0] if timeline.cts else 0.0), "first node event"
 
 
 def analyze(
@@ -417,31 +460,41 @@ def analyze(
 ) -> Analysis:
     """Load, merge (clock offsets relative to ``reference``, default the first node by
     name), check invariants and, with a history, linearizability."""
+    clock = PhaseClock()
     inputs = locate(path, history)
-    with gc_paused():
-        logs = load_event_logs(inputs.event_files, inputs.root)
-    problems = list(logs.problems)
-    if reference is not None and reference not in logs.events_by_node:
-        raise EventLogNotFoundError(
-            f"reference node {reference!r} has no events; the logs have {', '.join(logs.nodes)}"
-        )
     prior = _read_results(inputs.results)
     window = _run_window(prior)
-    outside = _cut_to_window(logs, window) if window is not None else 0
+    with gc_paused():
+        logs = load_event_logs(inputs.event_files, inputs.root, window)
+    clock.lap("load")
+    problems = list(logs.problems)
+    if reference is not None and reference not in logs.seen_nodes:
+        raise EventLogNotFoundError(
+            f"reference node {reference!r} has no events; the logs have "
+            f"{', '.join(sorted(logs.seen_nodes))}"
+        )
+    outside = logs.outside_window
     with gc_paused():
         timeline = merge(logs, reference)
-    problems.extend(timeline.problems)
-    report = check_invariants([m.event for m in timeline.events])
+        problems.extend(timeline.problems)
+        clock.lap("merge")
+        # Each node's events in program order: the merged order is not needed for these.
+        report = check_invariants_by_node(logs.events_by_node)
+        clock.lap("invariants")
     hist: list[HistoryOp] = []
     lin: dict[str, Any] | None = None
     if inputs.history is not None:
-        hist = _load_any_history(inputs.history, problems, inputs.root)
+        with gc_paused():
+            hist = _load_any_history(inputs.history, problems, inputs.root)
+        clock.lap("history")
         if check_linearizable:
             lin = check_linearizability(inputs.history, hist, model, lin_timeout_s)
+            clock.lap("linearizability")
         else:
             lin = {"verdict": "skipped", "reason": "not checked (--no-lin)"}
     nem = load_nemesis(inputs.nemesis, problems, inputs.root) if inputs.nemesis else []
     start_ts, start_how = _run_start(nem, prior, timeline, hist)
+    clock.lap("align")
     return Analysis(
         inputs=inputs,
         logs=logs,
@@ -456,6 +509,7 @@ def analyze(
         warnings=run_warnings(prior, hist if inputs.history is not None else None, nem),
         window=window,
         events_outside_window=outside,
+        timings=clock.laps,
     )
 
 
@@ -487,23 +541,6 @@ def _run_window(results: dict[str, Any]) -> tuple[float, float] | None:
         return None
     end = float(hi) if isinstance(hi, int | float) and not isinstance(hi, bool) else float("inf")
     return float(lo) - WINDOW_MARGIN_S, end + WINDOW_MARGIN_S
-
-
-def _cut_to_window(logs: LoadedLogs, window: tuple[float, float]) -> int:
-    """Keep only the node events inside ``window`` (an earlier run on the same cluster left
-    its events in the same files); returns how many were dropped."""
-    lo, hi = window
-    dropped = 0
-    for node, evs in list(logs.events_by_node.items()):
-        inside = [e for e in evs if lo <= e.ts <= hi]
-        dropped += len(evs) - len(inside)
-        # ``seq`` is the position in the node's list (the merger indexes by it).
-        kept = [e if e.seq == i else dataclasses.replace(e, seq=i) for i, e in enumerate(inside)]
-        if kept:
-            logs.events_by_node[node] = kept
-        else:
-            del logs.events_by_node[node]
-    return dropped
 
 
 def run_warnings(

@@ -1,6 +1,6 @@
 """``raftlab analyze PATH``: merge the node event logs of a run (or any folder of them),
 check Raft's invariants and, with a history, linearizability; write ``results.json``,
-``merged.jsonl``, ``shiviz.log``, ``report.html`` and ``plots/``.
+``merged.jsonl``, ``report.html`` and ``plots/`` (and ``shiviz.log`` with ``--shiviz``).
 
 Exit 0 valid, 1 invalid, 2 unknown or could not check.
 """
@@ -8,7 +8,9 @@ Exit 0 valid, 1 invalid, 2 unknown or could not check.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,9 @@ def register(subparsers: Any) -> None:
         help="merge node logs, check invariants and linearizability, write the report",
         description="Analyse a run directory (runs/<experiment>/<timestamp>/) or any folder "
         "holding node event logs (events.jsonl, searched recursively), with an optional "
-        "history.jsonl beside them. Writes results.json, merged.jsonl, shiviz.log, "
-        "report.html and plots/ into the run directory (or --out). Exit 0 valid, 1 invalid, "
-        "2 unknown or could not check.",
+        "history.jsonl beside them. Writes results.json, merged.jsonl, report.html and "
+        "plots/ into the run directory (or --out), and shiviz.log with --shiviz. Exit 0 "
+        "valid, 1 invalid, 2 unknown or could not check.",
     )
     p.add_argument("path", metavar="RUN_DIR", help="run directory or folder of node logs")
     p.add_argument("--history", help="client history (default: history.jsonl found there)")
@@ -47,15 +49,29 @@ def register(subparsers: Any) -> None:
         "--reference", metavar="NODE", help="clock reference node (default: first by name)"
     )
     p.add_argument("--no-lin", action="store_true", help="skip the linearizability check")
-    p.add_argument("--shiviz", metavar="OUT", help="ShiViz log path (default RUN_DIR/shiviz.log)")
+    p.add_argument(
+        "--shiviz",
+        nargs="?",
+        const="",
+        metavar="OUT",
+        help="also write the ShiViz log (vector clocks per event), to OUT or by default "
+        "RUN_DIR/shiviz.log; off by default: as big as merged.jsonl, slow to make, and ShiViz "
+        "opens only short runs",
+    )
     p.add_argument("--no-report", action="store_true", help="skip report.html and plots/")
     p.add_argument("--out", help="where to write outputs (default: RUN_DIR)")
     p.add_argument("--json", action="store_true", help="print results.json instead of text")
+    p.add_argument(
+        "--timings",
+        action="store_true",
+        help="print the wall and CPU seconds of each phase (load, merge, ...) to stderr",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from deploy.analysis import analyze, exit_code, write_outputs, write_shiviz
+    from deploy.analysis.rundir import PhaseClock
     from deploy.errors import LabError
 
     if args.lin_timeout <= 0:
@@ -69,25 +85,58 @@ def run(args: argparse.Namespace) -> int:
         reference=args.reference,
     )
     out = Path(args.out) if args.out else a.inputs.root
+    clock = PhaseClock()
     try:
         results = write_outputs(a, out)
-        shiviz = Path(args.shiviz) if args.shiviz else out / "shiviz.log"
-        write_shiviz(a.timeline, shiviz)
+        clock.lap("results+merged.jsonl")
+        shiviz = None
+        if args.shiviz is not None:
+            shiviz = Path(args.shiviz) if args.shiviz else out / "shiviz.log"
+            write_shiviz(a.timeline, shiviz)
+            a.shiviz = shiviz
+            clock.lap("shiviz")
         report = None
         if not args.no_report:
             from deploy.report import write_report
 
             report = write_report(a, out)
+            clock.lap("report")
     except OSError as exc:
         raise LabError(f"cannot write outputs to {out}: {exc.strerror or exc}") from None
+    a.timings.update(clock.laps)
+    if args.timings:
+        events = max(a.logs.count(), 1)
+        for phase, (wall, cpu) in a.timings.items():
+            print(
+                f"{phase:>22}: {wall:7.3f} s wall {cpu:7.3f} s CPU "
+                f"({events / max(wall, 1e-9):,.0f} events/s)",
+                file=sys.stderr,
+            )
     if args.json:
         _out(json.dumps(a.results_json(), indent=2))
     else:
         _out(summary_text(a))
-        _out(f"wrote {results}, {out / 'merged.jsonl'}, {shiviz}")
+        _out(f"wrote {results}, {out / 'merged.jsonl'}" + (f", {shiviz}" if shiviz else ""))
         if report is not None:
             _out(f"report: {report}")
+    if a.logs.count() >= LEAVE_TO_EXIT_EVENTS:
+        _leave_to_exit(a)
     return exit_code(a.verdicts)
+
+
+LEAVE_TO_EXIT_EVENTS = 100_000
+"""From this many events on, the analysis is not freed when the command ends."""
+
+
+def _leave_to_exit(obj: object) -> None:
+    """Keep ``obj`` (the analysis of a long run: millions of objects) alive until the
+    process exits instead of freeing it object by object as ``run`` returns, which costs
+    about a sixth of the analysis itself (bench/results/analyze.md); the operating system
+    takes the memory back at once. A self-referencing holder moved to the collector's
+    permanent generation is never collected, also not at interpreter shutdown."""
+    holder: list[object] = [obj]
+    holder.append(holder)
+    gc.freeze()
 
 
 def summary_text(a: Any) -> str:

@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         out["history"] = str(path)
         out["format"] = fmt.value
         out["unpacked_keys"] = parsed.unpacked_keys
+        out["ignored_lines"] = parsed.ignored
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return result.verdict.exit_code
@@ -158,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result.dropped} dropped, {result.partitions} partition(s), "
         f"{result.states_explored} states, {result.elapsed_s:.3f}s)"
     )
+    if parsed.ignored:  # log chatter and nemesis ops: shown, so nothing passes unseen
+        print(f"  ignored {parsed.ignored} line(s) that are not client operations")
     if parsed.unpacked_keys:
         print(f"  read Jepsen [key value] tuples as {parsed.unpacked_keys} independent key(s)")
     if result.verdict is Verdict.UNKNOWN:
@@ -200,3 +203,10 @@ def _print_counterexample(cx: dict[str, Any]) -> None:
         why = "" if op["model_accepts"] else "  <- the model rejects it in this state"
         print(f"  {_describe(op)}{why}")
     print(f"and {_describe(cx['deadline'])} must have taken effect before it completed.")
+    if "stale_read" in cx:
+        newer = cx["stale_read"]["overwritten_by"]
+        did = "saw" if newer["f"] in ("read", "get") else "left"
+        print(
+            f"It reads a stale value: {_describe(newer)} {did} another value before the "
+            "read began, after every write of the value read had completed."
+        )

@@ -74,18 +74,35 @@ def register(sub: Any) -> None:
 async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | None) -> int:
     from deploy.nemesis import (
         InventoryControl,
-        LeaderKiller,
-        LocalControl,
-        NodeControl,
-        inventory_client_addresses,
     )
-    from deploy.workload import HistoryWriter, WorkloadSpec, client_token, run_workload
     from raft.cli._cluster_addrs import resolve
 
-    cluster = args.cluster
-    if cluster is None and args.inventory:
-        cluster = inventory_client_addresses(Path(args.inventory))
-    addrs = resolve(cluster, args.cluster_dir)
+    # An inventory's nodes are reached directly or through SSH tunnels (raft_lab_access: a
+    # GEE slice's private addresses), and leader hints are mapped to what the clients dial.
+    inv_control = InventoryControl(Path(args.inventory)) if args.inventory else None
+    amap: dict[Any, Any] = {}
+    if args.cluster is None and inv_control is not None:
+        addrs, amap = await asyncio.to_thread(inv_control.client_endpoints)
+    else:
+        addrs = resolve(args.cluster, args.cluster_dir)
+    try:
+        return await _drive(args, out, nemesis_log, addrs, amap, inv_control)
+    finally:
+        if inv_control is not None:
+            await asyncio.to_thread(inv_control.close)
+
+
+async def _drive(
+    args: argparse.Namespace,
+    out: IO[str],
+    nemesis_log: IO[str] | None,
+    addrs: Any,
+    amap: dict[Any, Any],
+    inv_control: Any,
+) -> int:
+    from deploy.nemesis import LeaderKiller, LocalControl, NodeControl
+    from deploy.workload import HistoryWriter, WorkloadSpec, client_token, run_workload
+
     try:
         spec = WorkloadSpec(
             model=args.model,
@@ -106,9 +123,7 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
     tasks = []
     if args.kill_leader_every > 0 and nemesis_log is not None:
         control: NodeControl = (
-            InventoryControl(Path(args.inventory))
-            if args.inventory
-            else LocalControl(args.cluster_dir)
+            inv_control if inv_control is not None else LocalControl(args.cluster_dir)
         )
         killer = LeaderKiller(control, args.kill_leader_every, args.down_for, nemesis_log, t0_ns)
         tasks.append(asyncio.create_task(killer.loop(stop)))
@@ -120,7 +135,13 @@ async def _main(args: argparse.Namespace, out: IO[str], nemesis_log: IO[str] | N
     )
     try:
         summary = await run_workload(
-            addrs, spec, HistoryWriter(out), stop, t0_ns, token=client_token(args.inventory)
+            addrs,
+            spec,
+            HistoryWriter(out),
+            stop,
+            t0_ns,
+            token=client_token(args.inventory),
+            address_map=amap,
         )
     finally:
         stop.set()

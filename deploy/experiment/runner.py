@@ -118,13 +118,16 @@ def check_supported(spec: ExperimentSpec, target: Target) -> None:
             )
 
 
-def client_addresses(target: Target) -> list[Address]:
+def client_addresses(target: Target, control: Any) -> tuple[list[Address], dict[Address, Address]]:
+    """The client addresses the controller dials, and the map from advertised addresses
+    (leader hints) to them: on an inventory each node's address, or an SSH tunnel to it
+    when the controller cannot reach it (a GEE slice: ``raft_lab_access``)."""
     from raft.cli._cluster_addrs import resolve
 
     if target.inventory is not None:
-        nem = _nemesis_api()
-        return list(resolve(nem.inventory_client_addresses(target.inventory), None))
-    return list(resolve(None, str(target.cluster_dir)))
+        addrs, amap = control.client_endpoints()
+        return list(addrs), dict(amap)
+    return list(resolve(None, str(target.cluster_dir))), {}
 
 
 async def health_check(
@@ -133,6 +136,7 @@ async def health_check(
     run_id: str,
     timeout_s: float = HEALTH_TIMEOUT_S,
     token: bytes | None = None,
+    address_map: dict[Address, Address] | None = None,
 ) -> dict[str, Any]:
     """A leader, then a write and a read of a fresh key through the client port; raises
     LabError naming what failed."""
@@ -149,7 +153,13 @@ async def health_check(
         await asyncio.sleep(0.3)
     if leader is None:
         raise LabError(f"health check: no leader within {timeout_s:g} s")
-    client = RaftClient(addrs, client_id=f"health-{run_id}", op_timeout_s=5.0, token=token)
+    client = RaftClient(
+        addrs,
+        client_id=f"health-{run_id}",
+        op_timeout_s=5.0,
+        token=token,
+        address_map=address_map,
+    )
     key = f"{run_id}.health"
     try:
         last = ""
@@ -283,9 +293,27 @@ async def _run(
     loop = asyncio.get_running_loop()
     if main is not None and threading.current_thread() is threading.main_thread():
         loop.add_signal_handler(signal.SIGTERM, main.cancel)
-    nem_api = _nemesis_api()
     control = make_control(target)
-    addrs = client_addresses(target)
+    try:
+        return await _run_on(spec, target, run_dir, log, stream, control)
+    finally:
+        close = getattr(control, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+async def _run_on(
+    spec: ExperimentSpec,
+    target: Target,
+    run_dir: Path,
+    log: Callable[[str], None],
+    stream: IO[str],
+    control: Any,
+) -> dict[str, Any]:
+    nem_api = _nemesis_api()
+    addrs, amap = await asyncio.to_thread(client_addresses, target, control)
+    if amap:
+        log(f"clients reach the nodes through SSH tunnels: {', '.join(map(str, addrs))}")
     schedule = [nem_api.parse_fault(dict(f.raw)) for f in spec.nemesis]
     w = spec.workload
     wspec = WorkloadSpec(
@@ -301,8 +329,11 @@ async def _run(
     )
     token = client_token(target.inventory)
     log(f"health check ({len(addrs)} nodes)")
-    health = await health_check(control, addrs, wspec.run_id, token=token)
+    health = await health_check(control, addrs, wspec.run_id, token=token, address_map=amap)
     log(f"healthy: leader {health['leader']} ({health['seconds']} s)")
+    prepare = getattr(control, "prepare", None)
+    if prepare is not None:
+        await asyncio.to_thread(prepare)  # SSH sessions open before t0: faults start on time
     t0_ns = time.monotonic_ns()
     start_ts = time.time()
     summary = WorkloadSummary()
@@ -321,7 +352,7 @@ async def _run(
             asyncio.create_task(progress.loop(stop)),
         ]
         try:
-            await run_workload(addrs, wspec, HistoryWriter(hist), stop, t0_ns, summary, token)
+            await run_workload(addrs, wspec, HistoryWriter(hist), stop, t0_ns, summary, token, amap)
         finally:
             stop.set()
             for t in tasks:
@@ -346,6 +377,7 @@ async def _run(
                 wspec.run_id + "-r",
                 timeout_s=max(10.0, spec.recovery_s),
                 token=token,
+                address_map=amap,
             )
             recovered["ok"] = True
         except LabError as exc:

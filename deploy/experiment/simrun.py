@@ -50,6 +50,7 @@ SIM_KIND = {
     "reorder": "reorder",
     "delay": "delay",
     "clock": "skew",
+    "membership": "member",
 }
 
 

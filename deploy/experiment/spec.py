@@ -51,6 +51,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "disk-fill",
     "disk-corrupt",
     "disk-fsync",
+    "membership",
 )
 """Fault kinds a spec may name when the nemesis catalogue (``deploy.nemesis.FAULT_KINDS``)
 is not importable; when it is, it decides (and checks each kind's ``params``). The simulator

@@ -7,7 +7,9 @@ local netns testbed is such an inventory). Every operation that signals a node f
 the pid is still that node (its command line is ``raft serve`` with the node's id and config),
 so a recycled pid is never hit (issue 10, "Also"). Under systemd the inventory uses
 ``systemctl kill``/``systemctl start``; ``become`` from the inventory makes commands run
-through ``sudo -n``.
+through ``sudo -n``. The inventory is read as Ansible reads it (``ansible-inventory --list``),
+and the nodes' ports are reached through SSH tunnels where the controller cannot dial them
+(``raft_lab_access``: a GEE slice).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import os
 import shlex
 import signal as _signal
 import subprocess
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from deploy.errors import LabError
-from deploy.remote import CommandResult, RemoteCommandError
+from deploy.remote import CommandResult, Inventory, Remote, RemoteCommandError, read_inventory
 from raft.runtime.http import fetch_json
 from raft.runtime.transport import Address
 
@@ -213,66 +215,54 @@ ROLE_DEFAULTS: dict[str, Any] = {
     "raft_node_service_name": "raftlab-node",
     "raft_node_pidfile": "/run/raftlab/raftlab-node.pid",
     "raft_node_service_manager": "auto",
-    "raft_node_http_port": 7002,
+    "raft_node_peer_port": 7000,
     "raft_node_client_port": 7001,
+    "raft_node_http_port": 7002,
     "ansible_become": False,
 }
 
 
-def _yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, yaml.YAMLError) as exc:
-        raise LabError(f"{path}: cannot read ({exc})") from None
-
-
 def inventory_host_vars(
-    inventory_dir: Path, group: str = "raft_nodes"
+    inventory: Path, group: str = "raft_nodes", read: Inventory | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Per host of ``group``: role defaults < group_vars/all < all.vars < group_vars/<group>
-    < the group's vars < host vars (the precedence Ansible applies to these places)."""
-    path = inventory_dir / "hosts.yml"
-    doc = _yaml(path)
-    try:
-        grp = doc["all"]["children"][group]
-        hosts = grp["hosts"]
-        if not isinstance(hosts, dict) or not hosts:
-            raise TypeError("no hosts")
-    except (KeyError, TypeError) as exc:
-        raise LabError(f"{path}: cannot read the {group} hosts ({exc})") from None
-    layers = [
-        ROLE_DEFAULTS,
-        _yaml(inventory_dir / "group_vars" / "all.yml") or {},
-        doc["all"].get("vars") or {},
-        _yaml(inventory_dir / "group_vars" / f"{group}.yml") or {},
-        grp.get("vars") or {},
-    ]
+    """Per host of ``group``: the role defaults the nemesis needs, overridden by the host's
+    variables as Ansible resolves them (``ansible-inventory --list``: group_vars, host_vars,
+    every inventory source and format, Ansible's precedence), so the nemesis sees the hosts,
+    users, ``become`` and jump hosts the playbooks saw. ``raft_node_id`` and
+    ``raft_node_address`` get the role's defaults (the host name; ``ansible_host``)."""
+    inv = read if read is not None else read_inventory(inventory, group)
+    if not inv.nodes:
+        raise LabError(f"{inventory}: no hosts in group {group!r}")
     out: dict[str, dict[str, Any]] = {}
-    for host, hv in hosts.items():
-        merged: dict[str, Any] = {}
-        for layer in [*layers, _yaml(inventory_dir / "host_vars" / f"{host}.yml") or {}, hv or {}]:
-            if isinstance(layer, dict):
-                merged.update(layer)
-        merged.setdefault("raft_node_id", str(host))
-        merged.setdefault("raft_node_address", merged.get("ansible_host", str(host)))
-        out[str(host)] = merged
+    for n in inv.nodes:
+        merged: dict[str, Any] = {**ROLE_DEFAULTS, **inv.hostvars.get(n.host, {})}
+        merged["raft_node_id"] = n.node_id
+        merged["raft_node_address"] = n.address
+        out[n.host] = merged
     return out
 
 
-def inventory_hosts(inventory_dir: Path) -> dict[str, str]:
+def inventory_hosts(inventory: Path) -> dict[str, str]:
     """Host name -> node address of the ``raft_nodes`` group (``raft_node_address``, else
     ``ansible_host``, else the host name, as the role does)."""
-    return {h: str(v["raft_node_address"]) for h, v in inventory_host_vars(inventory_dir).items()}
+    return {h: str(v["raft_node_address"]) for h, v in inventory_host_vars(inventory).items()}
 
 
-def inventory_client_addresses(inventory_dir: Path, client_port: int = 7001) -> str:
-    return ",".join(f"{a}:{client_port}" for a in inventory_hosts(inventory_dir).values())
+def inventory_client_addresses(inventory: Path) -> str:
+    """``address:client_port,...`` of the inventory's nodes (as the nodes advertise them)."""
+    return ",".join(
+        f"{v['raft_node_address']}:{v['raft_node_client_port']}"
+        for v in inventory_host_vars(inventory).values()
+    )
 
 
 def _truthy(v: Any) -> bool:
     return v is True or (isinstance(v, str) and v.lower() in ("yes", "true", "1"))
+
+
+#: How long a leader probe waits for a node's /status: longer through a tunnel (a fresh
+#: SSH channel per request on a possibly busy gateway).
+STATUS_TIMEOUT_S = {"direct": 0.5, "tunnel": 2.0}
 
 
 class InventoryControl:
@@ -284,13 +274,14 @@ class InventoryControl:
 
     def __init__(self, inventory_dir: Path | str, remote: Any = None) -> None:
         self.inventory_dir = Path(inventory_dir)
-        self.vars = inventory_host_vars(self.inventory_dir)
+        read = read_inventory(self.inventory_dir)
+        self.vars = inventory_host_vars(self.inventory_dir, read=read)
         if remote is None:
-            from deploy.remote import Remote
-
-            remote = Remote.from_inventory(self.inventory_dir)
+            remote = Remote.from_inventory(self.inventory_dir, read=read)
         self.remote = remote
         self._systemd: dict[str, bool] = {}
+        self._endpoints: dict[tuple[str, str], Address] = {}
+        self._lock = threading.Lock()
 
     def nodes(self) -> list[str]:
         return list(self.vars)
@@ -304,21 +295,57 @@ class InventoryControl:
     def address(self, node: str) -> str:
         return str(self._v(node, "raft_node_address"))
 
+    def endpoint(self, node: str, kind: str = "client") -> Address:
+        """Where the controller reaches the node's ``kind`` port (client, http): the node's
+        address, or an SSH tunnel to it when the inventory's ``raft_lab_access`` says so (or,
+        ``auto``, when the address does not answer): deploy.remote.Remote.node_endpoint.
+        Decided once per node and port; the tunnels stay open until :meth:`close`."""
+        key = (node, kind)
+        with self._lock:
+            got = self._endpoints.get(key)
+        if got is None:
+            if hasattr(self.remote, "node_endpoint"):
+                host, port = self.remote.node_endpoint(node, kind)
+                got = Address(str(host), int(port))
+            else:
+                got = Address(self.address(node), int(self._v(node, f"raft_node_{kind}_port")))
+            with self._lock:
+                got = self._endpoints.setdefault(key, got)
+        return got
+
+    def tunnelled(self, node: str, kind: str = "client") -> bool:
+        """Whether the controller reaches the node's ``kind`` port through a tunnel."""
+        return self.endpoint(node, kind).host != self.address(node)
+
+    def client_endpoints(self) -> tuple[list[Address], dict[Address, Address]]:
+        """The client addresses the controller uses, and the map from each node's advertised
+        client address (what leader hints name) to it, for RaftClient's ``address_map``."""
+        addrs: list[Address] = []
+        amap: dict[Address, Address] = {}
+        for node in self.vars:
+            reach = self.endpoint(node, "client")
+            advertised = Address(self.address(node), int(self._v(node, "raft_node_client_port")))
+            addrs.append(reach)
+            if reach != advertised:
+                amap[advertised] = reach
+        return addrs, amap
+
     def leader(self) -> str | None:
         leaders = set()
         for host in self.vars:
             try:
-                st = fetch_json(
-                    self.address(host), int(self._v(host, "raft_node_http_port")), "/status", 0.5
-                )
-            except (OSError, ValueError):
+                a = self.endpoint(host, "http")
+                timeout = STATUS_TIMEOUT_S["tunnel" if self.tunnelled(host, "http") else "direct"]
+                st = fetch_json(a.host, a.port, "/status", timeout)
+            except (OSError, ValueError, LabError):
                 continue
             if isinstance(st, dict) and st.get("role") == "leader":
                 leaders.add(host)
         return next(iter(leaders)) if len(leaders) == 1 else None
 
     def http_address(self, node: str) -> Address:
-        return Address(self.address(node), int(self._v(node, "raft_node_http_port")))
+        """Where the controller reaches the node's HTTP port (maybe a tunnel)."""
+        return self.endpoint(node, "http")
 
     def run(
         self, node: str, command: str, *, check: bool = True, timeout_s: float = 60.0
@@ -359,6 +386,13 @@ class InventoryControl:
                 )
                 self._systemd[node] = r.ok
         return self._systemd[node]
+
+    def prepare(self) -> None:
+        """Open every host's SSH session and learn its service manager now, in parallel, so
+        that the first fault of a run starts on time (a session through a gateway can take
+        seconds to open on a busy machine)."""
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(self.vars)))) as ex:
+            list(ex.map(self.systemd, self.vars))
 
     def _unit(self, node: str) -> str:
         return shlex.quote(str(self._v(node, "raft_node_service_name")) + ".service")
@@ -461,6 +495,9 @@ class InventoryControl:
         return HOST_STATE_DIR
 
     def close(self) -> None:
+        """Close the SSH sessions and tunnels (endpoints are decided again afterwards)."""
+        with self._lock:
+            self._endpoints.clear()
         close = getattr(self.remote, "close", None)
         if close is not None:
             close()

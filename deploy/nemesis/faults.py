@@ -846,3 +846,65 @@ def _disk_fsync(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Activ
             raise
     shimmed = {n: FSYNC_ENV in c.environ(n) for n in targets}
     return Active(ctx.id, spec, targets, "python sitecustomize shim", {"shimmed": shimmed}, heal)
+
+
+# -- membership ------------------------------------------------------------------------------
+
+
+@starter("membership")
+def _membership(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
+    """Remove the targets from the configuration, stop and (``wipe``) wipe them; heal starts
+    them with ``--join`` and adds them back until the voters are the original ones
+    (deploy/nemesis/membership.py)."""
+    from deploy.nemesis import membership as m
+
+    c = ctx.control
+    timeout = float(spec.params["timeout_s"])
+    admin = m.MemberAdmin.for_control(c)
+    addrs = m.node_addrs(c)
+    ids = {a.id: n for n, a in addrs.items()}
+    t0 = time.monotonic()
+    try:
+        before = m.wait_configuration(
+            admin, lambda _c: True, "configuration", time.monotonic() + timeout
+        )
+    except m.MembershipError as exc:
+        raise NotSupportedError(f"membership: {exc}") from None
+    target_ids = [addrs[t].id for t in targets]
+    steps = m.plan_break(
+        before, target_ids, wipe=bool(spec.params["wipe"]), transfer=bool(spec.params["transfer"])
+    )
+    original = before.voters
+    done: list[str] = []
+
+    def heal() -> Observation:
+        h0 = time.monotonic()
+        try:
+            conf: m.Configuration | None = admin.configuration()
+        except m.MembershipError:
+            conf = None
+        heal_done: list[str] = []
+        seen = m.run_steps(c, admin, m.plan_heal(original, conf), ids, timeout, heal_done)
+        return {
+            "steps": heal_done,
+            "voters": seen.get("voters"),
+            "restored": set(original) <= set(seen.get("voters") or ()),
+            "seconds": round(time.monotonic() - h0, 2),
+        }
+
+    try:
+        seen = m.run_steps(c, admin, steps, ids, timeout, done)
+    except Exception as exc:
+        try:  # put back what was taken out; the error that stopped the break is the one told
+            heal()
+        except Exception as heal_exc:
+            raise m.MembershipError(f"{exc} (and healing failed: {heal_exc})") from exc
+        raise
+    observed = {
+        "voters_before": list(original),
+        "leader_before": before.leader,
+        "steps": done,
+        "seconds": round(time.monotonic() - t0, 2),
+        **seen,
+    }
+    return Active(ctx.id, spec, targets, "raft member remove/add (--join)", observed, heal)

@@ -159,6 +159,14 @@ def heal_node(control: ClusterControl, node: str) -> list[str]:
         control.run(node, f"rm -f {shlex.quote(faketime_file(control, node))}")
         did.append("deleted the faketime file")
     if control.pid(node) is None:
-        control.start(node)
-        did.append("started the node")
+        from deploy.nemesis.membership import has_data, start_joining
+
+        if has_data(control, node):
+            control.start(node)
+            did.append("started the node")
+        else:
+            # Wiped (a membership fault cut short): a plain start would bootstrap a cluster
+            # of its own from cluster.yml; it joins, and heal_cluster adds it back.
+            start_joining(control, node)
+            did.append("started the wiped node with --join")
     return did

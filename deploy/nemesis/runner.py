@@ -225,6 +225,13 @@ def heal_cluster(
         for what in actions:
             log(f"{node}: {what}")
             done.append(f"{node}: {what}")
+    from deploy.nemesis.membership import MembershipError, restore_membership
+
+    try:  # a membership fault cut short: nodes out of the configuration are added back
+        done += restore_membership(control, log)
+    except MembershipError as exc:
+        log(f"membership: {exc}")
+        done.append(f"membership not restored: {exc}")
     return done
 
 
@@ -233,7 +240,11 @@ def leftovers(control: ClusterControl) -> dict[str, list[str]]:
     from concurrent.futures import ThreadPoolExecutor
 
     from deploy.nemesis.heal import inspect_node
+    from deploy.nemesis.membership import missing_voters
 
     nodes = control.nodes()
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(nodes)))) as ex:
-        return dict(zip(nodes, ex.map(lambda n: inspect_node(control, n), nodes), strict=True))
+        left = dict(zip(nodes, ex.map(lambda n: inspect_node(control, n), nodes), strict=True))
+    for n in missing_voters(control) or ():
+        left[n].append("not a voter of the configuration in effect")
+    return left

@@ -122,15 +122,26 @@ _PARAMS: dict[str, _P] = {
         "mode": (CorruptMode, CorruptMode.BITFLIP),
         "bytes": (int, 1),
     },
+    # Remove the targets from the configuration, stop (and wipe) them; heal starts them with
+    # ``raft serve --join`` and adds them back (deploy/nemesis/membership.py).
+    "membership": {
+        "wipe": (bool, True),
+        "transfer": (bool, False),
+        "timeout_s": (float, 60.0),
+    },
 }
 
-#: The fault catalogue (docs/nemesis.md). Membership changes are not in it yet: the runtime
-#: has no membership change this round.
+#: The fault catalogue (docs/nemesis.md).
 FAULT_KINDS: tuple[str, ...] = tuple(_PARAMS)
 #: Faults that need a network namespace or host of each node's own (not a ``raft cluster up``).
 NETWORK_KINDS = frozenset({"partition", "loss", "duplicate", "delay", "reorder", "rate"})
 #: Kinds known but not available yet, with the reason.
-_NOT_YET = {"membership": "membership changes are not supported by the runtime yet"}
+_NOT_YET: dict[str, str] = {}
+#: Targets a membership fault may have: it removes its targets from the configuration, so the
+#: rest must keep a majority of the original members (one node, or a minority).
+MEMBERSHIP_TARGETS = frozenset(
+    {TargetKind.RANDOM, TargetKind.LEADER, TargetKind.MINORITY, TargetKind.NODES}
+)
 
 _FIELDS = ("kind", "target", "params", "start_s", "duration_s", "interval_s", "count")
 
@@ -250,6 +261,8 @@ def _check_params(kind: str, raw: Any) -> dict[str, Any]:
         _check_groups(out)
     if kind == "rate" and out["kbit"] < 8:
         raise FaultSpecError(f"params.kbit: {out['kbit']} must be at least 8")
+    if kind == "membership" and out["timeout_s"] < 1.0:
+        raise FaultSpecError(f"params.timeout_s: {out['timeout_s']:g} must be at least 1")
     if kind == "clock" and out["monotonic"] and out["mode"] == ClockMode.STROBE.value:
         raise FaultSpecError(
             "params.monotonic: a strobed monotonic clock would run backwards; "
@@ -291,6 +304,12 @@ def parse_fault(raw: Mapping[str, Any]) -> FaultSpec:
     if kind not in _PARAMS:
         raise FaultSpecError(f"kind: {kind!r} is not a fault; allowed: {_allowed(FAULT_KINDS)}")
     target = parse_target(raw.get("target", "random"))
+    if kind == "membership" and target.kind not in MEMBERSHIP_TARGETS:
+        allowed = _allowed(sorted(k.value for k in MEMBERSHIP_TARGETS))
+        raise FaultSpecError(
+            f"target: membership cannot remove {target.kind.value} nodes (the rest must keep "
+            f"the cluster going); allowed: {allowed}"
+        )
     params = _check_params(kind, raw.get("params"))
     start = _number(raw.get("start_s", 0.0), "start_s")
     duration = _number(raw.get("duration_s", 5.0), "duration_s")

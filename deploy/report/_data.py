@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.analysis.merge import run_starts
 from deploy.analysis.rundir import Analysis
 
 __all__ = [
@@ -119,19 +121,38 @@ class ReportData:
     files: list[tuple[str, str]] = field(default_factory=list)  # (label, relative href)
 
 
+_SEGMENT_KINDS = frozenset({"role", "stop", "start"})
+
+
 def _segments(a: Analysis, t0: float) -> tuple[list[Segment], list[tuple[str, float, float]]]:
+    """Role segments per node and the gaps between process runs (down). Only role, stop and
+    start events (a new run begins at a start) and each run's last event move a segment,
+    so only those are visited; nodes come in the order of their first merged event."""
     segs: list[Segment] = []
     down: list[tuple[str, float, float]] = []
-    by_node: dict[str, list[tuple[float, Any]]] = {}
-    for m in a.timeline.events:
-        by_node.setdefault(m.event.node, []).append((m.cts - t0, m.event))
-    for node, evs in by_node.items():
+    tl = a.timeline
+    first_seen: list[str] = []
+    pending = set(tl.node_cts)
+    for e in tl.order:
+        if e.node in pending:
+            pending.discard(e.node)
+            first_seen.append(e.node)
+            if not pending:
+                break
+    kinds = _SEGMENT_KINDS
+    for node in first_seen:
+        evs = a.logs.events_by_node[node]
+        cts = tl.node_cts[node]
         # ``term`` is the term the current segment began in (a leader's term never changes
         # without a role event, so leader segments carry exactly their term).
-        role, term, since, run = "follower", evs[0][1].term, evs[0][0], evs[0][1].run
-        last_t = evs[0][0]
-        for t, e in evs:
+        role, term, since, run = "follower", evs[0].term, cts[0] - t0, evs[0].run
+        visit = {i for i, e in enumerate(evs) if e.ev in kinds}
+        visit.update(run_starts(evs))
+        for i in sorted(visit):
+            e = evs[i]
+            t = cts[i] - t0
             if e.run != run:  # a restart: close the run, mark the gap as down
+                last_t = cts[i - 1] - t0
                 segs.append(Segment(node, since, last_t, role, term))
                 down.append((node, last_t, t))
                 role, term, since, run = "follower", e.term, t, e.run
@@ -143,8 +164,7 @@ def _segments(a: Analysis, t0: float) -> tuple[list[Segment], list[tuple[str, fl
             elif e.ev == "stop":
                 segs.append(Segment(node, since, t, role, term))
                 role, since = "down", t
-            last_t = t
-        segs.append(Segment(node, since, last_t, role, term))
+        segs.append(Segment(node, since, cts[-1] - t0, role, term))
     return [s for s in segs if s.role != "down"], down
 
 
@@ -191,15 +211,21 @@ def _clip_window(w: FaultWindow, lo: float, hi: float) -> FaultWindow:
     return FaultWindow(w.fault, max(w.start, lo), min(w.end, hi), w.targets, w.open_ended, w.detail)
 
 
-def _event_time_index(a: Analysis, t0: float) -> dict[str, float]:
-    return {str(m.event.source): m.cts - t0 for m in a.timeline.events}
+def _event_time_index(a: Analysis, t0: float, wanted: set[Any]) -> dict[str, float]:
+    """Run seconds of the events logged at the sources in ``wanted`` (the lines violations
+    cite), by ``str(source)``. One pass comparing sources, only when there are some."""
+    if not wanted:
+        return {}
+    tl = a.timeline
+    return {
+        str(e.source): c - t0 for e, c in zip(tl.order, tl.cts, strict=True) if e.source in wanted
+    }
 
 
 def build_report_data(a: Analysis, title: str | None = None) -> ReportData:
-    evs = a.timeline.events
+    cts = a.timeline.cts
     t0 = a.run_start_ts
-    node_times = [m.cts - t0 for m in evs]
-    full = (min(node_times), max(node_times)) if node_times else (0.0, 1.0)
+    full = (min(cts) - t0, max(cts) - t0) if cts else (0.0, 1.0)
     # Focus on the activity (client operations and faults) when there is any: a cluster left
     # idle for minutes before or after the workload would otherwise squeeze it into a sliver.
     active = [o.start_ns / 1e9 for o in a.history]
@@ -237,7 +263,7 @@ def build_report_data(a: Analysis, title: str | None = None) -> ReportData:
         results=a.results_json(),
     )
     # Invariant violations, placed at the log lines they cite.
-    where = _event_time_index(a, t0)
+    where = _event_time_index(a, t0, {s for v in a.invariants.violations for s in v.sources})
     for v in a.invariants.violations:
         ts = [where[str(s)] for s in v.sources if str(s) in where]
         if not ts:
@@ -314,8 +340,10 @@ def _files(a: Analysis) -> list[tuple[str, str]]:
 
     root = a.inputs.root
     out = []
-    for name in ("results.json", "merged.jsonl", "shiviz.log", "history.jsonl", "nemesis.jsonl"):
+    for name in ("results.json", "merged.jsonl", "history.jsonl", "nemesis.jsonl"):
         out.append((name, name))
+    if a.shiviz is not None:  # written only on request (raftlab analyze --shiviz)
+        out.insert(2, ("ShiViz log", os.path.relpath(a.shiviz, root)))
     if a.inputs.history is not None and a.inputs.history.parent != root:
         out.append(("history", display_name(a.inputs.history, root)))
     for p in a.inputs.event_files:

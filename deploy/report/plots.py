@@ -101,11 +101,26 @@ def _timeline(plt: Any, d: ReportData, path: Path) -> Path:
 def _latency(plt: Any, d: ReportData, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(13, 3.6), dpi=100)
     _shade(ax, d)
+    import numpy as np
+
     for outcome, color in OUTCOME_COLORS.items():
         pts = [(o.start, o.latency_ms) for o in d.ops if o.outcome == outcome and o.latency_ms]
         if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.scatter(xs, ys, s=6, color=color, label=outcome, alpha=0.7, lw=0)
+            xy = np.array(pts, dtype=np.float64)
+            # Markers of one size and colour as a line without a line: the same dots as a
+            # scatter of area 6, drawn in one call instead of one path per point (a make
+            # lab run has ~65k operations; the scatter took most of the report's time).
+            ax.plot(
+                xy[:, 0],
+                xy[:, 1],
+                ls="none",
+                marker="o",
+                ms=2.45,
+                mew=0,
+                color=color,
+                alpha=0.7,
+                label=outcome,
+            )
     hl = [(o.start, o.latency_ms) for o in d.ops if o.highlighted and o.latency_ms]
     if hl:
         xs, ys = zip(*hl, strict=True)

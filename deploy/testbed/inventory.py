@@ -116,6 +116,10 @@ def render_group_vars(plan: TestbedPlan, files: InventoryFiles) -> str:
             # short commands per host; Ansible's own ControlPath comes first and wins.
             f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={CONTROL_PATH}"
         ),
+        # How the controller's clients and leader probes reach the nodes' ports: their
+        # addresses on the lab bridge, or (GEE) SSH tunnels, the private addresses being
+        # unreachable from here (docs/testbed.md, "Reaching the nodes").
+        "raft_lab_access": "tunnel" if plan.style is TestbedStyle.GEE else "direct",
         "raft_testbed_style": plan.style.value,
         "raft_testbed_prefix": plan.prefix,
         "raft_node_secret_src": str(files.directory / "secret"),

@@ -21,6 +21,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--read-mode", choices=["read_index", "lease", "local"])
     p.add_argument("--fsync", choices=["always", "batch", "never"])
     p.add_argument("--quiet", action="store_true", help="log only to node.log, not stderr")
+    p.add_argument(
+        "--join",
+        action="store_true",
+        help="with an empty data dir, do not bootstrap from cluster.yml's nodes: wait, as a "
+        "non-member, until a leader adds this node ('raft member add'), and learn the "
+        "configuration and every member's addresses from it. Only this node's own entry "
+        "of cluster.yml is used. Ignored once the data dir holds a log or snapshot (the "
+        "durable configuration always wins over cluster.yml)",
+    )
     p.set_defaults(func=run)
 
 
@@ -82,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         try:
-            node = RaftNode(cfg, args.id, secret)
+            node = RaftNode(cfg, args.id, secret, join=args.join)
         except (MachineLoadError, StorageUnavailableError) as exc:
             raise CliError(f"node {args.id}: {exc}") from None
         except storage_failures() as exc:

@@ -26,6 +26,8 @@ def encode_conf_change(cc: ConfChange) -> bytes:
         "joint": cc.joint,
         "auto_leave": cc.auto_leave,
     }
+    if cc.context:
+        doc["context"] = cc.context  # only when set: older entries encode as before
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -40,6 +42,9 @@ def decode_conf_change(data: bytes) -> ConfChange:
     raw_changes = doc.get("changes", [])
     joint = doc.get("joint", False)
     auto_leave = doc.get("auto_leave", True)
+    context = doc.get("context", "")
+    if not isinstance(context, str):
+        raise ConfChangeError("conf change 'context' must be a string")
     if not isinstance(raw_changes, list):
         raise ConfChangeError("conf change 'changes' must be a list")
     if not isinstance(joint, bool) or not isinstance(auto_leave, bool):
@@ -56,7 +61,7 @@ def decode_conf_change(data: bytes) -> ConfChange:
         except ValueError as e:
             raise ConfChangeError(f"conf change 'changes[{i}].type' is unknown: {e}") from e
         changes.append(ConfChangeSingle(type=typ, node=node))
-    return ConfChange(changes=tuple(changes), joint=joint, auto_leave=auto_leave)
+    return ConfChange(changes=tuple(changes), joint=joint, auto_leave=auto_leave, context=context)
 
 
 def is_leave_joint(cc: ConfChange) -> bool:

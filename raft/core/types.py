@@ -81,6 +81,9 @@ class ConfChange:
     changes: tuple[ConfChangeSingle, ...] = ()
     joint: bool = False
     auto_leave: bool = True
+    context: str = ""
+    """Opaque to the core, carried in the entry for the driver (the runtime puts the new
+    members' addresses here, so every node learns them from the log)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,6 +245,10 @@ def check_operations(
     for i, (key, kept) in enumerate(prepared):
         impossible = getattr(m, "impossible", None)  # optional for user models
         bad = impossible(kept) if impossible is not None else None
+        stale_read = getattr(m, "stale_read", None)  # optional too
+        stale = stale_read(kept) if bad is None and stale_read is not None else None
+        if stale is not None:
+            return _refuted_stale(m, key, kept, budget, stale, result)
         if bad is not None:
             try:  # the search's counterexample says more, when it comes quickly
                 outcome = _check_partition(m, key, kept, budget, max_steps=QUICK_STEPS)
@@ -322,6 +326,61 @@ def check_operations(
             + ("" if unknown == [None] else f" (undecided keys: {keys})"),
         )
     return result(Verdict.LINEARIZABLE, "a linearization exists")
+
+
+def _refuted_stale(
+    model: Model,
+    key: Any,
+    ops: list[Operation],
+    budget: _Budget,
+    stale: tuple[Operation, Operation],
+    result: Callable[[Verdict, str, dict[str, Any] | None], CheckResult],
+) -> CheckResult:
+    """The refutation of a key by a read of an overwritten value (``model.stale_read``).
+
+    The search gets a few steps first: when it refutes the key that quickly, its
+    counterexample (a linearizable prefix and the ops that cannot follow) says more."""
+    try:
+        outcome = _check_partition(model, key, ops, budget, max_steps=QUICK_STEPS)
+        if outcome.verdict is Verdict.NOT_LINEARIZABLE:
+            where = "" if key is None else f" for key {thaw(key)!r}"
+            return result(
+                Verdict.NOT_LINEARIZABLE,
+                "no linearization exists" + where,
+                outcome.counterexample,
+            )
+    except (_StepLimit, _Timeout):
+        pass
+    read, barrier = stale
+    desc = read.to_json()
+    desc["model_accepts"] = False
+    where = "" if key is None else f" for key {thaw(key)!r}"
+    return result(
+        Verdict.NOT_LINEARIZABLE,
+        f"no linearization exists{where}: {read.f} at {_where(read)} observes "
+        f"{json_value(read)}, but {barrier.f} {json_value_left(barrier)} at {_where(barrier)} "
+        "completed before it began, after every operation that could have left "
+        f"{json_value(read)} had completed (a stale read)",
+        {
+            "key": thaw(key),
+            "linearized": [],
+            "state": None,
+            "unlinearizable": [desc],
+            "deadline": read.to_json(),
+            "stale_read": {"overwritten_by": barrier.to_json()},
+        },
+    )
+
+
+def _where(op: Operation) -> str:
+    return f"line {op.invoke_line}" if op.invoke_line is not None else f"op {op.id}"
+
+
+def json_value_left(op: Operation) -> str:
+    """The value a write, cas or delete leaves, for messages."""
+    if op.f == "cas":
+        return repr(thaw(op.value[1]))
+    return repr(None if op.f == "delete" else thaw(op.value))
 
 
 def json_value(op: Operation) -> str:

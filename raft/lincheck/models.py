@@ -311,6 +311,99 @@ class RegisterModel(BaseModel):
                 bad = op
         return bad
 
+    def stale_read(self, ops: Sequence[Operation]) -> tuple[Operation, Operation] | None:
+        """A completed read (or cas) ``r`` of a value ``v`` that was certainly overwritten
+        before ``r`` began, with the overwriting operation ``w``: ``(r, w)``, the earliest
+        such ``r`` to complete; ``None`` if there is none (or the key has appends).
+
+        Why this refutes the history: ``w`` completed (``ok``) before ``r`` was invoked, so
+        it is linearized before ``r``, and it leaves a value other than ``v`` (``w`` is a
+        write, cas or delete leaving another value, or a read that saw another value: a
+        newer value seen, then an older one, is the classic stale read). For ``r`` to
+        see ``v``, an operation leaving ``v`` must be linearized between ``w`` and ``r``.
+        But every such operation that could precede ``r`` (invoked by ``r``'s completion)
+        completed before ``w`` was invoked, so it is linearized before ``w``; and none of
+        them is an ``info`` op (those may take effect at any time after their invocation,
+        so they could sit between ``w`` and ``r``). The initial value counts as written at
+        the beginning of time. An absent key reads as ``None`` or ``""``: both spellings
+        are one value here, which only adds writers, so the rule stays sound. The rule is
+        cross-checked against brute force on small random histories
+        (tests/unit/test_lincheck_bruteforce.py).
+        """
+        if any(op.f == OpFunction.APPEND for op in ops):
+            return None
+        writers: dict[Hashable, list[Operation]] = {}
+        info_first: dict[Hashable, int] = {}  # value -> first invocation of an info writer
+        barriers: list[Operation] = []
+        after: dict[int, Hashable] = {}  # barrier id -> the value it leaves or saw
+        for op in ops:
+            if op.f in (OpFunction.READ, OpFunction.GET) and op.status == OpStatus.OK:
+                barriers.append(op)  # a read leaves the value it saw
+                after[op.id] = "" if op.value is None else op.value
+                continue
+            if op.f not in (OpFunction.WRITE, OpFunction.PUT, OpFunction.CAS, OpFunction.DELETE):
+                continue
+            if op.status == OpStatus.FAIL:
+                continue
+            v = _value_left_by(op)
+            if op.complete_time is None:
+                info_first[v] = min(info_first.get(v, op.invoke_time), op.invoke_time)
+            else:
+                writers.setdefault(v, []).append(op)
+                barriers.append(op)
+                after[op.id] = v
+        # Writers of each value by invocation, with the latest completion of each prefix.
+        last_done: dict[Hashable, tuple[list[int], list[int]]] = {}
+        for v, ws in writers.items():
+            ws.sort(key=lambda o: o.invoke_time)
+            latest: list[int] = []
+            for w in ws:
+                c = w.complete_time or 0
+                latest.append(c if not latest else max(latest[-1], c))
+            last_done[v] = ([w.invoke_time for w in ws], latest)
+        # Barriers by completion; for each prefix the latest-invoked one and the
+        # latest-invoked one leaving another value than it (so one of the two leaves a value
+        # other than any given v).
+        barriers.sort(key=lambda o: o.complete_time or 0)
+        done_times = [b.complete_time or 0 for b in barriers]
+        top: list[tuple[Operation | None, Operation | None]] = [(None, None)]
+        for b in barriers:
+            first, second = top[-1]
+            if first is None or b.invoke_time > first.invoke_time:
+                if first is not None and after[first.id] != after[b.id]:
+                    second = first
+                first = b
+            elif after[b.id] != after[first.id] and (
+                second is None or b.invoke_time > second.invoke_time
+            ):
+                second = b
+            top.append((first, second))
+        found: tuple[Operation, Operation] | None = None
+        for r in ops:
+            if r.complete_time is None or r.status != OpStatus.OK:
+                continue
+            if r.f in (OpFunction.READ, OpFunction.GET):
+                seen = "" if r.value is None else r.value
+            elif r.f == OpFunction.CAS:
+                seen = "" if r.value[0] is None else r.value[0]
+            else:
+                continue
+            if info_first.get(seen, r.complete_time + 1) <= r.complete_time:
+                continue  # an info writer of it may take effect right before r
+            written_by = -math.inf  # the initial value: "written" at the beginning
+            if seen in last_done:
+                invokes, latest = last_done[seen]
+                k = bisect.bisect_right(invokes, r.complete_time)
+                if k:
+                    written_by = latest[k - 1]
+            best, other = top[bisect.bisect_left(done_times, r.invoke_time)]
+            barrier = best if best is None or after[best.id] != seen else other
+            if barrier is None or barrier.invoke_time <= written_by:
+                continue
+            if found is None or r.complete_time < (found[0].complete_time or 0):
+                found = (r, barrier)
+        return found
+
     def blind(self, op: Operation) -> bool:
         return op.f in (OpFunction.WRITE, OpFunction.PUT, OpFunction.DELETE)
 

@@ -46,6 +46,8 @@ def failing_window(
     # the window (they are drawn when they overlap it).
     done = [o for o in cx["linearized"] if o.get("complete_time") is not None]
     involved = [*done[-WINDOW_PREFIX_OPS:], *cx["unlinearizable"], cx["deadline"]]
+    if "stale_read" in cx:  # the write that overwrote the value read belongs in the window
+        involved.append(cx["stale_read"]["overwritten_by"])
     lo = min(_span(o, end_of_time)[0] for o in involved if o.get("complete_time") is not None)
     hi = _span(cx["deadline"], end_of_time)[1]
     inside = [
@@ -74,6 +76,7 @@ def render_window_text(cx: dict[str, Any], ops: Sequence[Operation]) -> str:
     lo, hi, inside = failing_window(cx, ops)
     order = {o["id"]: n for n, o in enumerate(cx["linearized"], start=1)}
     cands = {o["id"]: o for o in cx["unlinearizable"]}
+    overwriter = cx["stale_read"]["overwritten_by"]["id"] if "stale_read" in cx else None
     lines = [f"Failing window: time {lo}..{hi}, {len(inside)} operations"]
     for op in inside:
         roles = []
@@ -84,6 +87,8 @@ def render_window_text(cx: dict[str, Any], ops: Sequence[Operation]) -> str:
             )
         elif op.id in order:
             roles.append(f"linearized #{order[op.id]}")
+        elif op.id == overwriter:
+            roles.append("STALE: left or saw a newer value before the read began")
         else:
             roles.append("not yet linearized")
         if op.id == cx["deadline"]["id"]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from raft.machines.base import StateMachine
+from raft.machines.base import SnapshotView, StateMachine, snapshot_view_of
 from raft.machines.kv import KV
 from raft.machines.register import Register
 
@@ -15,9 +15,11 @@ __all__ = [
     "KV",
     "MachineLoadError",
     "Register",
+    "SnapshotView",
     "StateMachine",
     "load_machine",
     "read_ops_of",
+    "snapshot_view_of",
 ]
 
 BUILTIN_MACHINES: dict[str, type[StateMachine]] = {"register": Register, "kv": KV}

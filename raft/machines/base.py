@@ -8,7 +8,12 @@ the same results. Commands and results are bytes on the Raft side; machines defi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
+
+SnapshotView = Callable[[], bytes]
+"""Serialises the state as it was when the view was taken; safe to call in another thread
+while the machine goes on applying commands (it touches nothing the machine changes)."""
 
 
 @runtime_checkable
@@ -29,5 +34,21 @@ class StateMachine(Protocol):
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with one produced by ``snapshot``. Must reject data that
-        does not decode with a ValueError naming what was wrong."""
+        does not decode with a ValueError naming what was wrong. The runtime restores into a
+        fresh instance in a worker thread and swaps it in afterwards, so ``restore`` never
+        races with ``apply`` or ``query`` on the same instance."""
         ...
+
+
+def snapshot_view_of(machine: StateMachine) -> SnapshotView:
+    """A :data:`SnapshotView` of ``machine`` now. A machine may define ``snapshot_view()``
+    returning one cheaply (a shallow copy of its immutable values, a copy-on-write
+    generation): the runtime calls it on its event loop and serialises in a worker thread, so
+    a big state never stalls heartbeats. Without it, ``snapshot()`` runs here, on the caller's
+    thread, and only the file writing happens elsewhere."""
+    view = getattr(machine, "snapshot_view", None)
+    if callable(view):
+        got: SnapshotView = view()
+        return got
+    data = machine.snapshot()
+    return lambda: data

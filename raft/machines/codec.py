@@ -79,6 +79,10 @@ def check_plain(value: object, depth: int = 0) -> None:
     raise CommandError(f"unsupported value type {type(value).__name__}")
 
 
+_SCALARS = frozenset({str, bytes, bool, int, float})
+"""Types a decoded msgpack scalar has (``type(v) in``: subclasses cannot come out of it)."""
+
+
 def packb(obj: object) -> bytes:
     """Encode plain values (bytes stay bytes, str stays str)."""
     out: bytes = msgpack.packb(obj, use_bin_type=True)
@@ -138,7 +142,12 @@ def decode_command(data: bytes) -> Command:
     key = obj.get("key")
     if key is not None and not isinstance(key, str):
         raise CommandError("command field 'key' must be a string")
-    check_plain(obj)
+    # unpackb already refused ext types and non-string top-level keys, and msgpack cannot
+    # decode an integer outside the 64-bit range: a command of scalars (the common put or
+    # get) is plain as it is; only containers need the recursive walk. The walk was the
+    # largest cost of applying a put (a restarted node re-applies thousands; issue 12).
+    if not all(v is None or type(v) in _SCALARS for v in obj.values()):
+        check_plain(obj)
     return Command(op=op, key=key, value=obj.get("value"), expect=obj.get("expect"))
 
 
@@ -166,6 +175,8 @@ def decode_result(data: bytes) -> Result:
 
 
 def ok(value: Value = None) -> bytes:
+    if value is None:
+        return _OK_NONE
     return encode_result(Result(ResultStatus.OK, value))
 
 
@@ -175,3 +186,7 @@ def fail(value: Value = None, error: str = "") -> bytes:
 
 def error(message: str) -> bytes:
     return encode_result(Result(ResultStatus.ERROR, None, message))
+
+
+_OK_NONE = encode_result(Result(ResultStatus.OK))
+"""``ok()``, the result of every put: the same bytes each time, encoded once."""

@@ -7,6 +7,8 @@ exactly when the current value equals ``expect`` (nil counts as a value).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from raft.machines import codec
 from raft.machines.codec import CommandError, Value
 
@@ -51,6 +53,11 @@ class Register:
 
     def snapshot(self) -> bytes:
         return codec.packb({"machine": "register", "value": self._value})
+
+    def snapshot_view(self) -> Callable[[], bytes]:
+        """The value is never mutated in place (a write replaces it): keep a reference."""
+        value = self._value
+        return lambda: codec.packb({"machine": "register", "value": value})
 
     def restore(self, data: bytes) -> None:
         try:

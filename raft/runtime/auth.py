@@ -4,14 +4,17 @@ per-connection session key that authenticates every frame.
 Handshake (each message is one frame: msgpack body followed by a 32-byte HMAC):
 
 1. dialer -> acceptor ``hello``: ``{"magic": "RAFTLAB", "v": 1, "cluster", "node", "to",
-   "nonce"}``, MAC = HMAC(secret, b"hello" + body).
+   "nonce", "addr"}``, MAC = HMAC(secret, b"hello" + body). ``addr`` (optional) is the
+   dialer's own peer address, so a node that joins a cluster learns where to answer.
 2. acceptor -> dialer ``ack``: ``{"magic", "v", "cluster", "node", "nonce"}``, MAC =
    HMAC(secret, b"ack" + hello_nonce + body) (binds the answer to this hello).
 3. session key = HMAC(secret, b"session" + dialer_nonce + acceptor_nonce + dialer + acceptor).
 
 Each later frame is ``body + HMAC(session_key, seq + body)`` where ``seq`` is the frame's
 64-bit position in the stream, so frames cannot be forged, reordered, replayed or spliced in
-from another connection. Connections are one-way: the dialer sends, the acceptor receives.
+from another connection. Connections are one-way: the dialer sends, the acceptor receives
+(except snapshot streams, hello ``stream: "snap"``: raft/runtime/snapstream.py seals the
+acceptor's replies with a key of their own).
 """
 
 from __future__ import annotations
@@ -72,6 +75,15 @@ class Hello:
     node: str
     nonce: bytes
     to: str = ""
+    stream: str = ""
+    """Empty for the main connection; ``"snap"`` for a snapshot stream
+    (raft/runtime/snapstream.py), which the acceptor serves beside the main one."""
+    addr: str = ""
+    """The sender's peer listen address ("host:port"; hello only, optional)."""
+
+
+def _stream_field(hello: Hello) -> dict[str, str]:
+    return {"stream": hello.stream} if hello.stream else {}
 
 
 def encode_hello(secret: bytes, hello: Hello) -> bytes:
@@ -83,6 +95,8 @@ def encode_hello(secret: bytes, hello: Hello) -> bytes:
             "node": hello.node,
             "to": hello.to,
             "nonce": hello.nonce,
+            **_stream_field(hello),
+            **({"addr": hello.addr} if hello.addr else {}),
         }
     )
     return body + _mac(secret, b"hello", body)
@@ -96,6 +110,7 @@ def encode_ack(secret: bytes, hello_nonce: bytes, ack: Hello) -> bytes:
             "cluster": ack.cluster,
             "node": ack.node,
             "nonce": ack.nonce,
+            **_stream_field(ack),
         }
     )
     return body + _mac(secret, b"ack", hello_nonce, body)
@@ -119,9 +134,13 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
     node = obj.get("node")
     nonce = obj.get("nonce")
     to = obj.get("to", "")
+    stream = obj.get("stream", "")
+    addr = obj.get("addr", "")
     if (
         not isinstance(node, str)
         or not isinstance(to, str)
+        or not isinstance(stream, str)
+        or not isinstance(addr, str)
         or not isinstance(nonce, bytes)
         or len(nonce) != NONCE_BYTES
     ):
@@ -132,7 +151,7 @@ def _decode(frame: bytes, secret: bytes, label: bytes, bound: bytes, cluster: st
         raise HandshakeRefusedError(
             RefusalReason.BAD_CLUSTER, f"cluster {obj.get('cluster')!r} is not {cluster!r}", node
         )
-    return Hello(cluster=cluster, node=node, nonce=nonce, to=to)
+    return Hello(cluster=cluster, node=node, nonce=nonce, to=to, stream=stream, addr=addr)
 
 
 def decode_hello(frame: bytes, secret: bytes, cluster: str) -> Hello:

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import os
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from raft.runtime import auth, framing
@@ -101,10 +102,14 @@ class RaftClient:
         op_timeout_s: float = 10.0,
         attempt_timeout_s: float = 2.0,
         token: bytes | None = None,
+        address_map: Mapping[Address, Address] | None = None,
     ) -> None:
         """``client_id`` is only a label now (``label``): the cluster assigns the session id
         (``client_id`` after the first write). ``token``: the client token when the
-        cluster requires authentication (default: ``$RAFT_CLIENT_TOKEN_FILE``'s content)."""
+        cluster requires authentication (default: ``$RAFT_CLIENT_TOKEN_FILE``'s content).
+        ``address_map``: where to dial instead of a node's advertised client address, for
+        a client that reaches the nodes through tunnels (leader hints name the advertised
+        addresses, which such a client cannot dial)."""
         if not addrs:
             raise ValueError("no cluster addresses given")
         self.addrs = list(addrs)
@@ -120,6 +125,7 @@ class RaftClient:
         self._target = 0
         self._leader: Address | None = None
         self.last_node = ""
+        self.address_map: dict[Address, Address] = dict(address_map or {})
 
     async def close(self) -> None:
         for c in self._conns.values():
@@ -215,6 +221,7 @@ class RaftClient:
         write: bool,
         deadline: float,
         session: bool,
+        final: frozenset[Status] = DEFINITE,
     ) -> Response:
         loop = asyncio.get_running_loop()
         last = Response(0, Status.TIMEOUT, error="no node answered")
@@ -245,36 +252,41 @@ class RaftClient:
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue
             self.last_node = resp.node
-            if resp.status in DEFINITE:
+            if resp.status in final:
                 if write:
                     # A follower that forwarded the write names the leader: go there next.
                     self._leader = self._hint(resp.leader) or addr
                 return resp
             last = resp
             if resp.status is Status.NOT_LEADER and resp.leader:
-                try:
-                    hinted = parse_address(resp.leader, "leader hint")
-                except ValueError:
-                    hinted = None
+                hinted = self._hint(resp.leader)
                 if hinted is not None and hinted != addr:
                     self._leader = hinted
-                    if hinted not in self.addrs:
-                        self.addrs.append(hinted)
                     continue
             self._rotate()
             await asyncio.sleep(RETRY_PAUSE_S)
         return Response(last.id, Status.TIMEOUT, error=last.error or "timed out")
 
     def _hint(self, leader: str) -> Address | None:
+        """The address to dial for a leader hint (through ``address_map``); remembered."""
         if not leader:
             return None
         try:
             hinted = parse_address(leader, "leader hint")
         except ValueError:
             return None
+        hinted = self.address_map.get(hinted, hinted)
         if hinted not in self.addrs:
             self.addrs.append(hinted)
         return hinted
+
+    async def admin(self, op: str, node: str | None = None, value: Any = None) -> Response:
+        """An admin operation (docs/membership.md): follows leader hints and retries only
+        when nothing reached a node; a node's ``timeout`` answer is returned as it is (the
+        change may or may not have happened, so it is not sent again)."""
+        deadline = asyncio.get_running_loop().time() + self.op_timeout_s
+        final = DEFINITE | {Status.TIMEOUT}
+        return await self._run(op, node, value, None, False, deadline, False, final)
 
     async def put(self, key: str | None, value: Any) -> Response:
         return await self.request("put", key, value)

@@ -9,6 +9,7 @@ appended, so nodes sharing a host and a file never share a data directory).
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ ELECTION_TIMEOUT_TICKS_RANGE = (2, 10_000)
 ELECTION_TIMEOUT_MS_MAX = 600_000
 HEARTBEAT_TICKS_RANGE = (1, 9_999)
 SNAPSHOT_ENTRIES_RANGE = (1, 1_000_000_000)
+SNAPSHOT_CHUNK_BYTES_RANGE = (4096, 8 << 20)
+"""Mirrors raft.runtime.snapstream.CHUNK_BYTES_RANGE."""
 CLIENT_CONNECTIONS_RANGE = (1, 1_000_000)
 CLIENT_IDLE_TIMEOUT_S_RANGE = (1, 86_400)
 
@@ -61,9 +64,19 @@ class ReadMode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class NodeAddresses:
+    """Where the other nodes and clients reach a node (its advertised addresses) and, when
+    that differs (a 1:1-NAT cloud: the public address is not on any interface of the host),
+    the address its ports listen on: ``listen`` ("" = the advertised hosts, "0.0.0.0" or
+    the host's private address)."""
+
     peer: Address
     client: Address
     http: Address
+    listen: str = ""
+
+    def bind(self, advertised: Address) -> Address:
+        """The address to listen on for one of this node's advertised addresses."""
+        return Address(self.listen, advertised.port) if self.listen else advertised
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,8 @@ class ClusterConfig:
     election_timeout_ticks: int = 10
     heartbeat_ticks: int = 1
     snapshot_entries: int = 10000
+    snapshot_chunk_bytes: int = 1 << 20
+    """Bytes per chunk of a streamed InstallSnapshot (raft/runtime/snapstream.py)."""
     client_auth: bool = False
     """Require clients to authenticate (HMAC challenge over the client token)."""
     client_token_file: str = ""
@@ -195,12 +210,27 @@ _KNOWN = {
     "election_timeout_ticks",
     "heartbeat_ticks",
     "snapshot_entries",
+    "snapshot_chunk_bytes",
     "client_auth",
     "client_token_file",
     "client_connections_max",
     "client_idle_timeout_s",
     "nodes",
 }
+
+
+def _listen(value: object, what: str) -> str:
+    """A node's listen address: an IP address (``0.0.0.0``, ``::`` or one of the host's),
+    or absent ("": listen on the advertised addresses)."""
+    if value is None or value == "":
+        return ""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ConfigFileError(
+            f"{what}: expected an IP address to listen on (0.0.0.0, or one of the host's), "
+            f"got {value!r}"
+        ) from None
 
 
 def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
@@ -230,13 +260,14 @@ def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
         check_node_id(nid, f"{path}: nodes")
         if not isinstance(addrs, dict):
             raise ConfigFileError(f"{path}: nodes.{nid}: expected {{peer, client, http}}")
-        extra = sorted(set(addrs) - {"peer", "client", "http"})
+        extra = sorted(set(addrs) - {"peer", "client", "http", "listen"})
         if extra:
             raise ConfigFileError(f"{path}: nodes.{nid}: unknown field(s) {', '.join(extra)}")
         nodes[nid] = NodeAddresses(
             peer=parse_address(addrs.get("peer"), f"{path}: nodes.{nid}.peer"),
             client=parse_address(addrs.get("client"), f"{path}: nodes.{nid}.client"),
             http=parse_address(addrs.get("http"), f"{path}: nodes.{nid}.http"),
+            listen=_listen(addrs.get("listen"), f"{path}: nodes.{nid}.listen"),
         )
         for port in ("peer", "client", "http"):
             addr: Address = getattr(nodes[nid], port)
@@ -270,6 +301,11 @@ def parse_config(doc: object, path: str = "cluster.yml") -> ClusterConfig:
         ),
         snapshot_entries=_int_in(
             doc.get("snapshot_entries", 10000), SNAPSHOT_ENTRIES_RANGE, f"{path}: snapshot_entries"
+        ),
+        snapshot_chunk_bytes=_int_in(
+            doc.get("snapshot_chunk_bytes", 1 << 20),
+            SNAPSHOT_CHUNK_BYTES_RANGE,
+            f"{path}: snapshot_chunk_bytes",
         ),
         client_auth=_bool(doc.get("client_auth", False), f"{path}: client_auth"),
         client_token_file=(
@@ -348,12 +384,18 @@ def render_config(cfg: ClusterConfig) -> str:
         "election_timeout_ticks": cfg.election_timeout_ticks,
         "heartbeat_ticks": cfg.heartbeat_ticks,
         "snapshot_entries": cfg.snapshot_entries,
+        "snapshot_chunk_bytes": cfg.snapshot_chunk_bytes,
         "client_auth": cfg.client_auth,
         **({"client_token_file": cfg.client_token_file} if cfg.client_token_file else {}),
         "client_connections_max": cfg.client_connections_max,
         "client_idle_timeout_s": cfg.client_idle_timeout_s,
         "nodes": {
-            nid: {"peer": str(a.peer), "client": str(a.client), "http": str(a.http)}
+            nid: {
+                "peer": str(a.peer),
+                "client": str(a.client),
+                "http": str(a.http),
+                **({"listen": a.listen} if a.listen else {}),
+            }
             for nid, a in cfg.nodes.items()
         },
     }

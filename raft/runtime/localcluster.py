@@ -63,6 +63,7 @@ class LocalCluster:
         host_prefix: str = "127.0.0.",
         snapshot_entries: int = 10000,
         client_auth: bool = False,
+        snapshot_chunk_bytes: int = 1 << 20,
     ) -> ClusterConfig:
         if not 1 <= nodes <= 200:
             raise ClusterStateError(f"--nodes {nodes}: must be between 1 and 200")
@@ -97,6 +98,7 @@ class LocalCluster:
             election_timeout_ticks=election_timeout_ticks,
             snapshot_entries=snapshot_entries,
             client_auth=client_auth,
+            snapshot_chunk_bytes=snapshot_chunk_bytes,
         )
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -43,6 +43,13 @@ class Metrics:
     fsyncs_total: int = 0
     messages_sent_total: int = 0
     messages_received_total: int = 0
+    snapshot_stream_bytes_sent_total: int = 0
+    snapshot_stream_bytes_received_total: int = 0
+    snapshot_streams_resumed_total: int = 0
+    snapshot_streams_rejected_total: int = 0
+    loop_stall_seconds_max: float = 0.0
+    """Longest time the node's event loop was held by something (late wake-up of the loop
+    watchdog, raft/runtime/node.py): a stall near the election timeout costs an election."""
     commit_latency: Histogram = field(default_factory=Histogram)
 
 
@@ -122,6 +129,19 @@ def render(
         "counter",
         "Messages received from peers.",
         metrics.messages_received_total,
+    )
+    for field_name, help_text in (
+        ("snapshot_stream_bytes_sent_total", "Snapshot bytes sent in chunks."),
+        ("snapshot_stream_bytes_received_total", "Snapshot bytes received in chunks."),
+        ("snapshot_streams_resumed_total", "Snapshot transfers resumed at an offset > 0."),
+        ("snapshot_streams_rejected_total", "Received snapshots refused (checksum)."),
+    ):
+        metric(f"raft_{field_name}", "counter", help_text, getattr(metrics, field_name))
+    metric(
+        "raft_loop_stall_seconds_max",
+        "gauge",
+        "Longest event loop stall since start (seconds).",
+        round(metrics.loop_stall_seconds_max, 6),
     )
     name = "raft_commit_latency_seconds"
     lines.append(f"# HELP {name} Leader: time from proposal to apply.")

@@ -24,29 +24,53 @@ import os
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from raft.core import Config, RawNode, ReadOnlyOption
 from raft.core.confchange import decode_conf_change
 from raft.core.errors import NotLeaderError, ProposalDroppedError, RaftError
 from raft.core.storage import LogStorage
 from raft.core.types import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
     ConfState,
     CoreEvent,
+    Entry,
     EntryType,
     HardState,
     Message,
     MessageType,
     Ready,
     Role,
+    Snapshot,
+    SnapshotMeta,
 )
-from raft.machines import load_machine, read_ops_of
+from raft.machines import SnapshotView, load_machine, read_ops_of
 from raft.machines.codec import CommandError
 from raft.runtime import backend, metrics
 from raft.runtime.config import ClusterConfig, FsyncMode, ReadMode
 from raft.runtime.eventlog import EventLog, MessageIds, digest
+from raft.runtime.members import (
+    Book,
+    MemberAddrs,
+    MembersError,
+    book_from_wire,
+    book_of,
+    book_to_wire,
+    check_addresses_free,
+    decode_context,
+    encode_context,
+)
+from raft.runtime.protocol import (
+    OP_MEMBER_ADD_LEARNER,
+    OP_MEMBER_PROMOTE,
+    OP_MEMBER_REMOVE,
+)
 from raft.runtime.sessions import Applier, decode_batch_results, encode_batch, encode_entry
+from raft.runtime.snapstream import SPOOL_DIR
 from raft.runtime.transport import PeerTransport
 from raft.runtime.writer import DurableWriter
 from raft.storage.disk import SyncTicket
@@ -74,9 +98,26 @@ SYNCS_IN_FLIGHT_MAX = 1
 """New proposals wait while this many syncs are in flight: they pile up and become one
 batched entry (one message per follower, one sync) when the sync ends, as they did when the
 driver awaited its fsync; acks, applies and reads are not held back meanwhile."""
+LOOP_STALL_EVENT_SHARE = 0.5
+"""A loop stall of at least this share of the election timeout is logged as ``loop_stall``."""
 HARD_STATE_COMMIT_EVERY = 1000
 HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
+PROMOTE_LAG_ENTRIES_MAX = 64
+"""A learner is caught up (and may be promoted) once its match index is within this many
+entries of the leader's last index."""
+ADMIN_POLL_S = 0.05
+ADMIN_REPLY_MARGIN_S = 1.0
+"""An admin operation stops waiting this long before its request's deadline, so the
+client gets the node's own answer (naming what it waited for) rather than a bare timeout."""
+_T = TypeVar("_T")
+
+
+def _commits_conf_change(rd: Ready) -> bool:
+    """Whether ``rd`` commits a configuration change: its commit index is then stored at
+    once (not lazily), so a restart re-applies the change before the node campaigns and never
+    runs on the configuration before it (docs/membership.md)."""
+    return any(e.type is EntryType.CONF_CHANGE for e in rd.committed_entries)
 
 
 def ticks_due(now: float, next_tick: float, tick_s: float, ticks_max: int) -> tuple[int, float]:
@@ -100,6 +141,11 @@ class NodeUnavailableError(Exception):
         super().__init__(reason)
         self.leader = leader
         self.definite = definite
+
+
+class AdminRefusedError(Exception):
+    """An admin operation was refused and had no effect; the message says why in one line
+    ("another configuration change is in progress", "n7 is not a member", ...)."""
 
 
 class ProposalLostError(NodeUnavailableError):
@@ -134,6 +180,25 @@ class _Read:
 
 
 @dataclass(slots=True)
+class _SnapshotJob:
+    """A snapshot captured on the loop at ``index``, being serialised and written."""
+
+    index: int
+    conf: ConfState
+    meta: SnapshotMeta | None
+    """From the storage's ``snapshot_meta`` (disk); None: ``create_snapshot`` at the end."""
+    view: SnapshotView
+    compact_to: int
+    started: float
+    adopted: asyncio.Future[None]
+    """Resolved once the driver adopted the snapshot (or gave it up)."""
+    loop_s: float = 0.0
+    """Time the job held the event loop (capture, adopt, compact)."""
+    task: asyncio.Task[tuple[bytes, Snapshot | None]] | None = None
+    """Serialises (and writes, on disk storage) in worker threads."""
+
+
+@dataclass(slots=True)
 class NodeState:
     """What /status shows; updated by the driver only."""
 
@@ -146,6 +211,8 @@ class NodeState:
     leader: str = ""
     storage_failed: str = ""
     conf: ConfState = field(default_factory=ConfState)
+    conf_index: int = 0
+    """Index of the entry (or snapshot) the configuration in effect comes from."""
 
 
 class RaftNode:
@@ -160,7 +227,11 @@ class RaftNode:
         node_id: str,
         secret: bytes,
         rng: random.Random | None = None,
+        join: bool = False,
     ) -> None:
+        """``join``: with an empty data directory, start as a non-member that waits for a
+        leader to add it (``raft serve --join``) instead of bootstrapping from cluster.yml's
+        ``nodes:``; ignored once the storage holds anything."""
         if node_id not in cfg.nodes:
             raise ValueError(f"node {node_id!r} is not in {cfg.path or 'the cluster config'}")
         self.cfg = cfg
@@ -191,6 +262,7 @@ class RaftNode:
         self.crash_event = asyncio.Event()
         """Set when the driver died of an unexpected exception (``crashed`` says which)."""
         self._flusher: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._storage_errors = backend.storage_failures()
         log_dir = cfg.node_log_dir(node_id)
         os.makedirs(log_dir, exist_ok=True)
@@ -215,17 +287,33 @@ class RaftNode:
         self._applied_marks: deque[tuple[int, int]] = deque()
         """(index, entry bytes applied up to it since the last snapshot), one per apply."""
         self._applied_bytes = 0
+        # -- membership (issue 11) --
+        self.join = join
+        self.book: Book = {}
+        """Every member's addresses, as the configuration in effect carries them."""
+        self._was_member = False
+        self._admin_calls: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self._conf_waiters: dict[int, tuple[int, asyncio.Future[ConfState]]] = {}
+        self._snapshot_forced = False
+        self._snapshot_job: _SnapshotJob | None = None
+        """The snapshot being serialised and written (at most one)."""
+        self._boot_snapshot: bytes | None = None
         self._boot()
         self.transport = PeerTransport(
             node_id,
             cfg.cluster,
             secret,
-            {nid: a.peer for nid, a in cfg.nodes.items()},
+            {nid: a.peer for nid, a in self.book.items()},
             on_message=self._on_peer_message,
             on_unreachable=self._on_unreachable,
             on_refused=self._on_refused,
             on_snapshot_sent=self._on_snapshot_sent,
+            # -- snapshot streams (issue 11): spooled in the data dir, chunk size from config
+            snapshot_spool_dir=os.path.join(self.data_dir, SPOOL_DIR),
+            snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
+            on_stream_event=lambda **f: self.events.emit("snapshot_stream", **f),
         )
+        self._sync_peers()
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -234,9 +322,13 @@ class RaftNode:
         snap = self.storage.snapshot()
         applied = 0
         if not snap.is_empty():
-            self.applier.restore(snap.data)
+            self._boot_snapshot = snap.data  # restored by start(), off the loop
+            try:  # but the address book is needed now (peers, bootstrap configuration)
+                self.applier.restored_members = Applier.members_in(snap.data)
+            except ValueError as exc:
+                log.warning("snapshot at %d: %s", snap.meta.index, exc)
             applied = snap.meta.index
-        voters = tuple(sorted(self.cfg.nodes))
+        voters = self._boot_members(hs, conf, snap.meta.index)
         core_cfg = Config(
             id=self.id,
             voters=voters,
@@ -261,6 +353,8 @@ class RaftNode:
         st.applied = applied
         st.last_index = self.storage.last_index()
         st.conf = conf if conf.voters else ConfState(voters=frozenset(voters))
+        st.conf_index = snap.meta.index
+        self._was_member = self._is_member()
         last_term = self.storage.term(st.last_index)
         extra: dict[str, Any] = {}
         recovery = getattr(self.storage, "recovery", None)
@@ -293,13 +387,17 @@ class RaftNode:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.transport.start(self.addrs.peer)
+        if self._boot_snapshot is not None:
+            data, self._boot_snapshot = self._boot_snapshot, None
+            await asyncio.to_thread(self.applier.restore, data)
+        await self.transport.start(self.addrs.bind(self.addrs.peer), advertise=self.addrs.peer)
         self.events.flush()  # the start line is on disk as soon as the node listens
         always = self.cfg.fsync is FsyncMode.ALWAYS
         if self.durable and always and hasattr(self.storage, "sync_begin"):
             self._writer = DurableWriter(self.id, asyncio.get_running_loop(), self._on_synced)
         self._driver = asyncio.create_task(self._drive(), name=f"driver-{self.id}")
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"eventlog-{self.id}")
+        self._watchdog = asyncio.create_task(self._watch_loop(), name=f"watchdog-{self.id}")
 
     async def stop(self, reason: str = "signal") -> None:
         if self._stopping:
@@ -311,6 +409,7 @@ class RaftNode:
         if self._driver is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._driver, 5.0)
+        await self._finish_snapshot_job()
         await self.transport.stop()
         if self._writer is not None:
             writer, self._writer = self._writer, None
@@ -318,16 +417,18 @@ class RaftNode:
             if not self.state.storage_failed:
                 with contextlib.suppress(*self._storage_errors):
                     self._take_synced()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._fail_pending(NodeUnavailableError("node is shutting down", definite=False))
         with contextlib.suppress(*self._storage_errors):
             if not self.state.storage_failed and self._latest_hs != self._stored_hs:
                 self.storage.set_hard_state(self._latest_hs)  # the exact commit, for restart
                 self.storage.sync()
             backend.close_storage(self.storage)
+        self._fail_admin(NodeUnavailableError("node is shutting down", definite=False))
         self.events.emit("stop", reason=reason)
         self.events.close()
         log.info("node %s stopped: %s", self.id, reason)
@@ -361,6 +462,23 @@ class RaftNode:
             self.core.transfer_leader(target)
         except RaftError as exc:
             log.info("leadership transfer to %s refused: %s", target, exc)
+
+    async def _watch_loop(self) -> None:
+        """Measures how long the event loop was held: wakes every tick and records how late
+        it woke (``raft_loop_stall_seconds_max``). Anything that holds the loop for about an
+        election timeout (a snapshot serialised in place, a huge restore) makes followers
+        campaign or the leader step down; ``loop_stall`` events name when it happened."""
+        loop = asyncio.get_running_loop()
+        election_s = self.cfg.election_timeout_ticks * self._tick_s
+        while True:
+            due = loop.time() + self._tick_s
+            await asyncio.sleep(self._tick_s)
+            stall = loop.time() - due
+            if stall > self.metrics.loop_stall_seconds_max:
+                self.metrics.loop_stall_seconds_max = stall
+            if stall >= LOOP_STALL_EVENT_SHARE * election_s:
+                self.events.emit("loop_stall", ms=round(stall * 1000.0, 1))
+                log.warning("%s: event loop stalled for %.0f ms", self.id, stall * 1000.0)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -411,6 +529,11 @@ class RaftNode:
     def _on_peer_message(self, msg_id: str, msg: Message) -> None:
         if len(self._inbox) >= INBOX_MSGS_MAX:
             return  # overload: drop, Raft retries
+        if msg.type is MessageType.APP and msg.index == 0 and msg.entries and self._no_conf():
+            # -- membership: a node in no configuration (joining) cannot replay the log
+            # from index 1 (it does not know the bootstrap voters); it waits for the
+            # snapshot every member takes when it applies its first configuration change.
+            return
         self._inbox.append((msg_id, msg))
         self._wake.set()
 
@@ -418,8 +541,10 @@ class RaftNode:
         self._inbox.append(("", Message(type=MessageType.UNREACHABLE, sender=peer, to=self.id)))
         self._wake.set()
 
-    def _on_snapshot_sent(self, peer: str) -> None:
-        self._inbox.append(("", Message(type=MessageType.SNAP_STATUS, sender=peer, to=self.id)))
+    def _on_snapshot_sent(self, peer: str, ok: bool = True) -> None:
+        """A snapshot stream to ``peer`` ended: installed there (ok) or given up."""
+        status = Message(type=MessageType.SNAP_STATUS, sender=peer, to=self.id, reject=not ok)
+        self._inbox.append(("", status))
         self._wake.set()
 
     def _on_refused(self, peer: str, reason: str, detail: str) -> None:
@@ -456,6 +581,7 @@ class RaftNode:
                     await self._flush_if_due()
                 # -- end: ticks by elapsed time --
                 self._take_synced()
+                self._adopt_snapshot()  # a snapshot written off the loop (issue 11)
                 self._inbox_held = False
                 self._step_inbox()
                 if self._tickets_in_flight() < SYNCS_IN_FLIGHT_MAX:
@@ -463,6 +589,7 @@ class RaftNode:
                 self._take_reads()
                 if self._handoff_requested:
                     self._start_handoff()
+                self._run_admin_calls()
                 await self._handle_readies()
         except Exception as exc:
             # Fail-stop: a core in an unknown state must not go on voting or acknowledging.
@@ -497,7 +624,7 @@ class RaftNode:
                 continue
             if msg.type is MessageType.SNAP_STATUS:
                 with contextlib.suppress(RaftError):
-                    self.core.report_snapshot(msg.sender, ok=True)
+                    self.core.report_snapshot(msg.sender, ok=not msg.reject)
                 continue
             self.metrics.messages_received_total += 1
             if msg_id:
@@ -575,6 +702,7 @@ class RaftNode:
                 if st.role == Role.LEADER.value and role != st.role:
                     log.info("%s lost leadership (now %s)", self.id, role)
                     self._fail_reads_on_role_change()
+                    self.transport.snapshots.abandon()  # snapshot streams (issue 11)
                 st.role, st.leader = role, leader
                 log.info("%s is %s (leader %s)", self.id, role, leader or "unknown")
         if rd.hard_state is not None:
@@ -586,9 +714,10 @@ class RaftNode:
         elif not await self._write_in_place(rd):
             return
         if rd.snapshot is not None and not rd.snapshot.is_empty():
-            self.applier.restore(rd.snapshot.data)
+            await self._restore(rd.snapshot.data)
             st.applied = rd.snapshot.meta.index
             st.conf = rd.snapshot.meta.conf_state
+            self._members_from_snapshot(rd.snapshot.meta.index)
             self.events.emit(
                 "snapshot",
                 action="install",
@@ -741,7 +870,7 @@ class RaftNode:
             s.append(list(rd.entries))
         if rd.hard_state is not None:
             self._latest_hs = rd.hard_state
-            if self._hard_state_due(rd.hard_state):
+            if self._hard_state_due(rd.hard_state) or _commits_conf_change(rd):
                 s.set_hard_state(rd.hard_state)
                 self._stored_hs = rd.hard_state
                 self._stored_hs_at = time.monotonic()
@@ -781,16 +910,7 @@ class RaftNode:
             if e.index <= st.applied:
                 continue
             if e.type is EntryType.CONF_CHANGE:
-                cc = decode_conf_change(e.data)
-                cs = self.core.apply_conf_change(cc)
-                st.conf = cs
-                self.events.emit(
-                    "conf",
-                    index=e.index,
-                    voters=sorted(cs.voters),
-                    learners=sorted(cs.learners),
-                    voters_outgoing=sorted(cs.voters_outgoing),
-                )
+                self._apply_conf_entry(e)
                 result = b""
             else:
                 result = self.applier.apply(e.index, e.data)
@@ -862,34 +982,167 @@ class RaftNode:
             self.events.emit("send", to=m.to, msg=m.type.value, id=msg_id)
         self.transport.send(msg_id, m)
 
-    def _maybe_snapshot(self) -> None:
+    # -- snapshots off the loop (issue 11) ------------------------------------------------
+
+    def _maybe_snapshot(self, force: bool = False) -> None:
+        """A snapshot once ``snapshot_entries`` were applied since the last one; at once when
+        ``force`` or when the first configuration change was applied (then the log is also
+        compacted past index 1: nobody needs cluster.yml's bootstrap voters to replay it,
+        and a joining node always starts from a snapshot that carries the configuration and
+        the address book). Serialised and written off the loop (``_start_snapshot``)."""
+        self._adopt_snapshot()
         st = self.state
         snap_index = self.storage.snapshot().meta.index
         budget = self.cfg.snapshot_entries
-        if st.applied <= snap_index or (
-            st.applied - snap_index < budget
-            and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
+        forced = force or self._snapshot_forced
+        if self._snapshot_job is not None or (
+            st.applied <= snap_index
+            or (
+                not forced
+                and st.applied - snap_index < budget
+                and self._applied_bytes < budget * SNAPSHOT_BYTES_PER_ENTRY
+            )
         ):
             return
+        self._start_snapshot()
+
+    def _start_snapshot(self) -> _SnapshotJob | None:
+        """Capture the state as of the applied index on the loop (a copy of the session
+        table and the machine's :data:`~raft.machines.SnapshotView`: a dict copy for kv) and
+        start the task that serialises and writes it in worker threads. At most one job
+        runs; None when none could start (nothing new, or the storage refused)."""
+        if self._snapshot_job is not None:
+            return self._snapshot_job
+        st = self.state
+        started = time.perf_counter()
+        budget = self.cfg.snapshot_entries
+        meta: SnapshotMeta | None = None
         try:
-            snap = self.storage.create_snapshot(st.applied, st.conf, self.applier.snapshot())
-            compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
-            # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
-            for index, upto in self._applied_marks:
-                if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
-                    compact_to = max(compact_to, index)
-                    break
-            self._applied_marks.clear()
-            self._applied_bytes = 0
-            if compact_to > self.storage.first_index():
-                self.storage.compact(compact_to)
+            prepare = getattr(self.storage, "snapshot_meta", None)
+            if callable(prepare):
+                meta = prepare(st.applied, st.conf)
+            elif st.applied <= self.storage.snapshot().meta.index:
+                return None
         except self._storage_errors as exc:
             self._storage_failed(exc)
+            return None
+        except RaftError as exc:
+            log.warning("snapshot at %d refused: %s", st.applied, exc)
+            return None
+        view = self.applier.snapshot_view(members=book_to_wire(self.book))
+        compact_to = st.applied - min(SNAPSHOT_KEEP_ENTRIES, budget // 2)
+        if self._snapshot_forced:  # the first configuration change: drop the bootstrap entry
+            compact_to = max(compact_to, 1)
+            self._snapshot_forced = False
+        # Keep at most SNAPSHOT_KEEP_BYTES of entry data for lagging followers.
+        for index, upto in self._applied_marks:
+            if self._applied_bytes - upto <= SNAPSHOT_KEEP_BYTES:
+                compact_to = max(compact_to, index)
+                break
+        self._applied_marks.clear()
+        self._applied_bytes = 0
+        loop = asyncio.get_running_loop()
+        adopted: asyncio.Future[None] = loop.create_future()
+        job = _SnapshotJob(st.applied, st.conf, meta, view, compact_to, started, adopted)
+        job.task = loop.create_task(self._write_snapshot(job), name=f"snapshot-{job.index}")
+        job.task.add_done_callback(lambda _: self._wake.set())  # the driver adopts it
+        job.loop_s = time.perf_counter() - started
+        self._snapshot_job = job
+        return job
+
+    async def _write_snapshot(self, job: _SnapshotJob) -> tuple[bytes, Snapshot | None]:
+        """In worker threads: serialise the view; on disk storage also write the file
+        durably. Touches no driver state: the driver adopts the result (``_adopt_snapshot``),
+        so the storage is never used by the driver and this job at once."""
+        data = await asyncio.to_thread(job.view)
+        if job.meta is None:
+            return data, None
+        snap = Snapshot(meta=job.meta, data=data)
+        await asyncio.to_thread(self.storage.write_snapshot_file, snap)  # type: ignore[attr-defined]
+        return data, snap
+
+    def _adopt_snapshot(self) -> None:
+        """Driver: a finished job's snapshot becomes current, then the log is compacted up
+        to what it covers (never before its file is durable); logs ``snapshot create``."""
+        job = self._snapshot_job
+        if job is None or job.task is None or not job.task.done():
+            return
+        self._snapshot_job = None
+        resumed = time.perf_counter()
+        try:
+            data, snap = job.task.result()
+            if self.state.storage_failed:
+                return
+            if snap is None:
+                snap = self.storage.create_snapshot(job.index, job.conf, data)
+            elif not self.storage.adopt_snapshot(snap):  # type: ignore[attr-defined]
+                log.info("snapshot at %d superseded by an installed one", job.index)
+                return
+            if job.compact_to >= self.storage.first_index():
+                self.storage.compact(job.compact_to)
+        except self._storage_errors as exc:
+            if not self.state.storage_failed:
+                self._storage_failed(exc)
             return
         except RaftError as exc:
-            log.warning("snapshot at %d failed: %s", st.applied, exc)
+            log.warning("snapshot at %d failed: %s", job.index, exc)
             return
-        self.events.emit("snapshot", action="create", index=snap.meta.index, sterm=snap.meta.term)
+        except Exception:  # a custom machine's serialiser broke: no snapshot, node goes on
+            log.exception("snapshot at %d failed", job.index)
+            return
+        finally:
+            if not job.adopted.done():
+                job.adopted.set_result(None)
+        job.loop_s += time.perf_counter() - resumed
+        self.events.emit(
+            "snapshot",
+            action="create",
+            index=snap.meta.index,
+            sterm=snap.meta.term,
+            bytes=len(snap.data),
+            ms=round((time.perf_counter() - job.started) * 1000.0, 1),
+            loop_ms=round(job.loop_s * 1000.0, 1),
+        )
+
+    async def take_snapshot(self) -> int:
+        """Take a snapshot of everything applied so far, now (``raft snapshot``), waiting
+        for one already in flight first; the index the node's newest snapshot covers once it
+        is durable and current (unchanged when nothing was applied since the last one).
+        Raises NodeUnavailableError when the storage failed or the node is stopping."""
+        while True:
+            if self.state.storage_failed or self._stopping:
+                raise NodeUnavailableError("node cannot take a snapshot", self._leader_hint())
+            job = self._snapshot_job
+            if job is None:
+                if self.state.applied <= self.storage.snapshot().meta.index:
+                    return self.storage.snapshot().meta.index
+                job = self._start_snapshot()
+                if job is None:
+                    raise NodeUnavailableError("snapshot refused (see the node's log)")
+                await asyncio.shield(job.adopted)
+                if not (self.state.storage_failed or self._stopping):
+                    return self.storage.snapshot().meta.index
+            else:
+                await asyncio.shield(job.adopted)
+
+    async def _finish_snapshot_job(self) -> None:
+        """At stop, the driver ended: a snapshot being written finishes (and is adopted)
+        before the storage closes."""
+        job = self._snapshot_job
+        if job is not None and job.task is not None:
+            with contextlib.suppress(Exception):
+                await job.task
+            self._adopt_snapshot()
+
+    async def _restore(self, data: bytes) -> None:
+        """Install a received snapshot's state: restore a fresh machine in a worker thread
+        (the loop keeps serving heartbeats, transport and client tasks; reads see the old
+        state until the swap), then swap it in. The driver awaits this, so nothing applies
+        meanwhile."""
+        fresh = Applier(load_machine(self.cfg.machine))
+        await asyncio.to_thread(fresh.restore, data)
+        fresh.duplicates = self.applier.duplicates
+        self.applier, self.machine = fresh, fresh.machine
 
     def _storage_failed(self, exc: BaseException) -> None:
         st = self.state
@@ -899,6 +1152,8 @@ class RaftNode:
         self.events.flush()
         log.error("storage failed, leaving the cluster's work to the others: %s", exc)
         st.role, st.leader = Role.FOLLOWER.value, ""
+        if self._snapshot_job is not None and not self._snapshot_job.adopted.done():
+            self._snapshot_job.adopted.set_result(None)  # take_snapshot: raise, not wait
         self._fail_pending(NodeUnavailableError("storage failed", "", definite=False))
         self._transport_stop = asyncio.get_running_loop().create_task(self.transport.stop())
 
@@ -917,6 +1172,359 @@ class RaftNode:
         self._reads.clear()
         self._ready_reads.clear()
 
+    # -- begin: membership and admin operations (issue 11; docs/membership.md) -------------
+
+    def _boot_members(self, hs: HardState, conf: ConfState, snap_index: int) -> tuple[str, ...]:
+        """The address book at start and the bootstrap voters for the core. The durable
+        configuration wins: a snapshot's book (and its ConfState, which the core reads from
+        the storage) over cluster.yml. A node started with ``join`` and an empty data
+        directory is in no configuration: it waits for a leader to add it."""
+        own = MemberAddrs.of(self.addrs)
+        empty = snap_index == 0 and self.storage.last_index() == 0 and hs == HardState()
+        joining = self.join and empty
+        if joining:
+            self.book = {self.id: own}
+        else:
+            self.book = book_of(self.cfg.nodes) if not self.join else {self.id: own}
+            self._restore_book()
+        if conf.voters or conf.learners or conf.voters_outgoing:
+            members = conf.voters | conf.voters_outgoing | conf.learners | conf.learners_next
+            self.book = {n: a for n, a in self.book.items() if n in members or n == self.id}
+        return () if joining else tuple(sorted(self.cfg.nodes))
+
+    def _restore_book(self) -> None:
+        """Take the book the last restored snapshot carried, if it carried one."""
+        raw = self.applier.restored_members
+        if raw is None:
+            return
+        try:
+            book = book_from_wire(raw, "snapshot address book")
+        except MembersError as exc:
+            log.warning("ignoring the snapshot's address book: %s", exc)
+            return
+        book[self.id] = MemberAddrs.of(self.addrs)  # where we listen is ours to say
+        self.book = book
+
+    def address_of(self, nid: str) -> MemberAddrs | None:
+        """Where member ``nid`` listens, as the configuration says (cluster.yml's entry
+        for a node the book does not know, unless this node was started with --join)."""
+        a = self.book.get(nid)
+        if a is None and not self.join and nid in self.cfg.nodes:
+            a = MemberAddrs.of(self.cfg.nodes[nid])
+        return a
+
+    def _members(self) -> frozenset[str]:
+        cs = self.state.conf
+        return cs.voters | cs.voters_outgoing | cs.learners | cs.learners_next
+
+    def _no_conf(self) -> bool:
+        cs = self.state.conf
+        return not (cs.voters or cs.learners or cs.voters_outgoing)
+
+    def _is_member(self) -> bool:
+        return self.id in self._members()
+
+    def _apply_conf_entry(self, e: Entry) -> None:
+        """Apply a committed configuration change: learn the addresses it carries, switch
+        the core's configuration, follow it with the transport, answer the admin request
+        that proposed it, and snapshot at once if the log still starts at index 1."""
+        st = self.state
+        cc = decode_conf_change(e.data)
+        try:
+            added = decode_context(cc.context)
+        except MembersError as exc:
+            log.warning("conf change at %d: %s", e.index, exc)
+            added = {}
+        added.pop(self.id, None)
+        self.book.update(added)
+        cs = self.core.apply_conf_change(cc)
+        st.conf, st.conf_index = cs, e.index
+        self.events.emit(
+            "conf",
+            index=e.index,
+            voters=sorted(cs.voters),
+            learners=sorted(cs.learners),
+            voters_outgoing=sorted(cs.voters_outgoing),
+        )
+        self._sync_peers()
+        waiter = self._conf_waiters.pop(e.index, None)
+        if waiter is not None and not waiter[1].done():
+            if waiter[0] == e.term:
+                waiter[1].set_result(cs)
+            else:
+                waiter[1].set_exception(ProposalLostError("entry replaced", st.leader))
+        if self.storage.snapshot().meta.index == 0:
+            self._snapshot_forced = True
+
+    def _members_from_snapshot(self, index: int) -> None:
+        """An installed snapshot brings the configuration and the book with it."""
+        self._restore_book()
+        self.state.conf_index = index
+        members = self._members()
+        self.book = {n: a for n, a in self.book.items() if n in members or n == self.id}
+        self._sync_peers()
+
+    def _sync_peers(self) -> None:
+        """The transport talks to the members of the configuration in effect, and to
+        nobody else: a removed node's connections are refused, so it cannot disturb the
+        cluster; a node removed itself stops talking to the others."""
+        members = self._members()
+        if self.id in members:
+            self._was_member = True
+            self.transport.accept_unknown = False
+            self.book = {n: a for n, a in self.book.items() if n in members or n == self.id}
+            for nid in sorted(members - {self.id}):
+                a = self.address_of(nid)
+                if a is not None:
+                    self.transport.add_peer(nid, a.peer)
+            for nid in set(self.transport.peers()) - members:
+                self.transport.remove_peer(nid)
+            return
+        if self._was_member:
+            log.warning(
+                "%s was removed from the configuration (index %d): idle from now",
+                self.id,
+                self.state.conf_index,
+            )
+            self.events.emit("removed", index=self.state.conf_index)
+            for nid in list(self.transport.peers()):
+                self.transport.remove_peer(nid)
+            self._was_member = False
+        self.transport.accept_unknown = True  # waits (again) for a leader to add it
+
+    async def _in_driver(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the driver task (only it touches the core and the storage)."""
+        if self._stopping or self.state.storage_failed or self._driver is None:
+            raise NodeUnavailableError("node cannot serve admin operations", self._leader_hint())
+        fut: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._admin_calls.append((fn, fut))
+        self._wake.set()
+        return await fut
+
+    def _run_admin_calls(self) -> None:
+        while self._admin_calls:
+            fn, fut = self._admin_calls.popleft()
+            if fut.done():
+                continue
+            try:
+                fut.set_result(fn())
+            except Exception as exc:  # handed to the caller, which names it
+                fut.set_exception(exc)
+
+    def _fail_admin(self, exc: Exception) -> None:
+        futs = [f for _, f in self._admin_calls] + [f for _, f in self._conf_waiters.values()]
+        for f in futs:
+            if not f.done():
+                f.set_exception(exc)
+        self._admin_calls.clear()
+        self._conf_waiters.clear()
+
+    def _require_leader(self) -> None:
+        if not self.is_leader():
+            raise NodeUnavailableError("not leader", self._leader_hint())
+
+    def _members_view(self) -> dict[str, Any]:
+        """What ``raft member list`` prints (on the leader: with each member's match)."""
+        cs = self.state.conf
+        status = self.core.status()
+        progress = dict(status.progress)
+        rows: list[dict[str, Any]] = []
+        for nid in sorted(self._members()):
+            a = self.address_of(nid)
+            pr = progress.get(nid)
+            rows.append(
+                {
+                    "id": nid,
+                    "role": "learner" if nid in cs.learners else "voter",
+                    "peer": str(a.peer) if a is not None else None,
+                    "client": str(a.client) if a is not None else None,
+                    "http": str(a.http) if a is not None and a.http is not None else None,
+                    "match": pr.match if pr is not None else None,
+                    "lag": status.last_index - pr.match if pr is not None else None,
+                }
+            )
+        return {
+            "leader": self.state.leader,
+            "joint": bool(cs.voters_outgoing),
+            "voters": sorted(cs.voters),
+            "voters_outgoing": sorted(cs.voters_outgoing),
+            "learners": sorted(cs.learners | cs.learners_next),
+            "members": rows,
+            "index": self.state.conf_index,
+            "last_index": status.last_index,
+        }
+
+    async def member_list(self) -> dict[str, Any]:
+        def view() -> dict[str, Any]:
+            self._require_leader()
+            return self._members_view()
+
+        return await self._in_driver(view)
+
+    def _propose_change(
+        self, op: str, nid: str, addrs: MemberAddrs | None
+    ) -> asyncio.Future[ConfState]:
+        """On the driver: check the change against the configuration in effect and propose
+        it; the future resolves when its entry is applied here. One change at a time, and
+        every change to the voters goes through a joint configuration (thesis §4.3)."""
+        self._require_leader()
+        cs = self.state.conf
+        for index in [i for i in self._conf_waiters if i <= self.state.applied]:
+            # Applied without resolving it: another entry took that index (leader change).
+            _, lost = self._conf_waiters.pop(index)
+            if not lost.done():
+                lost.set_exception(ProposalLostError("entry replaced", self.state.leader))
+        if self.core.raft.is_conf_change_pending() or cs.voters_outgoing or self._conf_waiters:
+            what = (
+                "a joint configuration is not left yet"
+                if cs.voters_outgoing
+                else ("a configuration change is not applied yet")
+            )
+            raise AdminRefusedError(f"another configuration change is in progress ({what})")
+        members = self._members()
+        single = ConfChangeSingle
+        if op == OP_MEMBER_ADD_LEARNER:
+            if nid in members:
+                role = "learner" if nid in cs.learners else "voter"
+                raise AdminRefusedError(f"{nid} is already a member ({role})")
+            assert addrs is not None
+            try:
+                check_addresses_free(self.book, nid, addrs)
+            except MembersError as exc:
+                raise AdminRefusedError(str(exc)) from None
+            cc = ConfChange(
+                (single(ConfChangeType.ADD_LEARNER, nid),), context=encode_context({nid: addrs})
+            )
+        elif op == OP_MEMBER_PROMOTE:
+            if nid not in members:
+                raise AdminRefusedError(f"{nid} is not a member (add it as a learner first)")
+            if nid not in cs.learners:
+                raise AdminRefusedError(f"{nid} is already a voter")
+            cc = ConfChange((single(ConfChangeType.ADD_NODE, nid),), joint=True)
+        elif op == OP_MEMBER_REMOVE:
+            if nid not in members:
+                raise AdminRefusedError(f"{nid} is not a member")
+            if cs.voters == frozenset({nid}):
+                raise AdminRefusedError(f"{nid} is the only voter; it cannot be removed")
+            joint = nid in cs.voters
+            cc = ConfChange((single(ConfChangeType.REMOVE_NODE, nid),), joint=joint)
+        else:  # pragma: no cover - the server only passes the three ops
+            raise AdminRefusedError(f"unknown membership op {op!r}")
+        try:
+            index, term = self.core.propose_conf_change(cc)
+        except NotLeaderError as exc:
+            raise NodeUnavailableError("not leader", exc.leader_hint) from None
+        except ProposalDroppedError as exc:
+            raise AdminRefusedError(f"refused by the leader: {exc}") from None
+        fut: asyncio.Future[ConfState] = asyncio.get_running_loop().create_future()
+        self._conf_waiters[index] = (term, fut)
+        log.info("%s proposed %s %s at index %d", self.id, op, nid, index)
+        return fut
+
+    def _catch_up(self, nid: str) -> tuple[int, int, bool]:
+        """On the driver: (the learner's match, the leader's last index, caught up)."""
+        self._require_leader()
+        cs = self.state.conf
+        if nid not in self._members():
+            raise AdminRefusedError(f"{nid} is not a member (add it as a learner first)")
+        if nid not in cs.learners:
+            raise AdminRefusedError(f"{nid} is already a voter")
+        status = self.core.status()
+        pr = dict(status.progress).get(nid)
+        if pr is None or pr.match == 0 or not pr.recent_active:
+            return 0, status.last_index, False  # it acknowledged nothing yet, or went silent
+        caught_up = status.last_index - pr.match <= PROMOTE_LAG_ENTRIES_MAX
+        return pr.match, status.last_index, caught_up
+
+    async def change_members(
+        self, op: str, nid: str, addrs: MemberAddrs | None, timeout_s: float
+    ) -> dict[str, Any]:
+        """Add a learner, promote a learner (once it caught up) or remove a member; returns
+        the configuration after the change (and after leaving the joint configuration)."""
+        loop = asyncio.get_running_loop()
+        budget = max(0.5, timeout_s - ADMIN_REPLY_MARGIN_S)
+        deadline = loop.time() + budget
+        if op == OP_MEMBER_PROMOTE:
+            while True:
+                match, last, caught_up = await self._in_driver(lambda: self._catch_up(nid))
+                if caught_up:
+                    break
+                if loop.time() >= deadline:
+                    raise AdminRefusedError(
+                        f"{nid} is not caught up after {budget:.0f} s (match {match:,} of {last:,})"
+                    )
+                await asyncio.sleep(ADMIN_POLL_S)
+        applied = await self._in_driver(lambda: self._propose_change(op, nid, addrs))
+        try:
+            await asyncio.wait_for(asyncio.shield(applied), max(0.1, deadline - loop.time()))
+        except TimeoutError:
+            raise NodeUnavailableError(
+                f"the change was proposed but not applied within {budget:.0f} s; "
+                "outcome unknown (see 'raft member list')",
+                definite=False,
+            ) from None
+        while self.state.conf.voters_outgoing and loop.time() < deadline:
+            await asyncio.sleep(ADMIN_POLL_S)  # the leader leaves the joint config by itself
+        if self.is_leader():
+            return await self._in_driver(self._members_view)
+        view = self._members_view()  # e.g. a leader that removed itself
+        view["stepped_down"] = self.id
+        return view
+
+    def _start_transfer(self, target: str) -> str:
+        self._require_leader()
+        cs = self.state.conf
+        if not target:
+            candidates = [
+                (pr.match, nid)
+                for nid, pr in self.core.status().progress
+                if nid != self.id and nid in cs.voters and pr.recent_active
+            ]
+            if not candidates:
+                raise AdminRefusedError("no other voter is reachable to take over")
+            target = max(candidates)[1]
+        elif target not in self._members():
+            raise AdminRefusedError(f"{target} is not a member")
+        elif target not in cs.voters:
+            raise AdminRefusedError(f"{target} is not a voter (promote it first)")
+        if target != self.id:
+            self.core.transfer_leader(target)
+        return target
+
+    async def transfer_leader(self, target: str, timeout_s: float) -> dict[str, Any]:
+        """Hand leadership to ``target`` (or the most up-to-date voter) and wait until it
+        leads (thesis §3.10)."""
+        loop = asyncio.get_running_loop()
+        budget = max(0.5, timeout_s - ADMIN_REPLY_MARGIN_S)
+        deadline = loop.time() + budget
+        target = await self._in_driver(lambda: self._start_transfer(target))
+        retry_at = loop.time() + 2 * self.cfg.election_timeout_ticks * self._tick_s
+        while self.state.leader != target:
+            now = self.state.leader or "unknown"
+            if loop.time() >= deadline:
+                raise AdminRefusedError(
+                    f"leadership did not move to {target} within {budget:.0f} s (leader: {now})"
+                )
+            if self.state.leader not in ("", self.id):
+                # The target's campaign lost (writes accepted after the transfer timed out
+                # left its log behind) and another voter won: the caller may retry there.
+                raise AdminRefusedError(f"leadership moved to {now} instead of {target}")
+            if self.is_leader() and loop.time() >= retry_at:
+                # The core abandons a transfer after an election timeout: ask again.
+                await self._in_driver(lambda: self._start_transfer(target))
+                retry_at = loop.time() + 2 * self.cfg.election_timeout_ticks * self._tick_s
+            await asyncio.sleep(ADMIN_POLL_S)
+        return {"leader": target, "term": self.state.term}
+
+    async def snapshot_now(self) -> dict[str, Any]:
+        """Take a snapshot of what this node applied, now (``raft snapshot``): serialised
+        and written off the loop, answered once it is durable and current."""
+        await self.take_snapshot()
+        meta = self.storage.snapshot().meta
+        return {"node": self.id, "index": meta.index, "term": meta.term}
+
+    # -- end: membership and admin operations ------------------------------------------------
+
     # -- views -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -934,10 +1542,19 @@ class RaftNode:
             "durable": self.durable,
             "read_mode": self.read_mode.value,
             "voters": sorted(st.conf.voters),
+            "learners": sorted(st.conf.learners | st.conf.learners_next),
+            "voters_outgoing": sorted(st.conf.voters_outgoing),
+            "joint": bool(st.conf.voters_outgoing),
+            "conf_index": st.conf_index,
         }
 
     def metrics_text(self) -> str:
         st = self.state
+        m, snaps, rx = self.metrics, self.transport.snapshots, self.transport.snapshot_receiver
+        m.snapshot_stream_bytes_sent_total = snaps.bytes_sent
+        m.snapshot_streams_resumed_total = snaps.resumed
+        m.snapshot_stream_bytes_received_total = rx.bytes_received
+        m.snapshot_streams_rejected_total = rx.rejected
         return metrics.render(
             self.metrics,
             self.id,

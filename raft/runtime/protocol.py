@@ -22,6 +22,12 @@ required.
 
 Response: ``{"id", "status", "value", "error", "leader", "node"}`` with ``status`` one of
 :class:`Status`.
+
+Admin operations (docs/membership.md; :func:`parse_admin` validates them): ``member_list``,
+``member_add_learner`` (``key``: the new node's id, ``value``: ``{"peer", "client", "http"}``),
+``member_promote`` / ``member_remove`` (``key``: the node), ``transfer_leader`` (``key``: the
+target, or none for the most up-to-date voter) and ``snapshot_now`` (served by the node asked,
+never forwarded). A refused change is ``fail`` with ``error`` saying why.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from typing import Any
 
 from raft.machines.codec import NESTING_MAX, CommandError, check_plain
 from raft.runtime.codec import CodecError, pack, unpack, unpack_bounded
+from raft.runtime.config import ConfigFileError, check_node_id
+from raft.runtime.members import MemberAddrs, MembersError, member_from_wire
 
 CLIENT_PROTOCOL_VERSION = 2
 CLIENT_FRAME_BYTES_MAX = 8 << 20
@@ -48,6 +56,28 @@ TIMEOUT_MS_MAX = 60000
 OP_SESSION = "session"
 OP_AUTH_NONCE = "auth_nonce"
 OP_AUTH = "auth"
+# -- begin: admin operations (membership, transfer, snapshot; issue 11) --
+OP_MEMBER_LIST = "member_list"
+OP_MEMBER_ADD_LEARNER = "member_add_learner"
+OP_MEMBER_PROMOTE = "member_promote"
+OP_MEMBER_REMOVE = "member_remove"
+OP_TRANSFER_LEADER = "transfer_leader"
+OP_SNAPSHOT_NOW = "snapshot_now"
+ADMIN_OPS = frozenset(
+    {
+        OP_MEMBER_LIST,
+        OP_MEMBER_ADD_LEARNER,
+        OP_MEMBER_PROMOTE,
+        OP_MEMBER_REMOVE,
+        OP_TRANSFER_LEADER,
+        OP_SNAPSHOT_NOW,
+    }
+)
+ADMIN_LOCAL_OPS = frozenset({OP_SNAPSHOT_NOW})
+"""Admin operations served by the node asked; the others run on the leader."""
+_ADMIN_NEEDS_NODE = frozenset({OP_MEMBER_ADD_LEARNER, OP_MEMBER_PROMOTE, OP_MEMBER_REMOVE})
+_ADMIN_TAKES_NODE = _ADMIN_NEEDS_NODE | {OP_TRANSFER_LEADER}
+# -- end: admin operations --
 
 
 class Status(enum.Enum):
@@ -252,3 +282,46 @@ def decode_response(body: bytes) -> Response:
         leader=str(obj.get("leader", "")),
         node=str(obj.get("node", "")),
     )
+
+
+# -- begin: admin operations (issue 11) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRequest:
+    """A validated admin operation: ``node`` is the member it is about ("" for none),
+    ``addrs`` the new member's addresses (``member_add_learner`` only), ``timeout_s`` what
+    the node may spend (catch-up, leaving the joint configuration, a transfer)."""
+
+    op: str
+    node: str = ""
+    addrs: MemberAddrs | None = None
+    timeout_s: float = TIMEOUT_MS_DEFAULT / 1000
+
+
+def parse_admin(req: Request) -> AdminRequest:
+    """Validate an admin request; BadRequestError names what is wrong."""
+    if req.op not in ADMIN_OPS:
+        raise _bad(req.id, f"unknown admin op {req.op!r}")
+    node = req.key or ""
+    if req.op in _ADMIN_NEEDS_NODE and not node:
+        raise _bad(req.id, f"op {req.op!r} needs the node id in 'key'")
+    if node and req.op not in _ADMIN_TAKES_NODE:
+        raise _bad(req.id, f"op {req.op!r} takes no 'key'")
+    if node:
+        try:
+            check_node_id(node, "'key'")
+        except ConfigFileError as exc:
+            raise _bad(req.id, str(exc)) from None
+    addrs = None
+    if req.op == OP_MEMBER_ADD_LEARNER:
+        try:
+            _, addrs = member_from_wire(node, req.value, "new member")
+        except MembersError as exc:
+            raise _bad(req.id, str(exc)) from None
+    elif req.value is not None:
+        raise _bad(req.id, f"op {req.op!r} takes no 'value'")
+    return AdminRequest(req.op, node, addrs, req.timeout_ms / 1000)
+
+
+# -- end: admin operations ------------------------------------------------------------------

@@ -26,12 +26,17 @@ from raft.machines.codec import CommandError
 from raft.runtime import auth, framing
 from raft.runtime.forward import Forwarder
 from raft.runtime.http import HttpServer, json_route
-from raft.runtime.node import NodeUnavailableError, RaftNode
+from raft.runtime.node import AdminRefusedError, NodeUnavailableError, RaftNode
 from raft.runtime.protocol import (
+    ADMIN_LOCAL_OPS,
+    ADMIN_OPS,
     CLIENT_FRAME_BYTES_MAX,
     OP_AUTH,
     OP_AUTH_NONCE,
+    OP_MEMBER_LIST,
     OP_SESSION,
+    OP_SNAPSHOT_NOW,
+    OP_TRANSFER_LEADER,
     TIMEOUT_MS_MAX,
     BadRequestError,
     Request,
@@ -39,6 +44,7 @@ from raft.runtime.protocol import (
     Status,
     decode_request,
     encode_response,
+    parse_admin,
 )
 from raft.runtime.sessions import key_hash
 
@@ -107,7 +113,7 @@ class ClientServer:
         self.forwarder = Forwarder(token)  # perf: writes sent to a follower go to the leader
 
     async def start(self) -> None:
-        a = self.node.addrs.client
+        a = self.node.addrs.bind(self.node.addrs.client)  # listen address (1:1 NAT)
         self._server = await asyncio.start_server(
             self._serve_conn, a.host, a.port, backlog=socket.SOMAXCONN
         )
@@ -314,6 +320,8 @@ class ClientServer:
 
     async def execute(self, req: Request) -> Response:
         node = self.node
+        if req.op in ADMIN_OPS:
+            return await self._admin(req)
         if req.op == OP_SESSION:
             command = b""
         else:
@@ -346,17 +354,48 @@ class ClientServer:
         status = {"ok": Status.OK, "fail": Status.FAIL, "error": Status.ERROR}[res.status.value]
         return Response(req.id, status, value=res.value, error=res.error)
 
+    # -- begin: admin operations (issue 11; docs/membership.md) --
+    async def _admin(self, req: Request) -> Response:
+        """Membership changes, leadership transfer and the member list run on the leader
+        (a follower forwards them once, like writes); ``snapshot_now`` on the node asked."""
+        node = self.node
+        try:
+            a = parse_admin(req)
+        except BadRequestError as exc:
+            return Response(req.id, Status.BAD_REQUEST, error=str(exc))
+        if a.op not in ADMIN_LOCAL_OPS and not node.is_leader():
+            return await self._forward(req, req.timeout_ms / 1000.0)
+        try:
+            if a.op == OP_MEMBER_LIST:
+                value: Any = await node.member_list()
+            elif a.op == OP_TRANSFER_LEADER:
+                value = await node.transfer_leader(a.node, a.timeout_s)
+            elif a.op == OP_SNAPSHOT_NOW:
+                value = await node.snapshot_now()
+            else:
+                value = await node.change_members(a.op, a.node, a.addrs, a.timeout_s)
+        except AdminRefusedError as exc:
+            return Response(req.id, Status.FAIL, error=str(exc))
+        except NodeUnavailableError as exc:
+            if not exc.definite:
+                return Response(req.id, Status.TIMEOUT, error=str(exc))
+            return self._not_leader(req, exc.leader)
+        log.info("admin %s %s: ok", a.op, a.node)
+        return Response(req.id, Status.OK, value=value)
+
+    # -- end: admin operations --
+
     async def _forward(self, req: Request, timeout_s: float) -> Response:
         """A write on a follower goes to the leader (raft/runtime/forward.py), once."""
         node = self.node
-        addrs = node.cfg.nodes.get(node.state.leader)
+        addrs = node.address_of(node.state.leader)
         here = node.state.leader == node.id or bool(node.state.storage_failed)
         if req.forwarded or addrs is None or here:
             return self._not_leader(req, node.state.leader)
         return await self.forwarder.forward(req, addrs.client, timeout_s)
 
     def _not_leader(self, req: Request, leader: str) -> Response:
-        addrs = self.node.cfg.nodes.get(leader)
+        addrs = self.node.address_of(leader)
         hint = str(addrs.client) if addrs is not None and leader != self.node.id else ""
         return Response(req.id, Status.NOT_LEADER, error="not the leader", leader=hint)
 
@@ -392,7 +431,7 @@ async def serve(node: RaftNode, install_signals: bool = True) -> str:
     try:
         await node.start()
         await client.start()
-        a = node.addrs.http
+        a = node.addrs.bind(node.addrs.http)
         await http.start(a.host, a.port)
         log.info(
             "node %s serving: peer %s, client %s, http %s",

@@ -33,7 +33,7 @@ import hashlib
 from dataclasses import dataclass
 
 from raft.machines import codec
-from raft.machines.base import StateMachine
+from raft.machines.base import SnapshotView, StateMachine, snapshot_view_of
 from raft.machines.codec import CommandError
 
 SESSIONS_MAX = 10000
@@ -111,6 +111,8 @@ class Applier:
         self._sessions: dict[str, _Session] = {}
         self._max = sessions_max
         self.duplicates = 0
+        self.restored_members: object = None
+        """The address book the last restored snapshot carried (None: it had none)."""
 
     def apply(self, index: int, data: bytes) -> bytes:
         if not data:
@@ -210,14 +212,43 @@ class Applier:
         sess = self._sessions.get(client_id)
         return 0 if sess is None else sess.seq
 
-    def snapshot(self) -> bytes:
-        sessions = [
-            [c, s.seq, s.result, s.index, s.key_hash, s.digest]
-            for c, s in sorted(self._sessions.items())
-        ]
-        return codec.packb(
-            {"v": SNAPSHOT_VERSION, "sessions": sessions, "machine": self.machine.snapshot()}
-        )
+    def snapshot(self, members: object = None) -> bytes:
+        return self.snapshot_view(members)()
+
+    def snapshot_view(self, members: object = None) -> SnapshotView:
+        """The session table and the machine as of now, serialised when called (in a worker
+        thread: raft/runtime/node.py). Costs a copy of the table (sessions are immutable)
+        plus the machine's own view (:func:`raft.machines.snapshot_view_of`). ``members``
+        (the runtime's address book, raft/runtime/members.py, already in wire form) rides
+        along when given, so the book travels with the ConfState in every snapshot."""
+        table = dict(self._sessions)
+        machine = snapshot_view_of(self.machine)
+
+        def serialise() -> bytes:
+            sessions = [
+                [c, s.seq, s.result, s.index, s.key_hash, s.digest]
+                for c, s in sorted(table.items())
+            ]
+            doc: dict[str, object] = {
+                "v": SNAPSHOT_VERSION,
+                "sessions": sessions,
+                "machine": machine(),
+            }
+            if members is not None:
+                doc["members"] = members
+            return codec.packb(doc)
+
+        return serialise
+
+    @staticmethod
+    def members_in(data: bytes) -> object:
+        """The address book a runtime snapshot carries (None if none), without restoring
+        anything: the node needs it at boot, before the state is restored off the loop."""
+        try:
+            obj = codec.unpackb(data, max_bytes=codec.SNAPSHOT_BYTES_MAX)
+        except CommandError as exc:
+            raise ValueError(f"runtime snapshot: {exc}") from None
+        return obj.get("members") if isinstance(obj, dict) else None
 
     def restore(self, data: bytes) -> None:
         try:
@@ -246,3 +277,4 @@ class Applier:
             table[item[0]] = _Session(*item[1:])
         self.machine.restore(machine_data)
         self._sessions = table
+        self.restored_members = obj.get("members")

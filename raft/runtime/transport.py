@@ -10,6 +10,10 @@ the core is told the peer is unreachable; reconnection backs off exponentially u
 Frame body (after the handshake, see :mod:`raft.runtime.auth`): msgpack array of
 ``[msg_id, message]`` pairs, ``message`` as in :mod:`raft.runtime.codec`. ``msg_id`` is the
 event-log id of the send (``""`` when the sender did not record it).
+
+Snapshots do not go on that connection: :mod:`raft.runtime.snapstream` streams them in
+chunks over a second connection per peer (hello ``stream: "snap"``), resumable, so a big
+snapshot neither hits the frame limit nor delays heartbeats.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import collections
 import contextlib
 import logging
 import random
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from raft.core.types import Message, MessageType
-from raft.runtime import auth, framing
+from raft.runtime import auth, framing, snapstream
 from raft.runtime.auth import HandshakeRefusedError, RefusalReason
 from raft.runtime.codec import CodecError, message_from_wire, message_to_wire, pack, unpack
 
@@ -44,6 +50,8 @@ MessageHandler = Callable[[str, Message], None]
 PeerHandler = Callable[[str], None]
 RefusalHandler = Callable[[str, str, str], None]
 """Called with (peer, reason, detail) when a connection is refused."""
+SnapshotStatusHandler = Callable[[str, bool], None]
+"""Called with (peer, ok) when a snapshot stream to ``peer`` ended (installed, or given up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,10 @@ class _Outbound:
         self.connected = False
         self.down = False
         """The last attempt to connect (or the connection) failed: queue only a few."""
+        self.redial = asyncio.Event()
+        """Set when the peer dialled us while we had no connection to it: it is back, so
+        end the reconnect backoff now (a restarted follower waited up to 1 s for the
+        leader's next attempt before its catch-up could start; issue 12)."""
 
 
 class PeerTransport:
@@ -82,7 +94,11 @@ class PeerTransport:
         on_refused: RefusalHandler,
         queue_max: int = SEND_QUEUE_MSGS_MAX,
         frame_bytes_max: int = framing.FRAME_BYTES_MAX,
-        on_snapshot_sent: PeerHandler | None = None,
+        on_snapshot_sent: SnapshotStatusHandler | None = None,
+        snapshot_spool_dir: str | None = None,
+        snapshot_chunk_bytes: int = snapstream.CHUNK_BYTES_DEFAULT,
+        on_stream_event: snapstream.EventHandler | None = None,
+        on_peer_learned: Callable[[str, Address], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster = cluster
@@ -92,6 +108,7 @@ class PeerTransport:
         self._on_refused = on_refused
         self._on_snapshot_sent = on_snapshot_sent
         self._frame_max = frame_bytes_max
+        self._queue_max = queue_max
         self._out = {p: _Outbound(p, a, queue_max) for p, a in peers.items() if p != node_id}
         self._known = set(peers)
         self._server: asyncio.Server | None = None
@@ -106,12 +123,41 @@ class PeerTransport:
         self._closing = False
         self._local_addr: tuple[str, int] | None = None
         self.frames_refused = 0
+        # -- begin: snapshot streams (issue 11, raft/runtime/snapstream.py) --
+        emit = on_stream_event or (lambda **_: None)
+        self._spool_tmp = snapshot_spool_dir is None
+        spool = snapshot_spool_dir or tempfile.mkdtemp(prefix=f"raft-snap-{node_id}-")
+        self.snapshots = snapstream.SnapshotSender(
+            self._dial_stream,
+            on_snapshot_sent or (lambda _peer, _ok: None),
+            emit,
+            snapshot_chunk_bytes,
+        )
+        self.snapshot_receiver = snapstream.SnapshotReceiver(
+            node_id, spool, on_message, emit, frame_bytes_max
+        )
+        self._snap_inbound_by_peer: dict[str, asyncio.StreamWriter] = {}
+        self._cancelling: set[asyncio.Task[None]] = set()
+        """One snapshot stream per peer as well: a newer one closes the older."""
+        # -- end: snapshot streams --
+        # -- begin: membership (issue 11) --
+        self._listen = ""
+        self._on_peer_learned = on_peer_learned
+        self.accept_unknown = False
+        """While this node is in no configuration (it waits to join), an authenticated
+        hello from an unknown node that says where it listens adds that node as a peer:
+        it is the leader that just added us, and we must be able to answer it."""
+        # -- end: membership --
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, listen: Address) -> None:
+    async def start(self, listen: Address, advertise: Address | None = None) -> None:
+        """Listen on ``listen``; ``advertise`` (default: the same) is the address the
+        handshake tells peers to dial back (a 1:1-NAT node listens on its private address
+        and advertises its public one)."""
         # Dial from our own peer address, so peers (and firewall rules) see who we are.
         self._local_addr = (listen.host, 0) if listen.host not in ("0.0.0.0", "::") else None
+        self._listen = str(advertise or listen)
         self._server = await asyncio.start_server(
             self._accept, listen.host, listen.port, backlog=socket.SOMAXCONN
         )
@@ -122,6 +168,7 @@ class PeerTransport:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        await self.snapshots.stop()
         tasks = [o.task for o in self._out.values() if o.task is not None]
         for t in tasks:
             t.cancel()
@@ -135,6 +182,64 @@ class PeerTransport:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        if self._spool_tmp:
+            shutil.rmtree(self.snapshot_receiver.spool, ignore_errors=True)
+
+    # -- begin: membership: peers come and go with the configuration (issue 11) -----------
+
+    def add_peer(self, peer: str, addr: Address) -> None:
+        """Start talking to ``peer`` at ``addr`` (a new member); a known peer whose address
+        changed is redialled. Idempotent."""
+        if peer == self.node_id:
+            return
+        out = self._out.get(peer)
+        if out is not None:
+            if out.addr == addr:
+                return
+            self.remove_peer(peer)
+        out = _Outbound(peer, addr, self._queue_max)
+        self._out[peer] = out
+        self._known.add(peer)
+        self._inbound_max = 4 * len(self._known) + 16
+        if self._server is not None and not self._closing:
+            out.task = asyncio.create_task(self._dial_loop(out), name=f"dial-{peer}")
+
+    def remove_peer(self, peer: str) -> None:
+        """Stop talking to ``peer`` (removed from the configuration): its queue and
+        connection go, and its connections to us are refused from now on. Idempotent."""
+        out = self._out.pop(peer, None)
+        self._known.discard(peer)
+        if out is not None and out.task is not None:
+            out.task.cancel()
+        inbound = self._inbound_by_peer.get(peer)
+        if inbound is not None:
+            inbound.close()
+        if self.snapshots.active(peer):  # a snapshot stream to a removed node is moot
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing streams
+                task = asyncio.get_running_loop().create_task(self.snapshots.cancel(peer))
+                self._cancelling.add(task)
+                task.add_done_callback(self._cancelling.discard)
+
+    def peers(self) -> dict[str, Address]:
+        """The peers this node currently dials, by id."""
+        return {p: o.addr for p, o in self._out.items()}
+
+    def _maybe_learn(self, hello: auth.Hello) -> None:
+        if not (self.accept_unknown and hello.addr):
+            return
+        try:
+            host, _, port = hello.addr.rpartition(":")
+            addr = Address(host.strip("[]"), int(port))
+        except ValueError:
+            return
+        if not host or not 0 < addr.port < 65536:
+            return
+        log.info("learned peer %s at %s from its handshake", hello.node, addr)
+        self.add_peer(hello.node, addr)
+        if self._on_peer_learned is not None:
+            self._on_peer_learned(hello.node, addr)
+
+    # -- end: membership ---------------------------------------------------------------------
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -144,6 +249,9 @@ class PeerTransport:
         out = self._out.get(msg.to)
         if out is None:
             return False
+        if msg.type is MessageType.SNAP and msg.snapshot is not None:
+            self.snapshots.offer(msg_id, msg)  # its own connection, in chunks
+            return True
         if len(out.queue) == out.queue.maxlen or (
             out.down and len(out.queue) >= QUEUE_WHILE_DOWN_MAX
         ):
@@ -173,8 +281,10 @@ class PeerTransport:
                     CONNECT_TIMEOUT_S,
                 )
                 writer = w
-                sealer = await asyncio.wait_for(
-                    self._dial_handshake(out.peer, reader, w), HANDSHAKE_TIMEOUT_S
+                sealer = auth.FrameSealer(
+                    await asyncio.wait_for(
+                        self._dial_handshake(out.peer, reader, w), HANDSHAKE_TIMEOUT_S
+                    )
                 )
                 out.connected = True
                 out.down = False
@@ -201,12 +311,21 @@ class PeerTransport:
                     out.dropped += 1
             failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(failures, 6))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            out.redial.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(out.redial.wait(), delay * random.uniform(0.5, 1.0))
 
     async def _dial_handshake(
-        self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> auth.FrameSealer:
-        mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), to=peer)
+        self,
+        peer: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        stream: str = "",
+    ) -> bytes:
+        """The session key of a connection to ``peer`` (the main one, or a ``stream``)."""
+        mine = auth.Hello(
+            self.cluster, self.node_id, auth.new_nonce(), to=peer, stream=stream, addr=self._listen
+        )
         writer.write(framing.encode_frame(auth.encode_hello(self._secret, mine)))
         await writer.drain()
         frame = await framing.read_frame(reader, auth.HELLO_BYTES_MAX)
@@ -215,7 +334,32 @@ class PeerTransport:
             raise HandshakeRefusedError(
                 RefusalReason.UNKNOWN_NODE, f"expected {peer}, answered {theirs.node}", peer
             )
-        return auth.FrameSealer(auth.session_key(self._secret, mine, theirs))
+        if theirs.stream != stream:
+            raise HandshakeRefusedError(
+                RefusalReason.BAD_VERSION, f"{peer} does not serve {stream!r} streams", peer
+            )
+        return auth.session_key(self._secret, mine, theirs)
+
+    async def _dial_stream(
+        self, peer: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        """A snapshot stream connection to ``peer`` (snapstream's dialer)."""
+        out = self._out.get(peer)
+        if out is None or self._closing:
+            raise ConnectionRefusedError(f"{peer} is not a peer")
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(out.addr.host, out.addr.port, local_addr=self._local_addr),
+            CONNECT_TIMEOUT_S,
+        )
+        try:
+            key = await asyncio.wait_for(
+                self._dial_handshake(peer, reader, writer, snapstream.STREAM_NAME),
+                HANDSHAKE_TIMEOUT_S,
+            )
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer, key
 
     async def _pump(
         self,
@@ -235,7 +379,6 @@ class PeerTransport:
                 await out.wake.wait()
                 continue
             batch: list[bytes] = []
-            snaps = 0
             size = 0
             while out.queue:
                 msg_id, msg = out.queue[0]
@@ -247,15 +390,12 @@ class PeerTransport:
                     log.warning("dropping %s to %s: %d bytes", msg.type.value, out.peer, len(wire))
                     continue
                 batch.append(wire)
-                snaps += msg.type is MessageType.SNAP
                 size += len(wire)
             if not batch:
                 continue
             body = _array_header(len(batch)) + b"".join(batch)
             writer.write(framing.encode_frame(sealer.seal(body), self._frame_max))
             await writer.drain()
-            if snaps and self._on_snapshot_sent is not None:
-                self._on_snapshot_sent(out.peer)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -279,6 +419,8 @@ class PeerTransport:
                 raise HandshakeRefusedError(RefusalReason.TIMEOUT, "no handshake in time") from None
             except framing.FrameError as exc:
                 raise HandshakeRefusedError(RefusalReason.BAD_FRAME, str(exc)) from None
+            if hello.node not in self._known and hello.node != self.node_id:
+                self._maybe_learn(hello)
             if hello.node not in self._known or hello.node == self.node_id:
                 raise HandshakeRefusedError(
                     RefusalReason.UNKNOWN_NODE, f"node {hello.node!r} is not a peer"
@@ -287,15 +429,26 @@ class PeerTransport:
                 raise HandshakeRefusedError(
                     RefusalReason.WRONG_DESTINATION, f"hello meant for {hello.to!r}"
                 )
+            if hello.stream not in ("", snapstream.STREAM_NAME):
+                raise HandshakeRefusedError(
+                    RefusalReason.BAD_VERSION, f"unknown stream {hello.stream!r:.40}", hello.node
+                )
             peer = hello.node
-            mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce())
+            mine = auth.Hello(self.cluster, self.node_id, auth.new_nonce(), stream=hello.stream)
             writer.write(framing.encode_frame(auth.encode_ack(self._secret, hello.nonce, mine)))
             await writer.drain()
-            opener = auth.FrameOpener(auth.session_key(self._secret, hello, mine))
+            key = auth.session_key(self._secret, hello, mine)
+            if hello.stream:
+                await self._serve_snapshot_stream(peer, reader, writer, key)
+                return
+            opener = auth.FrameOpener(key)
             older = self._inbound_by_peer.get(peer)
             if older is not None and older is not writer:
                 older.close()
             self._inbound_by_peer[peer] = writer
+            back = self._out.get(peer)
+            if back is not None and not back.connected:
+                back.redial.set()  # it is up again: dial it now, not after the backoff
             await self._receive(peer, reader, opener)
         except HandshakeRefusedError as exc:
             self.frames_refused += 1
@@ -313,6 +466,21 @@ class PeerTransport:
                 del self._inbound_by_peer[peer]
             if task is not None:
                 self._inbound.pop(task, None)
+
+    async def _serve_snapshot_stream(
+        self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes
+    ) -> None:
+        older = self._snap_inbound_by_peer.get(peer)
+        if older is not None and older is not writer:
+            older.close()
+        self._snap_inbound_by_peer[peer] = writer
+        try:
+            await self.snapshot_receiver.serve(peer, reader, writer, key)
+        except snapstream.StreamError as exc:
+            raise HandshakeRefusedError(RefusalReason.BAD_MESSAGE, str(exc), peer) from None
+        finally:
+            if self._snap_inbound_by_peer.get(peer) is writer:
+                del self._snap_inbound_by_peer[peer]
 
     async def _receive(
         self, peer: str, reader: asyncio.StreamReader, opener: auth.FrameOpener

@@ -577,6 +577,15 @@ class DiskStorage:
     def create_snapshot(self, index: int, conf_state: ConfState, data: bytes) -> Snapshot:
         """Write a snapshot of the state machine as of ``index`` (durably, atomically; older
         snapshot files beyond the newest two are deleted). Does not compact."""
+        snap = Snapshot(meta=self.snapshot_meta(index, conf_state), data=data)
+        self.write_snapshot_file(snap)
+        self.adopt_snapshot(snap)
+        return snap
+
+    # -- create_snapshot in three steps, so the file is written off the driver's loop --
+    def snapshot_meta(self, index: int, conf_state: ConfState) -> SnapshotMeta:
+        """Step 1 (driver): the metadata of a snapshot at ``index``, which must be newer than
+        the current snapshot and within the log."""
         self._check_open()
         if index <= self._snap.meta.index:
             raise SnapshotOutOfDateError(
@@ -584,11 +593,23 @@ class DiskStorage:
             )
         if index > self.last_index():
             raise UnavailableError(f"snapshot index {index} is past last index {self.last_index()}")
-        meta = SnapshotMeta(index=index, term=self.term(index), conf_state=conf_state)
-        snap = Snapshot(meta=meta, data=data)
+        return SnapshotMeta(index=index, term=self.term(index), conf_state=conf_state)
+
+    def write_snapshot_file(self, snap: Snapshot) -> None:
+        """Step 2 (any thread): write the file durably and atomically. Touches no state of
+        this object but the snapshot directory (whose writers are serialised), so the driver
+        may go on appending meanwhile. The snapshot is not in effect until step 3."""
         self._snaps.save(snap, durable=self.policy is not FsyncPolicy.NEVER)
+
+    def adopt_snapshot(self, snap: Snapshot) -> bool:
+        """Step 3 (driver): make ``snap``, whose file is durable, the current snapshot (what
+        :meth:`snapshot` returns and :meth:`compact` may compact up to). False, and nothing
+        changes, when a newer one was installed meanwhile (its file then outranks this one)."""
+        self._check_open()
+        if snap.meta.index <= self._snap.meta.index:
+            return False
         self._snap = snap
-        return snap
+        return True
 
     def compact(self, index: int) -> None:
         """Drop entries ``<= index`` and delete the segments that hold only such entries.

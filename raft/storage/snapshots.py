@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import threading
 
 import crc32c
 import msgpack
@@ -99,6 +100,9 @@ class SnapshotStore:
 
     def __init__(self, data_dir: str) -> None:
         self.dir = os.path.join(data_dir, SNAP_DIR)
+        self._lock = threading.Lock()
+        """Serialises :meth:`save` / :meth:`gc`: a snapshot the node takes is written in a
+        worker thread, possibly while one received from the leader is written in another."""
 
     def ensure_dir(self) -> None:
         try:
@@ -145,12 +149,18 @@ class SnapshotStore:
         """Write ``snap`` atomically; then keep only the newest :data:`KEEP_SNAPSHOTS`."""
         self.ensure_dir()
         path = os.path.join(self.dir, snapshot_file_name(snap.meta))
-        atomic_write(path, encode_snapshot(snap), durable=durable)
-        self.gc(KEEP_SNAPSHOTS)
+        encoded = encode_snapshot(snap)
+        with self._lock:
+            atomic_write(path, encoded, durable=durable)
+            self._gc(KEEP_SNAPSHOTS)
         return path
 
     def gc(self, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` snapshot files; return the deleted paths."""
+        with self._lock:
+            return self._gc(keep)
+
+    def _gc(self, keep: int) -> list[str]:
         files = self.files()
         removed = []
         for _, _, path in files[: max(0, len(files) - keep)]:

@@ -121,7 +121,8 @@ def test_node_process_is_running_under_its_supervisor(host: Any) -> None:
 
 @pytest.mark.parametrize("kind", ["peer", "client", "http"])
 def test_node_ports_are_listening_on_the_node_address(host: Any, kind: str) -> None:
-    addr = _address(host)
+    # raft_node_listen_address (1:1 NAT) when set, else the advertised address.
+    addr = str(_vars(host).get("raft_node_listen_address") or _address(host))
     assert host.socket(f"tcp://{addr}:{PORTS[kind]}").is_listening
 
 

@@ -26,7 +26,8 @@ def test_quick_compare_writes_every_measure(
     assert all(r["ours_rate"] > 0 and r["ours_failed"] == 0 for r in rows)
     ours = "raftlab 3n fsync on"
     assert out["failover_s"][ours]["trials"] == 2
-    assert 0 < out["catchup_s"][ours] < 120
+    catchup = out["catchup_s"][ours]["median"]
+    assert 0 < catchup["up_s"] <= catchup["total_s"] < 120
     assert all(v > 0 for v in out["rss_mib"][ours].values())
     assert out["disk_bytes_per_write"][ours] > 0
     assert out["analysis_events_per_s"] > 0
@@ -36,3 +37,23 @@ def test_quick_compare_writes_every_measure(
         assert any("etcd not measured" in n for n in out["notes"])
     md = (tmp_path / "compare-quick.md").read_text()
     assert "| writes 200 B, 1 clients |" in md
+
+
+@pytest.mark.timeout(300)
+def test_quick_recovery_writes_failover_phases_and_catchup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--recovery``: failover trials with the phases read back from the event logs, and
+    catch-ups split into process start and Raft's part."""
+    monkeypatch.setenv("BENCH_OUT", str(tmp_path))
+    bench_compare.main(["--quick", "--recovery"])
+    out = json.loads((tmp_path / "recovery-quick.json").read_text())
+    ours = "raftlab 3n fsync on"
+    assert out["failover_s"][ours]["trials"] == 2, out
+    phases = out["failover_phases_s"][ours]
+    assert set(phases) == {"detect", "elect", "client"}, out
+    assert all(0 <= p["p50"] <= p["max"] for p in phases.values()), out
+    (run,) = out["catchup_s"][ours]["runs"]
+    assert 0 < run["up_s"] <= run["total_s"] < 120 and run["cpu_s"] > 0, out
+    md = (tmp_path / "recovery-quick.md").read_text()
+    assert "| detect | elect | client |" in md

@@ -5,6 +5,7 @@ that teardown left nothing behind."""
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -241,3 +242,37 @@ def module_lab(
                 os.environ["RAFT_CLIENT_TOKEN_FILE"] = old_token
         Testbed(tmp / "state").down()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: ``raftlab`` of this tree, as a subprocess (the installed entry point may be another tree's).
+RAFTLAB = [sys.executable, "-c", "import sys, deploy.cli; sys.exit(deploy.cli.main())"]
+
+
+def raftlab(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """``raftlab ARGS`` run from the repository, output captured."""
+    return subprocess.run(
+        [*RAFTLAB, *args], capture_output=True, text=True, timeout=timeout_s, check=False, cwd=REPO
+    )
+
+
+def add_slice_user(user: str, home: Path, sudoers: Path) -> None:
+    """A non-root login with passwordless sudo, as a GEE slice or a cloud image has. The
+    testbed's hosts share the machine's /etc/passwd and sudoers: remove_slice_user undoes
+    both."""
+    subprocess.run(
+        ["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-p", "*", user],
+        check=True,
+        capture_output=True,
+    )
+    home.mkdir(mode=0o755, exist_ok=True)
+    pw = pwd.getpwnam(user)
+    shutil.chown(home, pw.pw_uid, pw.pw_gid)
+    sudoers.parent.mkdir(mode=0o755, exist_ok=True)
+    sudoers.write_text(f"{user} ALL=(ALL) NOPASSWD:ALL\n")
+    sudoers.chmod(0o440)
+
+
+def remove_slice_user(user: str, home: Path, sudoers: Path) -> None:
+    sudoers.unlink(missing_ok=True)
+    subprocess.run(["userdel", user], check=False, capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)

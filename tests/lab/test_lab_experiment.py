@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import REPO, Lab, module_lab
+from labkit import Lab, module_lab, raftlab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
 PREFIX = "rle"
 SUBNET = "10.83.0.0/24"
-RAFTLAB = [sys.executable, "-c", "import sys, deploy.cli; sys.exit(deploy.cli.main())"]
 
 SPEC = """\
 name: labtest
@@ -40,17 +39,6 @@ def lab() -> Iterator[Lab]:
     yield from module_lab("experiment", PREFIX, SUBNET, "10.83.250.0/24")
 
 
-def _raftlab(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RAFTLAB, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-        cwd=REPO,
-    )
-
-
 def _violations(runs: Path) -> str:
     """What made a run fail, for the assertion message (the run dir is in a temp dir)."""
     out = []
@@ -67,7 +55,7 @@ def test_spec_on_the_testbed_and_in_the_simulator_both_pass_analyze(
     spec = tmp_path / "labtest.yml"
     spec.write_text(SPEC)
     runs = tmp_path / "runs"
-    run = _raftlab("run", str(spec), "-i", str(lab.inventory), "--runs", str(runs))
+    run = raftlab("run", str(spec), "-i", str(lab.inventory), "--runs", str(runs))
     assert run.returncode == 0, run.stdout + run.stderr[-6000:] + _violations(runs)
     assert "verdict: VALID" in run.stdout and "report: " in run.stdout
     assert "ok/s" in run.stderr  # live progress
@@ -80,11 +68,11 @@ def test_spec_on_the_testbed_and_in_the_simulator_both_pass_analyze(
     assert results["parameters"]["delay_mechanism"]  # how loss was made here, recorded
     assert sorted(p.name for p in (lab_run / "nodes").iterdir()) == ["h1", "h2", "h3"]
 
-    sim = _raftlab("sim", str(spec), "--seed", "5", "--runs", str(runs), "--jobs", "1")
+    sim = raftlab("sim", str(spec), "--seed", "5", "--runs", str(runs), "--jobs", "1")
     assert sim.returncode == 0, sim.stdout + sim.stderr[-4000:]
     (sim_run,) = (p for p in (runs / "labtest").iterdir() if p.name.endswith("-sim-s5"))
     for run_dir in (lab_run, sim_run):
-        analyze = _raftlab("analyze", "--no-report", str(run_dir))
+        analyze = raftlab("analyze", "--no-report", str(run_dir))
         assert analyze.returncode == 0, analyze.stdout + analyze.stderr
         assert "verdict: VALID" in analyze.stdout
 

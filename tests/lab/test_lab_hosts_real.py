@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import Lab, bring_up, lab_tmpdir, raft_cli, run_testinfra
+from labkit import (
+    Lab,
+    add_slice_user,
+    bring_up,
+    lab_tmpdir,
+    raft_cli,
+    remove_slice_user,
+    run_testinfra,
+)
 
 from deploy.remote import Remote, cluster_arg
 from deploy.testbed import Testbed, TestbedState
@@ -31,25 +37,11 @@ SUDOERS = Path("/etc/sudoers.d/rlh-slice")
 
 
 def _add_slice_user(home: Path) -> None:
-    """A non-root login with passwordless sudo, as a slice or cloud image has. The testbed's
-    hosts share the machine's /etc/passwd and sudoers: both are undone by _remove_slice_user."""
-    subprocess.run(
-        ["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-p", "*", USER],
-        check=True,
-        capture_output=True,
-    )
-    home.mkdir(mode=0o755, exist_ok=True)
-    pw = pwd.getpwnam(USER)
-    shutil.chown(home, pw.pw_uid, pw.pw_gid)
-    SUDOERS.parent.mkdir(mode=0o755, exist_ok=True)
-    SUDOERS.write_text(f"{USER} ALL=(ALL) NOPASSWD:ALL\n")
-    SUDOERS.chmod(0o440)
+    add_slice_user(USER, home, SUDOERS)
 
 
 def _remove_slice_user(home: Path) -> None:
-    SUDOERS.unlink(missing_ok=True)
-    subprocess.run(["userdel", USER], check=False, capture_output=True)
-    shutil.rmtree(home, ignore_errors=True)
+    remove_slice_user(USER, home, SUDOERS)
 
 
 def _write_real_inventory(lab: Lab, dest: Path, known_hosts_in_inventory: bool) -> Path:

@@ -41,8 +41,14 @@ def test_analyze_clean_run_writes_results_and_exits_0(
     merged = (tmp_path / "merged.jsonl").read_text().splitlines()
     assert len(merged) == c["events"]
     assert {"cts", "lamport", "src"} <= json.loads(merged[0]).keys()
-    for name in ("shiviz.log", "report.html", "plots/timeline.png"):
+    for name in ("report.html", "plots/timeline.png"):
         assert (tmp_path / name).is_file(), name
+    # ShiViz only on request, and the report links it only then.
+    assert not (tmp_path / "shiviz.log").exists()
+    assert "shiviz" not in (tmp_path / "report.html").read_text().lower()
+    assert main(["analyze", str(tmp_path), "--shiviz"]) == 0
+    assert (tmp_path / "shiviz.log").is_file()
+    assert 'href="shiviz.log"' in (tmp_path / "report.html").read_text()
 
 
 def test_analyze_invalid_run_exits_1_and_names_the_violation(

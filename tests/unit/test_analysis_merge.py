@@ -155,13 +155,7 @@ def test_merged_jsonl_extends_the_lines_read_without_changing_them(skewed: Path)
     timeline = merge(logs)
     fast = skewed / "merged-fast.jsonl"
     timeline.write_jsonl(fast)
-    slow_tl = dataclasses.replace(
-        timeline,
-        events=[
-            dataclasses.replace(m, event=dataclasses.replace(m.event, raw=""))
-            for m in timeline.events
-        ],
-    )
+    slow_tl = dataclasses.replace(timeline, order=[e._replace(raw=b"") for e in timeline.order])
     slow = skewed / "merged-slow.jsonl"
     slow_tl.write_jsonl(slow)
     got = [json.loads(x) for x in fast.read_text().splitlines()]
@@ -169,4 +163,62 @@ def test_merged_jsonl_extends_the_lines_read_without_changing_them(skewed: Path)
     assert len(got) == len(timeline.events) > 0
     assert got == want
     assert all({"cts", "lamport", "src", "ts", "node", "ev"} <= set(g) for g in got)
-    assert all(m.event.raw.startswith("{") for m in timeline.events)
+    assert all(m.event.raw.startswith(b"{") for m in timeline.events)
+
+
+@pytest.mark.parametrize("offsets", [{}, {"n2": 5.0, "n3": -3.0}])
+def test_sort_fast_path_gives_kahns_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offsets: dict[str, float]
+) -> None:
+    """The one-sort merge is taken only when it provably equals the heap (Kahn) order; on
+    real-clock runs it is taken, and both give the same order, times and Lamport clocks."""
+    import importlib
+
+    merge_mod = importlib.import_module("deploy.analysis.merge")
+    standard_run(tmp_path, seed=3, offsets=offsets, writes=10)
+    logs = load_event_logs(find_event_files(tmp_path), tmp_path)
+    taken: list[bool] = []
+    real = merge_mod._sorted_merge
+
+    def spy(*args: object) -> object:
+        got = real(*args)  # type: ignore[arg-type]
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(merge_mod, "_sorted_merge", spy)
+    fast = merge(logs)
+    monkeypatch.setattr(merge_mod, "_sorted_merge", lambda *a: None)
+    slow = merge(logs)
+    if not offsets:
+        assert taken == [True]
+    assert [(e.node, e.seq) for e in fast.order] == [(e.node, e.seq) for e in slow.order]
+    assert fast.cts == slow.cts and fast.lamport == slow.lamport
+    assert [m.vclock for m in fast.events] == [m.vclock for m in slow.events]
+
+
+def test_merged_cts_text_is_repr_of_round() -> None:
+    """merged.jsonl prints cts as %.6f without trailing zeros where that equals
+    repr(round(cts, 6)); checked on random and edge values of the range it is used in."""
+    import random
+
+    from deploy.analysis.events import NodeEvent, Source
+    from deploy.analysis.merge import ClockEstimate, MergedTimeline
+
+    rng = random.Random(5)
+    values = [rng.uniform(1e-4, 2**32) for _ in range(20000)]
+    values += [rng.uniform(1.7e9, 1.8e9) for _ in range(20000)]
+    values += [round(rng.uniform(1.7e9, 1.8e9), 6) for _ in range(20000)]
+    values += [1e-4, 0.5, 1.0, 2**32 - 1e-6, 1796095213.68697, 1796095213.0, 0.0, -1.5, 2**33]
+    values += [1e17, 1e-7, float(2**32)]
+    ev = NodeEvent(0.0, "n1", 0, "x", {}, Source("f", 1), 0, 0, b'{"a":1}')
+    clocks = ClockEstimate("n1", {}, {}, (), (), {})
+    tl = MergedTimeline(["n1"], [ev] * len(values), values, [1] * len(values), clocks)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "m.jsonl"
+        tl.write_jsonl(p)
+        got = [json.loads(x)["cts"] for x in p.read_text().splitlines()]
+        texts = [x.split('"cts":')[1].split(",")[0] for x in p.read_text().splitlines()]
+    assert texts == [repr(round(v, 6)) for v in values]
+    assert got == [round(v, 6) for v in values]

@@ -356,3 +356,76 @@ def test_proposals_in_one_ready_are_batched_into_one_append() -> None:
     assert [len(m.entries) for m in apps] == [50, 0]  # the entries, then the commit
     assert apps[-1].commit == 51
     assert len(net.applied_data("n2")) == 50
+
+
+def _lagging_follower_probed() -> tuple[Network, Message]:
+    """n1 leads, n3 missed 30 entries and is probed; the probe (with entries) is returned
+    instead of delivered, as if n3 were slow to answer it (still replaying, busy disk)."""
+    net = Network(3, pre_vote=False, check_quorum=False, max_msg_bytes=1 << 20)
+    net.elect("n1")
+    net.isolate("n3")
+    for k in range(30):
+        net.node("n1").propose(f"v{k}".encode())
+    net.stabilize()
+    net.heal()
+    net.node("n1").report_unreachable("n3")  # the transport lost it: replicate -> probe
+    net.node("n1").propose(b"last")
+    net.process_ready("n1")
+    (probe,) = [m for m in net.inflight if m.type == MT.APP and m.to == "n3"]
+    assert len(probe.entries) == 31
+    net.inflight.remove(probe)
+    net.stabilize()  # n2 acknowledges "last"; n3's probe is still held back
+    return net, probe
+
+
+def _heartbeat_round(net: Network, to: str) -> list[Message]:
+    """One heartbeat from n1 answered by ``to``; returns the appends n1 sends ``to`` in
+    reply (left queued, not delivered)."""
+    net.tick("n1")
+    net.process_ready("n1")
+    net.inflight = [m for m in net.inflight if m.type == MT.HEARTBEAT and m.to == to]
+    net.deliver()
+    net.process_ready(to)
+    net.deliver()  # the heartbeat response
+    net.process_ready("n1")
+    apps = [m for m in net.inflight if m.type == MT.APP and m.to == to]
+    net.inflight = []
+    return apps
+
+
+def test_heartbeat_response_does_not_resend_the_probes_entries() -> None:
+    """Issue 12 (catch-up): while a probe with entries is out to a lagging follower, each
+    heartbeat response gets an empty append (prevLogIndex/term only), not the same batch
+    of entries again; the follower still catches up, and an empty probe's acceptance
+    alone moves it to replicate and pipelines the rest."""
+    net, probe = _lagging_follower_probed()
+    resent = [_heartbeat_round(net, "n3") for _ in range(5)]
+    assert all(len(apps) == 1 for apps in resent), resent
+    assert all(not m.entries and m.index == probe.index for apps in resent for m in apps)
+    # The first probe was lost after all: an empty probe's answer restarts replication.
+    net.inflight = resent[-1]
+    net.stabilize()
+    assert net.log("n3") == net.log("n1")
+    ((_, pr),) = [p for p in net.node("n1").status().progress if p[0] == "n3"]
+    assert pr.state == ProgressState.REPLICATE
+
+
+def test_heartbeat_response_unsticks_a_full_window_without_adding_entries() -> None:
+    """A full inflight window whose appends were all lost: a heartbeat response sends an
+    empty append past the window (no new entries piled onto a follower that is behind);
+    its rejection sends the leader back to probing from the follower's match."""
+    net = Network(2, pre_vote=False, check_quorum=False, max_inflight_msgs=2, max_msg_bytes=1)
+    net.elect("n1")
+    for k in range(6):
+        net.node("n1").propose(f"v{k}".encode())
+    net.process_ready("n1")
+    lost = [m for m in net.inflight if m.type == MT.APP and m.to == "n2"]
+    assert [len(m.entries) for m in lost] == [1, 1]  # the window is full
+    net.inflight = []
+    for _ in range(3):
+        apps = _heartbeat_round(net, "n2")
+        assert [len(m.entries) for m in apps] == [0], apps
+    net.inflight = apps
+    net.stabilize()
+    assert net.log("n2") == net.log("n1")
+    assert len(net.applied_data("n2")) == 6

@@ -77,3 +77,35 @@ def test_exhausted_time_budget_reports_the_deepest_prefix_of_any_round(
         assert res.verdict is Verdict.UNKNOWN and f"time budget of {budget}" in res.reason
         assert res.partial is not None
         assert res.partial[0]["longest_linearizable_prefix"] > 0, budget
+
+
+def test_stale_read_key_is_refuted_although_the_first_key_is_hard() -> None:
+    # k1's read returns 1 after 2 overwrote it (a stale read): refuted while k0 stays hard.
+    k0 = [e for e in _hard_k0_bad_k1() if e.key == "k0"]
+    t = 10**6
+    k1 = [
+        HistoryEvent(1000, "invoke", "write", "k1", 1, t),
+        HistoryEvent(1000, "ok", "write", "k1", 1, t + 1),
+        HistoryEvent(1000, "invoke", "write", "k1", 2, t + 2),
+        HistoryEvent(1000, "ok", "write", "k1", 2, t + 3),
+        HistoryEvent(1001, "invoke", "read", "k1", None, t + 4),
+        HistoryEvent(1001, "ok", "read", "k1", 1, t + 5),
+    ]
+    res = check_history(k0 + k1, "kv", max_states=2000)
+    assert res.verdict is Verdict.NOT_LINEARIZABLE
+    assert res.counterexample is not None and res.counterexample["key"] == "k1"
+
+
+@pytest.mark.parametrize("ops", [5000, 20000])
+def test_info_heavy_stale_read_is_refuted_within_a_small_state_budget(ops: int) -> None:
+    # 10% of operations end info; a late read returns a value overwritten before it began
+    # (by a write that completed after every write of that value). The search alone needed
+    # over 400,000 states and 10 s of CPU without an answer; the stale-read rule decides it.
+    from bench.bench_lincheck import _stale_late_read
+
+    rng = random.Random(ops * 31 + 10)
+    gen = linearizable_history(rng, ops, 10, model="cas-register", info_fraction=0.1, values=1000)
+    events = _stale_late_read(gen.events, rng)
+    res = check_history(events, "cas-register", max_states=50_000)
+    assert res.verdict is Verdict.NOT_LINEARIZABLE, res.reason
+    assert "stale read" in res.reason

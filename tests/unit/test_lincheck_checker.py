@@ -16,9 +16,11 @@ from raft.lincheck import (
     Verdict,
     check_history,
     check_operations,
+    checker,
     pair_events,
 )
 from raft.lincheck.generate import linearizable_history
+from raft.lincheck.visual import render_html, render_window_text
 
 LIN = Verdict.LINEARIZABLE
 NOT = Verdict.NOT_LINEARIZABLE
@@ -336,9 +338,10 @@ def test_timeout_gives_unknown() -> None:
 def test_timeout_is_checked_during_a_long_search() -> None:
     # Many concurrent writes of distinct values followed by a read nobody wrote: the search
     # must explore many orders (with memoisation, all subsets) before giving up.
-    # (-1 is written too, so no read is impossible on its face: only the search can tell.)
+    # (-1 is written too, so no read is impossible on its face, and the reads overlap, so
+    # neither is stale on its face: only the search can tell.)
     ops = [Op(p, "write", p, 0, 100) for p in range(16)]
-    ops += [Op(98, "write", -1, 0, 100), Op(99, "read", -1, 200, 201), Op(99, "read", 0, 202, 203)]
+    ops += [Op(98, "write", -1, 0, 100), Op(99, "read", -1, 200, 201), Op(97, "read", 0, 200, 203)]
     clock = StepClock(0.25)
     res = check_history(history(*ops), "register", timeout_s=1.0, clock=clock)
     assert res.verdict is Verdict.UNKNOWN
@@ -347,7 +350,7 @@ def test_timeout_is_checked_during_a_long_search() -> None:
 
 def test_wide_concurrency_not_linearizable_is_found() -> None:
     ops = [Op(p, "write", p, 0, 100) for p in range(10)]
-    ops += [Op(98, "write", -1, 0, 100), Op(99, "read", -1, 200, 201), Op(99, "read", 0, 202, 203)]
+    ops += [Op(98, "write", -1, 0, 100), Op(99, "read", -1, 200, 201), Op(97, "read", 0, 200, 203)]
     res = check_history(history(*ops), "register")
     assert res.verdict is NOT
     assert res.states_explored >= 2**10 - 1  # every subset of writes, each explored once
@@ -425,3 +428,46 @@ def test_read_of_a_value_nothing_wrote_is_refuted_without_search() -> None:
     assert res.verdict is NOT
     assert "observes -1 which no operation invoked before it completed" in res.reason
     assert res.counterexample is not None and res.counterexample["impossible_value"]
+
+
+def test_stale_read_refutation_names_the_overwriting_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the quick search disabled, the stale-read rule alone refutes: the read of 1
+    # began after the write of 2 completed, which began after the write of 1 completed.
+    monkeypatch.setattr(checker, "QUICK_STEPS", 0)
+    ops = [
+        Op(0, "write", 1, 0, 1),
+        Op(1, "write", 2, 2, 3),
+        Op(0, "read", 1, 4, 5),
+        Op(2, "write", 3, 0, None, "info"),  # an info write of another value changes nothing
+    ]
+    res = check_history(history(*ops), "register")
+    assert res.verdict is NOT
+    assert "observes 1, but write 2 at" in res.reason and "(a stale read)" in res.reason
+    cx = res.counterexample
+    assert cx is not None and cx["stale_read"]["overwritten_by"]["value"] == 2
+    text = render_window_text(cx, pair_events(history(*ops)))
+    assert "STALE: left or saw a newer value" in text and "DEADLINE" in text
+    assert "<svg" in render_html(res, pair_events(history(*ops)))
+    # an info write of 1 could take effect between the write of 2 and the read: no rule
+    ops[3] = Op(2, "write", 1, 0, None, "info")
+    assert check_history(history(*ops), "register").verdict is LIN
+
+
+def test_newer_value_read_then_older_one_is_a_stale_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Writes of 1 and 2 overlap (either order is fine); a read sees 2, a later read sees 1
+    # again: no write of 1 can come between them. Only reads witness the newer value.
+    monkeypatch.setattr(checker, "QUICK_STEPS", 0)
+    ops = [
+        Op(0, "write", 1, 0, 10),
+        Op(1, "write", 2, 0, 10),
+        Op(2, "read", 2, 11, 12),
+        Op(3, "read", 1, 13, 14),
+    ]
+    res = check_history(history(*ops), "register")
+    assert res.verdict is NOT and "(a stale read)" in res.reason
+    assert res.counterexample is not None
+    assert res.counterexample["stale_read"]["overwritten_by"]["f"] == "read"
+    ops[3] = Op(3, "read", 2, 13, 14)
+    assert check_history(history(*ops), "register").verdict is LIN

@@ -242,3 +242,47 @@ def test_analyze_writes_and_links_the_counterexample_page(
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["linearizability"]["counterexample_html"] == "counterexample.html"
     assert '<a href="counterexample.html">' in (tmp_path / "report.html").read_text()
+
+
+def test_ignored_non_operation_lines_are_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Log chatter is not an error (Jepsen logs are full of it), but a verdict must not hide
+    # that lines were left out: the summary counts them.
+    path = tmp_path / "mixed.txt"
+    path.write_text("0 :invoke :write 1\n0 :ok :write 1\njunk line here\n")
+    code, out, _ = run(capsys, str(path), "--model", "register")
+    assert code == 0
+    assert "ignored 1 line(s) that are not client operations" in out
+    code, out, _ = run(capsys, str(path), "--model", "register", "--json")
+    assert json.loads(out)["ignored_lines"] == 1
+
+
+def test_stale_read_refutation_is_explained_and_drawn(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raft.lincheck import checker
+
+    monkeypatch.setattr(checker, "QUICK_STEPS", 0)  # the stale-read rule answers alone
+    path = tmp_path / "h.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"process": p, "type": t, "f": f, "value": v, "time": tm}) + "\n"
+            for p, t, f, v, tm in [
+                (0, "invoke", "write", 1, 0),
+                (0, "ok", "write", 1, 1),
+                (1, "invoke", "write", 2, 2),
+                (1, "ok", "write", 2, 3),
+                (0, "invoke", "read", None, 4),
+                (0, "ok", "read", 1, 5),
+            ]
+        )
+    )
+    html = tmp_path / "cx.html"
+    code, out, _ = run(capsys, str(path), "--model", "register", "--html", str(html))
+    assert code == 1
+    assert (
+        "It reads a stale value: process 1 write 2 [ok] invoked 2, completed 3 line 3 left" in out
+    )
+    assert "STALE: left or saw a newer value" in out
+    assert "<svg" in html.read_text()

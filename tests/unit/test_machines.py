@@ -74,6 +74,15 @@ def test_kv_put_get_cas_delete() -> None:
         codec.packb({"op": "nope", "key": "k"}),
         codec.packb({"op": "put", "key": "k", "value": 1, "extra": 1}),
         b"\xd4\x01\x00",  # ext type
+        # A value that is a container still gets the full walk (scalars skip it):
+        codec.packb({"op": "put", "key": "k", "value": {b"raw": 1}}),  # bytes map key
+        codec.packb(
+            {
+                "op": "put",
+                "key": "k",
+                "value": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+            }
+        ),
     ],
 )
 def test_malformed_commands_give_error_results(command: bytes) -> None:

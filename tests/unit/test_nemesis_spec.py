@@ -46,7 +46,8 @@ def test_catalogue_lists_every_kind_and_each_parses_with_defaults() -> None:
     ("raw", "needle"),
     [
         ({"kind": "los"}, "kind: 'los' is not a fault; allowed: kill, pause"),
-        ({"kind": "membership"}, "not supported by the runtime yet"),
+        ({"kind": "membership", "target": "majority"}, "membership cannot remove majority"),
+        ({"kind": "membership", "params": {"wipe": "yes"}}, "params.wipe: 'yes' must be true"),
         ({"kind": "kill", "when": 3}, "unknown field(s) when; allowed: kind, target"),
         ({"kind": "kill", "target": "boss"}, "target: 'boss' is not a target; allowed: random"),
         ({"kind": "kill", "target": "nodes:"}, "names no node"),

@@ -4,41 +4,24 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
+
+from single_node import single_node_config, wait_leader
 
 from deploy.analysis.events import find_event_files, load_event_logs
 from deploy.analysis.invariants import check_invariants
 from raft.machines.codec import encode_command
-from raft.runtime.config import ClusterConfig, NodeAddresses
 from raft.runtime.node import RaftNode
-from raft.runtime.transport import Address
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_single_node_logs_commit_before_apply(tmp_path: Path) -> None:
-    addrs = NodeAddresses(*(Address("127.0.0.1", _port()) for _ in range(3)))
-    cfg = ClusterConfig(
-        cluster="unit",
-        nodes={"n1": addrs},
-        data_dir=str(tmp_path / "data"),
-        log_dir=str(tmp_path / "log"),
-        tick_ms=10,
-    )
+    cfg = single_node_config(tmp_path)
 
     async def main() -> None:
         node = RaftNode(cfg, "n1", b"s" * 32)
         await node.start()
         try:
-            for _ in range(500):
-                if node.is_leader():
-                    break
-                await asyncio.sleep(0.01)
+            await wait_leader(node)
             for i in range(5):
                 await asyncio.wait_for(node.propose("c", i + 1, encode_command("put", "k", i)), 5)
         finally:

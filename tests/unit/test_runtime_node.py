@@ -7,45 +7,21 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import socket
 import time
 from pathlib import Path
 
 import pytest
+from single_node import single_node_config, wait_leader
 
 from raft.machines.codec import decode_result, encode_command
-from raft.runtime.config import ClusterConfig, NodeAddresses
+from raft.runtime.config import ClusterConfig
 from raft.runtime.node import NodeUnavailableError, RaftNode
 from raft.runtime.sessions import key_hash
-from raft.runtime.transport import Address
 from raft.storage.errors import StorageIOError
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config(tmp_path: Path) -> ClusterConfig:
-    a = NodeAddresses(
-        Address("127.0.0.1", _port()), Address("127.0.0.1", _port()), Address("127.0.0.1", _port())
-    )
-    return ClusterConfig(
-        cluster="unit",
-        nodes={"n1": a},
-        data_dir=str(tmp_path / "data"),
-        log_dir=str(tmp_path / "log"),
-        tick_ms=10,
-    )
-
-
-async def _leader(node: RaftNode) -> None:
-    for _ in range(500):
-        if node.is_leader():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("single node did not become leader")
+    return single_node_config(tmp_path)
 
 
 def test_write_read_and_session(tmp_path: Path) -> None:
@@ -53,7 +29,7 @@ def test_write_read_and_session(tmp_path: Path) -> None:
         node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
         await node.start()
         try:
-            await _leader(node)
+            await wait_leader(node)
             kh = key_hash(b"k" * 16)
             opened = await asyncio.wait_for(node.propose("", 0, b"", kh), 5)
             c = decode_result(opened).value
@@ -81,7 +57,7 @@ def test_storage_failure_stops_writes_and_is_logged(
         node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
         await node.start()
         try:
-            await _leader(node)
+            await wait_leader(node)
             await asyncio.wait_for(node.propose("c", 1, encode_command("put", "k", 1)), 5)
 
             def broken_sync() -> None:
@@ -127,7 +103,7 @@ def test_ticks_catch_up_with_elapsed_time_after_a_pause(tmp_path: Path) -> None:
         node = RaftNode(_config(tmp_path), "n1", b"s" * 32)
         await node.start()
         try:
-            await _leader(node)
+            await wait_leader(node)
             passes = [0]
             ticks_in_pass: dict[int, int] = {}
             step_inbox, tick = node._step_inbox, node.core.tick

@@ -216,3 +216,31 @@ def test_queue_for_a_down_peer_keeps_only_the_newest_messages() -> None:
             await a.t.stop()
 
     asyncio.run(main())
+
+
+def test_a_peer_that_dials_in_ends_the_reconnect_backoff(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 (catch-up): the leader's reconnect attempts to a dead follower back off up
+    to a second, so a restarted follower waited for the next attempt before its catch-up
+    could start. Its own (authenticated) connection to us says it is back: we dial it at
+    once. The backoff is made a minute long here, so only that path can deliver."""
+    from raft.runtime import transport
+
+    monkeypatch.setattr(transport, "BACKOFF_MIN_S", 60.0)
+    monkeypatch.setattr(transport, "BACKOFF_MAX_S", 60.0)
+
+    async def main() -> None:
+        peers = _peers()
+        a, b = Endpoint("n1", peers), Endpoint("n2", peers)
+        await a.t.start(peers["n1"])
+        try:
+            await _wait(lambda: "n2" in a.unreachable)  # n1 is now sleeping in its backoff
+            await b.t.start(peers["n2"])  # n2 comes up and dials n1
+            await _wait(lambda: "n2" in a.t._inbound_by_peer, timeout=20.0)
+            a.t.send("n1:0:1", Message(type=MessageType.HEARTBEAT, to="n2", sender="n1"))
+            await _wait(lambda: bool(b.got), timeout=20.0)
+            assert [i for i, _ in b.got] == ["n1:0:1"]
+        finally:
+            await b.t.stop()
+            await a.t.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,40 @@
+"""A single-node cluster in-process (loopback, real DiskStorage), shared by the runtime's
+unit tests: its config and a wait for its leadership."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+from raft.runtime.config import ClusterConfig, NodeAddresses
+from raft.runtime.node import RaftNode
+from raft.runtime.transport import Address
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def single_node_config(tmp_path: Path, **kw: Any) -> ClusterConfig:
+    """Node ``n1`` alone, data and log under ``tmp_path``, 10 ms ticks."""
+    addrs = NodeAddresses(*(Address("127.0.0.1", free_port()) for _ in range(3)))
+    return ClusterConfig(
+        cluster="unit",
+        nodes={"n1": addrs},
+        data_dir=str(tmp_path / "data"),
+        log_dir=str(tmp_path / "log"),
+        tick_ms=10,
+        **kw,
+    )
+
+
+async def wait_leader(node: RaftNode) -> None:
+    for _ in range(500):
+        if node.is_leader():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("single node did not become leader")
