@@ -12,7 +12,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from test_runtime_node import _config, _leader
+from single_node import single_node_config as _config
+from single_node import wait_leader as _leader
 
 from raft.runtime import framing
 from raft.runtime.client import RaftClient

@@ -8,7 +8,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from test_runtime_node import _config, _leader
+from single_node import single_node_config as _config
+from single_node import wait_leader as _leader
 
 from raft.machines import KV
 from raft.machines.codec import ResultStatus, decode_result, encode_command
