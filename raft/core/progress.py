@@ -61,6 +61,10 @@ class Inflights:
         while self._indexes and self._indexes[0] <= index:
             self._indexes.popleft()
 
+    def free_first_one(self) -> None:
+        if self._indexes:
+            self._indexes.popleft()
+
     def reset(self) -> None:
         self._indexes.clear()
 

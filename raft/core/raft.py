@@ -697,51 +697,18 @@ class Raft:
     def _send_append(self, to: NodeId) -> None:
         self._maybe_send_append(to, send_if_empty=True)
 
-    def _append_after_heartbeat(self, to: NodeId, pr: Progress) -> None:
-        """A heartbeat response from a follower that lacks entries (or asks for the tail).
-
-        When an append is already out to it (a probe in flight, or a full inflight window),
-        the response says nothing about whether that append was lost or is merely slow (a
-        restarted follower still replaying, a busy disk): send an *empty* append from the
-        same place (prevLogIndex/prevLogTerm only). It costs a few bytes; its answer, an
-        acceptance or a rejection, unsticks the flow exactly like the lost append's would,
-        after which the follower is pipelined from what it acknowledged (etcd-raft does
-        the same for a full window). Resending the entries on every heartbeat response
-        instead sent a lagging follower the same max_msg_bytes batch again and again, each
-        one decoded, term-checked and acknowledged before the follower reached the new
-        entries, and filled the transport's queue while the follower was unreachable
-        (issue 12: catch-up of a restarted node). With nothing out, send the entries."""
-        if pr.state == ProgressState.PROBE and pr.probe_sent:
-            pr.probe_sent = False
-            self._maybe_send_append(to, send_if_empty=True, entries=False)
-        elif pr.state == ProgressState.REPLICATE and pr.inflights.full():
-            self._maybe_send_append(to, send_if_empty=True, entries=False, window_full_ok=True)
-        else:
-            self._maybe_send_append(to, send_if_empty=True)
-
-    def _maybe_send_append(
-        self,
-        to: NodeId,
-        send_if_empty: bool,
-        *,
-        entries: bool = True,
-        window_full_ok: bool = False,
-    ) -> bool:
+    def _maybe_send_append(self, to: NodeId, send_if_empty: bool) -> bool:
         """§5.3: send ``to`` the entries from its ``next``, preceded by (prevLogIndex,
         prevLogTerm) = (next - 1, its term). Falls back to a snapshot when that part of the
-        log is compacted. Returns whether a message was sent. ``entries=False`` sends the
-        (prevLogIndex, prevLogTerm) check alone; ``window_full_ok`` lets such an empty
-        append past a full inflight window (it adds nothing to the window)."""
+        log is compacted. Returns whether a message was sent."""
         pr = self.trk.progress[to]
-        if pr.is_paused() and not (
-            window_full_ok and pr.state == ProgressState.REPLICATE and not entries
-        ):
+        if pr.is_paused():
             return False
         prev_index = pr.next - 1
         try:
             prev_term = self.raft_log.term(prev_index)
             ents: list[Entry] = []
-            if entries and (pr.state != ProgressState.REPLICATE or not pr.inflights.full()):
+            if pr.state != ProgressState.REPLICATE or not pr.inflights.full():
                 ents = self.raft_log.entries(pr.next, self.cfg.max_msg_bytes)
         except CompactedError:
             return self._maybe_send_snapshot(to, pr)
@@ -843,13 +810,14 @@ class Raft:
             self._handle_append_response(m, pr)
         elif t == MT.HEARTBEAT_RESP:
             pr.recent_active = True
+            pr.probe_sent = False
+            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
+                pr.inflights.free_first_one()  # let a stuck window make progress
             pr.recovering = m.reject
             if m.reject and m.index < pr.match:
                 self._follower_lost_entries(pr, m.sender, m.index)
             if pr.match < self.raft_log.last_index() or m.reject:
-                self._append_after_heartbeat(m.sender, pr)
-            else:
-                pr.probe_sent = False  # it holds everything: the next append need not wait
+                self._send_append(m.sender)
             if not m.context:
                 return
             acks = self.read_only.recv_ack(m.sender, m.context)
