@@ -778,7 +778,7 @@ class RaftNode:
                 if rd.hard_state is not None:
                     self._latest_hs = rd.hard_state
                     s.set_hard_state(rd.hard_state)
-                ticket = s.sync_begin()
+                ticket = s.sync_begin(include_commit=_commits_conf_change(rd))
                 if ticket is None and rd.must_sync and s.pending_sync():
                     s.sync()  # a directory to sync as well (practically never): in place
             except self._storage_errors as exc:
@@ -868,13 +868,20 @@ class RaftNode:
             s.apply_snapshot(rd.snapshot)
         if rd.entries:
             s.append(list(rd.entries))
+        conf_commit = False
         if rd.hard_state is not None:
             self._latest_hs = rd.hard_state
-            if self._hard_state_due(rd.hard_state) or _commits_conf_change(rd):
-                s.set_hard_state(rd.hard_state)
+            # The storage writes it into the WAL: with the next entries, or alone when the
+            # term or vote changed; a commit-only change alone only when due.
+            s.set_hard_state(rd.hard_state)
+            conf_commit = _commits_conf_change(rd)
+            if self._hard_state_due(rd.hard_state) or conf_commit:
                 self._stored_hs = rd.hard_state
                 self._stored_hs_at = time.monotonic()
-        if rd.must_sync:
+        if conf_commit and hasattr(s, "flush"):
+            s.flush(include_commit=True)  # a committed configuration change: stored now
+            self.metrics.fsyncs_total += 1
+        elif rd.must_sync:
             s.sync()  # the storage applies the fsync policy (always | batch | never)
             self.metrics.fsyncs_total += 1
 

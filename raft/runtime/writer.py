@@ -5,7 +5,7 @@ The driver writes entries into the WAL itself (a ``pwrite`` into the page cache,
 and hands the writer a :class:`~raft.storage.disk.SyncTicket` per Ready. The writer takes
 every ticket queued since its last sync and makes them durable with ONE ``fdatasync`` (the
 newest ticket covers the older ones: same file, or an older segment that the roll already
-synced), writes the newest due hard state, then reports the batch back to the driver's loop
+synced; the hard state is a record in the WAL), then reports the batch back to the driver's loop
 as a local message ("durable up to here"). Tickets are reported in the order they were
 submitted, which is the order :meth:`raft.core.RawNode.advance_append` needs.
 """
@@ -68,18 +68,13 @@ class DurableWriter:
 
 
 def run_batch(batch: list[SyncTicket]) -> None:
-    """Make every ticket of ``batch`` durable with one sync: the newest WAL point (an older
-    point is in the same file, or in a segment its roll already synced) and the newest hard
-    state due; every ticket shares the outcome."""
-    points = [t.point for t in batch if t.point is not None]
-    for p in points[:-1]:
+    """Make every ticket of ``batch`` durable with one sync of the newest WAL point (an older
+    point is in the same file, or in a segment its roll already synced; hard state records
+    are in the WAL with the entries); every ticket shares the outcome."""
+    for t in batch[:-1]:
         with contextlib.suppress(OSError):
-            os.close(p.fd)
-    hs = next((t.hard_state for t in reversed(batch) if t.hard_state is not None), None)
+            os.close(t.point.fd)
+    last = batch[-1]
+    last.run()
     for t in batch:
-        t.hard_state = None
-    carrier = SyncTicket(points[-1] if points else None, batch[-1].hs_file, hs)
-    carrier.run()
-    batch[-1].hard_state = hs
-    for t in batch:
-        t.error = carrier.error
+        t.error = last.error

@@ -4,8 +4,12 @@ Same semantics as :class:`~raft.core.storage.MemoryStorage` (the reference), plu
 
 - entries go to the segmented WAL (``wal/``) with one write per ``append`` call (so one per
   Ready: group commit) and one fdatasync per :meth:`DiskStorage.sync`;
-- the hard state goes to ``hardstate`` by atomic replace on :meth:`DiskStorage.sync`, after
-  the WAL is synced (so a durable commit index never points past the durable log);
+- the hard state goes into the WAL too, as a record written before the entries of the same
+  ``append`` (or alone by :meth:`DiskStorage.sync` when only the term or vote changed): one
+  fdatasync makes entries and hard state durable together. The ``hardstate`` file is written
+  (atomically) only before the WAL cuts records that may hold the newest hard state (a
+  conflicting suffix, a snapshot replacing the log) and by data directories of older versions;
+  at open the newer of the two wins (:func:`newer_hard_state`);
 - snapshots go to ``snap/`` atomically, newest two kept.
 
 Memory holds the index (term, file offset and record length per entry, in ``array``\\ s) and a
@@ -39,6 +43,7 @@ from raft.storage.errors import (
 )
 from raft.storage.hardstate import HardStateFile
 from raft.storage.recovering import (
+    WITHHELD_VOTE,
     clear_recovering,
     mark_recovering,
     may_hold_acknowledged,
@@ -189,28 +194,38 @@ def lock_data_dir(data_dir: str) -> int:
     return fd
 
 
+def newer_hard_state(from_file: HardState | None, from_wal: HardState | None) -> HardState:
+    """The hard state in effect when both the ``hardstate`` file and the WAL hold one: the
+    higher term; in the same term the one with a vote (a vote withheld by a repair first);
+    otherwise the WAL's (written after every file write, and with every commit change).
+    Terms and votes only ever move forward, so the newer record is the one to keep; the
+    commit index comes with it (volatile state: a lower one only means re-applying)."""
+    if from_file is None:
+        return from_wal or HardState()
+    if from_wal is None:
+        return from_file
+    return from_file if _recency(from_file, 0) > _recency(from_wal, 1) else from_wal
+
+
+def _recency(hs: HardState, source: int) -> tuple[int, int, int]:
+    # In one term: no vote < a vote < the vote withheld by a repair (which must stand).
+    vote = 0 if not hs.vote else 2 if hs.vote == WITHHELD_VOTE else 1
+    return (hs.term, vote, source)
+
+
 @dataclass(slots=True)
 class SyncTicket:
     """One off-thread sync (see :meth:`DiskStorage.sync_begin`): fdatasync the WAL up to
-    ``point`` and, when due, rewrite the hard state file with a commit-only change."""
+    ``point``, which covers the entries and hard state records written before it."""
 
-    point: SyncPoint | None
-    hs_file: HardStateFile
-    hard_state: HardState | None
-    error: OSError | StorageIOError | None = None
+    point: SyncPoint
+    error: OSError | None = None
 
     def run(self) -> None:
         """Safe in any thread (touches no DiskStorage state); failures go to ``error``."""
         try:
-            if self.point is not None:
-                self.point.run()
+            self.point.run()
         except OSError as exc:
-            self.error = exc
-            return
-        try:
-            if self.hard_state is not None:
-                self.hs_file.write(self.hard_state, durable=True)
-        except StorageIOError as exc:
             self.error = exc
 
 
@@ -267,11 +282,12 @@ class DiskStorage:
                 removed.append(stale)
             removed += self._snaps.remove_stale_temps()
             removed += remove_stale_temps(wal_dir)
-            self._hs = self._hs_file.load() or HardState()
-            # A directory written before term leases existed gets one now.
-            self._hs_file.lease.cover(self._hs.term, durable=self.policy is not FsyncPolicy.NEVER)
+            file_hs = self._hs_file.load()
             self._snap = self._snaps.load_newest() or Snapshot()
             scan = scan_wal(wal_dir)
+            self._hs = newer_hard_state(file_hs, scan.hard_state)
+            # A directory written before term leases existed gets one now.
+            self._hs_file.lease.cover(self._hs.term, durable=self.policy is not FsyncPolicy.NEVER)
             torn = self._cut_torn_tail(scan, removed)
             self._wal = Wal(
                 wal_dir,
@@ -280,13 +296,14 @@ class DiskStorage:
                 segment_bytes=segment_bytes,
                 cache_entries=cache_entries,
             )
+            self._hs_written = self._hs
             discarded = self._align_with_snapshot(scan)
             clamped = None
             if self._hs.commit > self.last_index():
                 clamped = (self._hs.commit, self.last_index())
                 self._hs = HardState(self._hs.term, self._hs.vote, self.last_index())
-                self._hs_file.write(self._hs, durable=self.policy is not FsyncPolicy.NEVER)
-            self._hs_written = self._hs
+                self._log_hard_state()
+                self._wal.sync()
             self._durable_index = self.last_index()
             self._last_fsync = self._last_hs_write = self._clock()
             if self.policy is not FsyncPolicy.NEVER and removed:
@@ -344,9 +361,19 @@ class DiskStorage:
                 f"cut a damaged tail from index {d.index} ({d.reason}) in {d.path}",
                 durable=self.policy is not FsyncPolicy.NEVER,
             )
+            self._withhold_vote_up_to_lease()
         removed += cut_at_damage(scan, durable=True)
         offset = 0 if scan.damaged_segment_dropped else d.offset
         return TornTail(d.path, offset, size - offset, d.reason, d.index)
+
+    def _withhold_vote_up_to_lease(self) -> None:
+        """The cut tail may have held the newest hard state record: every term up to the
+        lease may have had a vote, so move to the lease's term with the vote withheld (as
+        ``raft repair`` does for a damaged hard state file) and keep that in the file."""
+        lease = self._hs_file.lease.value
+        if lease > self._hs.term:
+            self._hs = HardState(term=lease, vote=WITHHELD_VOTE, commit=self._hs.commit)
+            self._hs_file.write(self._hs, durable=self.policy is not FsyncPolicy.NEVER)
 
     def _align_with_snapshot(self, scan: WalScan) -> tuple[int, int] | None:
         snap_index, snap_term = self._snap.meta.index, self._snap.meta.term
@@ -354,6 +381,8 @@ class DiskStorage:
         wal = self._wal
         if not wal.segment_paths:
             wal.ensure_segment(snap_index + 1)
+            if self._hs != HardState():
+                self._log_hard_state()
             return None
         first, last = wal.first_index, wal.last_index
         if first > snap_index + 1:
@@ -365,11 +394,13 @@ class DiskStorage:
                 f"(run `raft repair {self.data_dir}`)",
             )
         if last < snap_index:
+            self._preserve_hard_state()
             wal.reset(snap_index + 1)
             return (first, last) if last >= first else None
         if snap_index >= first and snap_index > 0 and wal.term(snap_index) != snap_term:
             # A crash while installing a snapshot from a leader whose log differs: nothing in
             # the WAL is known to agree with the snapshot, so none of it is kept.
+            self._preserve_hard_state()
             wal.reset(snap_index + 1)
             return (snap_index + 1, last) if last > snap_index else None
         wal.forget_before(snap_index + 1)
@@ -433,8 +464,24 @@ class DiskStorage:
 
     # -- write side (LogStorage) -------------------------------------------------------
     def set_hard_state(self, hs: HardState) -> None:
-        """Record ``hs``; it is written (atomically) by the next :meth:`sync`."""
+        """Record ``hs``; it goes into the WAL with the next :meth:`append`, or alone by the
+        next :meth:`sync` when its term or vote changed (a commit-only change alone at most
+        every ``commit_persist_interval_ms``)."""
         self._hs = hs
+
+    def _log_hard_state(self) -> None:
+        """Write the current hard state into the WAL (not synced)."""
+        self._hs_file.lease.cover(self._hs.term, durable=self.policy is not FsyncPolicy.NEVER)
+        self._wal.append_hard_state(self._hs)
+        self._hs_written = self._hs
+        self._last_hs_write = self._clock()
+
+    def _preserve_hard_state(self) -> None:
+        """Before the WAL cuts records (a conflicting suffix, a reset for a snapshot): the
+        newest hard state may be among them, so it goes to the ``hardstate`` file first."""
+        self._hs_file.write(self._hs, durable=self.policy is not FsyncPolicy.NEVER)
+        self._hs_written = self._hs
+        self._last_hs_write = self._clock()
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append with one write; a conflicting suffix is durably cut first. Not durable
@@ -459,7 +506,16 @@ class DiskStorage:
                 f"append at {entries[0].index} would rewrite entries covered by the snapshot "
                 f"at {self._snap.meta.index}; they are committed and can never conflict"
             )
-        self._wal.append(entries, self.term(entries[0].index - 1))
+        truncating = entries[0].index <= last
+        if truncating:
+            self._preserve_hard_state()
+        hs = self._hs if truncating or self._hs != self._hs_written else None
+        if hs is not None:
+            self._hs_file.lease.cover(hs.term, durable=self.policy is not FsyncPolicy.NEVER)
+        self._wal.append(entries, self.term(entries[0].index - 1), hs)
+        if hs is not None:
+            self._hs_written = hs
+            self._last_hs_write = self._clock()
 
     def sync(self) -> None:
         """Make everything written so far durable, as the policy allows (see FsyncPolicy).
@@ -470,9 +526,7 @@ class DiskStorage:
         self._check_open()
         if self.policy is FsyncPolicy.NEVER:
             if self._hs_write_due():
-                self._hs_file.write(self._hs, durable=False)
-                self._hs_written = self._hs
-                self._last_hs_write = self._clock()
+                self._log_hard_state()
             return
         if self.policy is FsyncPolicy.BATCH:
             elapsed_ms = (self._clock() - self._last_fsync) * 1000.0
@@ -502,55 +556,48 @@ class DiskStorage:
         )
 
     def flush(self, *, include_commit: bool = False) -> None:
-        """fdatasync the WAL, then write the hard state if it is due (see :meth:`sync`;
-        ``include_commit`` writes a changed commit index regardless); whatever the policy."""
+        """Write the hard state into the WAL if it is due (see :meth:`sync`;
+        ``include_commit`` writes a changed commit index regardless), then fdatasync the WAL;
+        whatever the policy."""
         self._check_open()
-        self._wal.sync()
+        if self._hs_write_due(include_commit):
+            self._log_hard_state()
+        try:
+            self._wal.sync()
+        except StorageIOError:
+            self._hs_written = HardState(term=-1)  # unknown: written again next time
+            raise
         self._durable_index = self.last_index()
         self._last_fsync = self._clock()
-        if self._hs_write_due(include_commit):
-            self._hs_file.write(self._hs, durable=True)
-            self._hs_written = self._hs
-            self._last_hs_write = self._clock()
 
     # -- split sync, for a writer thread (raft.runtime.node's asynchronous durable writes) --
-    def sync_begin(self) -> SyncTicket | None:
+    def sync_begin(self, *, include_commit: bool = False) -> SyncTicket | None:
         """Start a sync that another thread finishes with ``ticket.run()`` while this one
         goes on appending; hand the ticket back to :meth:`sync_end` here afterwards. Covers
-        the entries written so far and a hard state whose commit-only change is due. ``None``
-        when the split does not apply (policy not ALWAYS, a term or vote change, a directory
-        to sync): call :meth:`sync` instead, with no ticket outstanding."""
+        the entries and hard state written so far (a hard state change that is due, or any
+        change with ``include_commit``, is written into the WAL first). ``None`` when the
+        split does not apply (policy not ALWAYS, a directory to sync) or there is nothing
+        to make durable: then call :meth:`sync` if :meth:`pending_sync`, with no ticket
+        outstanding."""
         self._check_open()
         if self.policy is not FsyncPolicy.ALWAYS:
             return None
-        hs, written = self._hs, self._hs_written
-        if (hs.term, hs.vote) != (written.term, written.vote):
-            return None
+        if self._hs_write_due(include_commit):
+            self._log_hard_state()
         point = self._wal.sync_point()
-        if point is None and self._wal.dirty():
-            return None
-        due = hs if self._hs_write_due() else None
-        if point is None and due is None:
-            return None  # nothing to make durable: no thread round trip
-        return SyncTicket(point, self._hs_file, due)
+        return None if point is None else SyncTicket(point)
 
     def sync_end(self, ticket: SyncTicket) -> None:
         """Book what ``ticket.run()`` made durable; re-raises its failure as the
         StorageIOError :meth:`sync` would have raised (the unsynced suffix is dropped)."""
         point, err = ticket.point, ticket.error
-        if err is not None and not isinstance(err, StorageIOError):
-            assert point is not None  # only the fdatasync raises a bare OSError
-            self._wal.sync_failed(point)
-            raise io_error("sync", point.path, err) from err
-        if point is not None:
-            self._wal.synced(point)
-            self._durable_index = max(self._durable_index, point.last_index)
-            self._last_fsync = self._clock()
         if err is not None:
-            raise err  # the hard state file write failed (and rolled itself back)
-        if ticket.hard_state is not None:
-            self._hs_written = ticket.hard_state
-            self._last_hs_write = self._clock()
+            self._wal.sync_failed(point)
+            self._hs_written = HardState(term=-1)  # unknown: written again next time
+            raise io_error("sync", point.path, err) from err
+        self._wal.synced(point)
+        self._durable_index = max(self._durable_index, point.last_index)
+        self._last_fsync = self._clock()
 
     def _hs_write_due(self, include_commit: bool = False) -> bool:
         hs, written = self._hs, self._hs_written
@@ -570,7 +617,9 @@ class DiskStorage:
             )
         self._snaps.save(snap, durable=self.policy is not FsyncPolicy.NEVER)
         self._snap = snap
+        self._preserve_hard_state()
         self._wal.reset(snap.meta.index + 1)
+        self._log_hard_state()
         self._off_index, self._off_term = snap.meta.index, snap.meta.term
         self._durable_index = min(self._durable_index, snap.meta.index)
 

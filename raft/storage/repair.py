@@ -11,10 +11,11 @@ runs this repair, which:
 - keeps the WAL from the snapshot up to the first damage: the damaged segment is cut at the
   damage offset, every later segment is deleted, a log that does not connect to the snapshot
   is dropped entirely;
-- clamps the stored commit index to the kept log; a damaged hard state file is replaced by
-  ``(term = the term lease, vote withheld)``: the lease bounds every term the node stored,
-  so it cannot vote twice in a term (without a lease file: the highest term seen, and the
-  node is marked recovering);
+- clamps the stored commit index to the kept log; a damaged hard state file, or a cut that
+  may have removed the newest hard state record of the WAL, is replaced by ``(term = the
+  term lease, vote withheld)``: the lease bounds every term the node stored, so it cannot
+  vote twice in a term (without a lease file: the highest term seen, and the node is marked
+  recovering);
 - marks the node recovering (``RECOVERING``, written before anything is cut) whenever it
   drops entries: the node may have acknowledged them, so it must not vote until a leader
   brought it back (protocol-aware recovery, docs/storage.md).
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 from raft.core.types import HardState, Snapshot
 from raft.storage._files import TEMP_SUFFIX, fsync_dir
-from raft.storage.disk import lock_data_dir
+from raft.storage.disk import lock_data_dir, newer_hard_state
 from raft.storage.errors import CorruptHardStateError, CorruptSnapshotError, io_error
 from raft.storage.hardstate import HardStateFile
 from raft.storage.recovering import (
@@ -199,13 +200,19 @@ def _repair_locked(root: str, dry_run: bool) -> RepairReport:
     clamped = None
     lease_missing = False
     try:
-        hs = hs_file.load() or HardState()
+        hs = newer_hard_state(hs_file.load(), scan.hard_state)
+        # Records after the damage are cut: the newest hard state may be among them.
+        hs_lost = scan.damage is not None or all_dropped
     except CorruptHardStateError:
-        top_term = max(snap.meta.term, scan.terms[-1] if len(scan.terms) else 0)
+        wal_term = 0 if scan.hard_state is None else scan.hard_state.term
+        hs = HardState(term=wal_term, commit=min(snap_index, kept_last))
+        hs_lost = True
+    if hs_lost:
+        top_term = max(snap.meta.term, scan.terms[-1] if len(scan.terms) else 0, hs.term)
         lease = load_term_lease(root)
         lease_missing = lease is None
         term = max(top_term, lease or 0)
-        hs = hs_reset = HardState(term=term, vote=WITHHELD_VOTE, commit=min(snap_index, kept_last))
+        hs = hs_reset = HardState(term=term, vote=WITHHELD_VOTE, commit=hs.commit)
     if hs.commit > kept_last:
         clamped = (hs.commit, kept_last)
         hs = HardState(hs.term, hs.vote, kept_last)

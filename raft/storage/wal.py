@@ -13,6 +13,14 @@ Record framing (little endian)::
     length  u32   payload length
     payload       SEGMENT_HEADER: b"RAFTWAL\\0", u16 version, u64 first_index
                   ENTRY: u64 index, u64 term, u8 entry type (0 normal, 1 conf change), data
+                  HARD_STATE: u64 term, u64 commit, u16 vote length, vote (UTF-8)
+
+Hard state records (version 2) sit between entry records: the newest one in the WAL is the
+node's term, vote and commit (see :class:`~raft.storage.disk.DiskStorage`). Every segment
+created by version 2 starts with the hard state current when it was created, so deleting old
+segments never deletes the newest hard state; an entry that follows a hard state record in the
+same write is never durable without it (it is written first). Version 1 segments (no hard
+state records) are read as before.
 
 Invariants kept by :class:`Wal` (``base`` is the first index held in memory):
 
@@ -42,12 +50,13 @@ from dataclasses import dataclass, field
 
 import crc32c
 
-from raft.core.types import Entry, EntryType
+from raft.core.types import Entry, EntryType, HardState
 from raft.storage._files import fsync_dir, read_file, write_all
 from raft.storage.errors import CorruptLogError, StorageIOError, io_error
 
 WAL_DIR = "wal"
-WAL_VERSION = 1
+WAL_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SEGMENT_SUFFIX = ".wal"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 
@@ -76,6 +85,11 @@ CACHE_BYTES_MAX = 16 << 20
 class RecordType(enum.IntEnum):
     SEGMENT_HEADER = 1
     ENTRY = 2
+    HARD_STATE = 3
+
+
+_HS_PAYLOAD = struct.Struct("<QQH")  # term, commit, vote length
+_HS_MAX_VOTE = 1024
 
 
 def segment_name(first_index: int) -> str:
@@ -86,6 +100,39 @@ def encode_segment_header(first_index: int) -> bytes:
     payload = _SEG_PAYLOAD.pack(_SEG_MAGIC, WAL_VERSION, first_index)
     body = _TAIL.pack(MAGIC, RecordType.SEGMENT_HEADER, 0, len(payload)) + payload
     return _CRC.pack(crc32c.crc32c(body)) + body
+
+
+def encode_hard_state_record(hs: HardState) -> bytes:
+    """A HARD_STATE record holding ``hs``."""
+    vote = hs.vote.encode()
+    if len(vote) > _HS_MAX_VOTE:
+        raise ValueError(f"vote {hs.vote[:40]!r}... is longer than {_HS_MAX_VOTE} bytes")
+    payload = _HS_PAYLOAD.pack(hs.term, hs.commit, len(vote)) + vote
+    body = _TAIL.pack(MAGIC, RecordType.HARD_STATE, 0, len(payload)) + payload
+    return _CRC.pack(crc32c.crc32c(body)) + body
+
+
+def decode_hard_state_record(data: bytes | memoryview, off: int) -> tuple[HardState, int] | None:
+    """The hard state record at ``off`` and its total length, or None if there is no intact
+    one there (wrong type, short, checksum or contents bad)."""
+    n = len(data)
+    if n - off < HEADER_SIZE + _HS_PAYLOAD.size:
+        return None
+    crc, magic, rtype, _flags, length = struct.unpack_from("<IHBBI", data, off)
+    end = off + HEADER_SIZE + length
+    if magic != MAGIC or rtype != RecordType.HARD_STATE or end > n:
+        return None
+    if length < _HS_PAYLOAD.size or crc32c.crc32c(memoryview(data)[off + 4 : end]) != crc:
+        return None
+    term, commit, vlen = _HS_PAYLOAD.unpack_from(data, off + HEADER_SIZE)
+    if vlen != length - _HS_PAYLOAD.size:
+        return None
+    start = off + HEADER_SIZE + _HS_PAYLOAD.size
+    try:
+        vote = bytes(data[start:end]).decode()
+    except UnicodeDecodeError:
+        return None
+    return HardState(term=term, vote=vote, commit=commit), end - off
 
 
 def encode_entries(
@@ -175,6 +222,8 @@ class WalScan:
     highest_index_seen: int = 0
     """Best effort: the highest index of any intact record, including after the damage."""
     bytes_scanned: int = 0
+    hard_state: HardState | None = None
+    """The newest intact hard state record of the valid prefix (None: version 1 segments)."""
 
     @property
     def last_index(self) -> int:
@@ -223,6 +272,17 @@ def _valid_records_after(data: bytes, after: int, min_index: int) -> list[int]:
     return found
 
 
+def _hard_state_after(data: bytes, after: int) -> bool:
+    """Whether an intact hard state record starts after offset ``after``."""
+    mv = memoryview(data)
+    pos = data.find(_MAGIC_BYTES, after + 5)
+    while pos != -1:
+        if pos >= 4 and decode_hard_state_record(mv, pos - 4) is not None:
+            return True
+        pos = data.find(_MAGIC_BYTES, pos + 1)
+    return False
+
+
 def _check_segment_header(data: bytes, first_index: int) -> str | None:
     if len(data) < SEGMENT_HEADER_SIZE:
         return f"segment header truncated ({len(data)} bytes)"
@@ -234,7 +294,7 @@ def _check_segment_header(data: bytes, first_index: int) -> str | None:
     seg_magic, version, first = _SEG_PAYLOAD.unpack_from(data, HEADER_SIZE)
     if seg_magic != _SEG_MAGIC:
         return "bad segment magic"
-    if version != WAL_VERSION:
+    if version not in READABLE_VERSIONS:
         return f"unsupported WAL version {version}"
     if first != first_index:
         return f"segment header says first index {first}, file name says {first_index}"
@@ -258,7 +318,15 @@ def _scan_entries(
     magic_ok, entry_type, hsize, fixed = MAGIC, int(RecordType.ENTRY), HEADER_SIZE, _ENTRY_FIXED
     # The fast path checks everything in as few branches as possible; the slow path below
     # says what was wrong.
-    while off <= stop:
+    while True:
+        if off > stop:
+            # Too short for an entry record; a hard state record is shorter.
+            hs = decode_hard_state_record(mv, off) if off < n else None
+            if hs is None:
+                break
+            scan.hard_state = hs[0]
+            off += hs[1]
+            continue
         crc, magic, rtype, _flags, length, index, term, code = unpack(data, off)
         end = off + hsize + length
         if (
@@ -271,6 +339,11 @@ def _scan_entries(
             or term < last_term
             or crc_of(mv[off + 4 : end]) != crc
         ):
+            hs = decode_hard_state_record(mv, off)
+            if hs is not None:
+                scan.hard_state = hs[0]
+                off += hs[1]
+                continue
             return off, expect, last_term, _record_problem(data, off, expect, last_term)
         terms_add(term)
         offsets_add(off)
@@ -340,7 +413,8 @@ def scan_wal(wal_dir: str) -> WalScan:
         scan.highest_index_seen = max(scan.highest_index_seen, expect - 1)
         if problem is not None:
             later = _valid_records_after(data, off, expect)
-            scan.damage = Damage(path, off, problem, torn=is_last and not later, index=expect)
+            torn = is_last and not later and not _hard_state_after(data, off)
+            scan.damage = Damage(path, off, problem, torn=torn, index=expect)
             scan.after_damage = [p for _, p in files[k + 1 :]]
             scan.highest_index_seen = max([scan.highest_index_seen, *later])
             _note_highest(scan, files[k + 1 :])
@@ -465,6 +539,13 @@ class Wal:
         self._cache_bytes = 0
         """Record bytes of the cached entries: the cache is bounded by bytes as well as by
         entries, since one entry may pack hundreds of commands (the runtime's batches)."""
+        self._hs_record: bytes | None = (
+            None if scan.hard_state is None else encode_hard_state_record(scan.hard_state)
+        )
+        """The newest hard state record written (or found), which every new segment starts
+        with; None until there is one."""
+        self._hs_cut = False
+        """A truncation may have cut the newest hard state record: the next write repeats it."""
         if self._segments:
             self._open_active()
 
@@ -547,13 +628,27 @@ class Wal:
         return buf
 
     # -- writes ------------------------------------------------------------------------
-    def append(self, entries: Sequence[Entry], prev_term: int) -> None:
+    @property
+    def hard_state(self) -> HardState | None:
+        """The newest hard state written to (or found in) the WAL."""
+        if self._hs_record is None:
+            return None
+        decoded = decode_hard_state_record(self._hs_record, 0)
+        assert decoded is not None
+        return decoded[0]
+
+    def append(
+        self, entries: Sequence[Entry], prev_term: int, hard_state: HardState | None = None
+    ) -> None:
         """Write ``entries`` (consecutive indexes from ``first_index <= entries[0].index <=
         last_index + 1``, terms non-decreasing from ``prev_term``, the term of the entry before
-        them) with one ``pwrite``, after durably cutting any stored suffix they replace. Bad
-        input raises ValueError before anything changes. On a write failure the file is cut
-        back to where it was and the error raised; memory is unchanged."""
+        them) with one ``pwrite``, after durably cutting any stored suffix they replace; a
+        ``hard_state`` goes first in the same write. Bad input raises ValueError before
+        anything changes. On a write failure the file is cut back to where it was and the
+        error raised; memory is unchanged."""
         if not entries:
+            if hard_state is not None:
+                self.append_hard_state(hard_state)
             return
         first = entries[0].index
         buf = bytearray()
@@ -563,18 +658,21 @@ class Wal:
         if not self._segments:
             self._create_segment(first)
         seg = self._segments[-1]
-        if seg.size > SEGMENT_HEADER_SIZE and seg.size + len(buf) > self.segment_bytes:
-            self._roll(first)
+        head = self._hs_head(hard_state)
+        if seg.first_index <= self.last_index and seg.size + len(buf) > self.segment_bytes:
+            self._roll(first, hard_state)
             seg = self._segments[-1]
+            head = b""  # the new segment starts with it
         start = seg.size
         try:
-            write_all(self._fd, buf, start)
+            write_all(self._fd, head + buf if head else buf, start)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)
             raise io_error("append", seg.path, exc) from exc
-        seg.size = start + len(buf)
-        off = start
+        self._hs_written(hard_state, head)
+        seg.size = start + len(head) + len(buf)
+        off = start + len(head)
         offsets = self._offsets
         for n in lengths:
             offsets.append(off)
@@ -593,6 +691,36 @@ class Wal:
             del self._cache[:drop]
             self._cache_first += drop
             self._cache_bytes = kept_bytes
+
+    def append_hard_state(self, hs: HardState) -> None:
+        """Write a hard state record alone (not synced: see :meth:`sync`)."""
+        if not self._segments:
+            raise ValueError("no segment to write a hard state to")
+        seg = self._segments[-1]
+        rec = encode_hard_state_record(hs)
+        try:
+            write_all(self._fd, rec, seg.size)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, seg.size)
+            raise io_error("write hard state", seg.path, exc) from exc
+        seg.size += len(rec)
+        self._hs_record = rec
+        self._hs_cut = False
+
+    def _hs_head(self, hs: HardState | None) -> bytes:
+        """The hard state record to write before entries: ``hs``, or the newest one again
+        after a truncation may have cut it."""
+        if hs is not None:
+            return encode_hard_state_record(hs)
+        if self._hs_cut and self._hs_record is not None:
+            return self._hs_record
+        return b""
+
+    def _hs_written(self, hs: HardState | None, head: bytes) -> None:
+        if hs is not None:
+            self._hs_record = head or encode_hard_state_record(hs)
+        self._hs_cut = False
 
     def sync(self) -> None:
         """fdatasync the active segment (and the directory if entries changed). If the sync
@@ -641,6 +769,7 @@ class Wal:
             self._drop_unsynced(seg)
 
     def _drop_unsynced(self, seg: _Segment) -> None:
+        self._hs_cut = True
         keep = bisect.bisect_left(self._offsets, seg.synced_size, lo=self._index_lo(seg))
         self._forget_from(self._base + keep)
         with contextlib.suppress(OSError):
@@ -673,6 +802,7 @@ class Wal:
         seg.size = cut
         seg.synced_size = min(seg.synced_size, cut)
         self._generation += 1
+        self._hs_cut = True
         self._forget_from(index)
         if self.durable and self._dir_dirty:
             fsync_dir(self.dir)
@@ -758,7 +888,7 @@ class Wal:
         self._read_fds.clear()
 
     # -- segment files -----------------------------------------------------------------
-    def _roll(self, first_index: int) -> None:
+    def _roll(self, first_index: int, hard_state: HardState | None = None) -> None:
         self._generation += 1
         seg = self._segments[-1]
         if self.durable and seg.synced_size < seg.size:
@@ -768,11 +898,15 @@ class Wal:
                 self._drop_unsynced(seg)
                 raise io_error("sync", seg.path, exc) from exc
             seg.synced_size = seg.size
-        self._create_segment(first_index)
+        self._create_segment(first_index, hard_state)
 
-    def _create_segment(self, first_index: int) -> None:
+    def _create_segment(self, first_index: int, hard_state: HardState | None = None) -> None:
+        """A new active segment: its header, then the newest hard state (``hard_state`` if
+        given, else the newest written), synced, and the directory synced."""
         path = os.path.join(self.dir, segment_name(first_index))
-        header = encode_segment_header(first_index)
+        if hard_state is not None:
+            self._hs_record = encode_hard_state_record(hard_state)
+        header = encode_segment_header(first_index) + (self._hs_record or b"")
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
@@ -792,6 +926,7 @@ class Wal:
             raise io_error("create segment", path, exc) from exc
         self._close_active()
         self._fd = fd
+        self._hs_cut = False
         synced = len(header) if self.durable else 0
         self._segments.append(_Segment(path, first_index, len(header), synced))
         self._firsts.append(first_index)

@@ -35,7 +35,7 @@ def test_append_until_full_then_recover_and_continue(small_fs: Path) -> None:
     node = small_fs / "node"
     ballast = small_fs / "ballast"
     ballast.write_bytes(b"\1" * (256 << 10))
-    # Every sync writes the hard state too, so the disk may fill on either file.
+    # Every sync writes the hard state too (a WAL record with the entries).
     s = DiskStorage(node, FsyncPolicy.ALWAYS, segment_bytes=256 << 10, commit_persist_interval_ms=0)
     acked = 0
     error: DiskFullError | None = None
@@ -53,8 +53,8 @@ def test_append_until_full_then_recover_and_continue(small_fs: Path) -> None:
     assert acked > 100  # most of the 2 MiB was usable
     if error.op == "append":
         assert s.last_index() == acked  # the failed batch is not in the log
-    else:  # the batch fit and was synced; the hard state after it did not fit
-        assert error.path.endswith("hardstate")
+    else:  # the batch fit but its sync did not
+        assert error.path.endswith(".wal")
         acked = s.last_index()
     assert s.durable_index == acked
 
@@ -83,20 +83,31 @@ def test_retry_on_the_same_object_after_full(small_fs: Path) -> None:
     fill(filler)
     with pytest.raises(DiskFullError):
         s.append(batch(4, 40))
-    s.set_hard_state(HardState(term=2, vote="n2", commit=3))
-    with pytest.raises(DiskFullError):
-        s.sync()  # the hard state's temp file does not fit
-    assert not (node / "hardstate.tmp").exists()
+    # A vote is a small WAL record: it may fit in the segment's last block. Votes in new
+    # terms until one does not fit; each that fitted was synced, the failed one is dropped.
+    stored = HardState(term=1, vote="n1", commit=3)
+    for term in range(2, 400):
+        s.set_hard_state(HardState(term=term, vote="n2", commit=3))
+        try:
+            s.sync()
+        except DiskFullError as exc:
+            assert exc.path.endswith((".wal", "termlease"))
+            break
+        stored = HardState(term=term, vote="n2", commit=3)
+    else:
+        raise AssertionError("the hard state records never filled the disk")
     with pytest.raises(DiskFullError):
         s.create_snapshot(3, ConfState(voters=frozenset({"n1"})), b"x" * 65536)
     assert list((node / "snap").iterdir()) == []
     assert s.snapshot().is_empty()
 
     filler.unlink()
-    s.append(batch(4, 40))
+    s.append(batch(4, 40))  # the same object goes on, with the vote that did not fit
     s.sync()
+    newest = s.hard_state
+    assert newest.term == stored.term + 1
     s.close()
     with DiskStorage(node) as again:
         assert again.recovery.is_clean()
-        assert again.hard_state == HardState(term=2, vote="n2", commit=3)
+        assert again.hard_state == newest
         assert again.entries(1, 44) == batch(1, 43)

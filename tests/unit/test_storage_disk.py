@@ -167,24 +167,73 @@ def test_failed_fdatasync_drops_what_was_not_durable(
         assert again.entries(1, 13) == ents(1, 10) + ents(11, 12, term=2)
 
 
-def test_failed_hard_state_write_keeps_the_old_one(
-    tmp_path: Path, disk: DiskStorage, monkeypatch: pytest.MonkeyPatch
+def test_failed_hard_state_sync_keeps_the_old_one(
+    tmp_path: Path, disk: DiskStorage, calls: Calls
 ) -> None:
     disk.set_hard_state(HardState(term=3, vote="n1", commit=0))
     disk.sync()
-
-    def rename(src: str, dst: str) -> None:
-        raise OSError(errno.EIO, "rename failed")
-
-    monkeypatch.setattr(os, "rename", rename)
+    calls.fail_fdatasync = errno.EIO
     disk.set_hard_state(HardState(term=4, vote="n2", commit=0))
-    with pytest.raises(StorageIOError):
+    with pytest.raises(StorageIOError, match="EIO"):
         disk.sync()
-    assert not (tmp_path / "n1" / "hardstate.tmp").exists()
-    monkeypatch.undo()
+    calls.fail_fdatasync = None
     disk.abandon()
     with DiskStorage(tmp_path / "n1") as again:
         assert again.hard_state == HardState(term=3, vote="n1", commit=0)
+
+
+def test_hard_state_rides_in_the_wal_with_the_entries(
+    tmp_path: Path, disk: DiskStorage, calls: Calls
+) -> None:
+    """A vote and the entries of a Ready are made durable by ONE write and ONE fdatasync of
+    the WAL (the old hard state file cost a write, two fsyncs and a rename more), and the
+    ``hardstate`` file is not touched."""
+    disk.set_hard_state(HardState(term=1, vote="n1", commit=0))  # takes a term lease
+    disk.append(ents(1, 3))
+    disk.sync()
+    calls.reset()
+    disk.set_hard_state(HardState(term=2, vote="n3", commit=3))
+    disk.append(ents(4, 6, term=2))
+    disk.sync()
+    assert (calls.pwrite, calls.fdatasync) == (1, 1)
+    assert not (tmp_path / "n1" / "hardstate").exists()
+    calls.reset()
+    disk.set_hard_state(HardState(term=3, vote="n1", commit=3))  # a vote alone
+    disk.sync()
+    assert (calls.pwrite, calls.fdatasync) == (1, 1)
+    disk.abandon()
+    with DiskStorage(tmp_path / "n1") as again:
+        assert again.hard_state == HardState(term=3, vote="n1", commit=3)
+        assert again.entries(1, 7) == ents(1, 3) + ents(4, 6, term=2)
+
+
+def test_hard_state_survives_truncation_and_compaction(tmp_path: Path) -> None:
+    """The newest hard state may sit in records a conflicting suffix or a compaction
+    removes: it is kept (in the ``hardstate`` file before a cut, at the head of every new
+    segment before old ones go)."""
+    with DiskStorage(tmp_path / "n1", segment_bytes=2048) as s:
+        s.append(ents(1, 10))
+        s.set_hard_state(HardState(term=5, vote="n2", commit=4))
+        s.append(ents(11, 12, term=5))  # the hard state record sits before entry 11
+        s.sync()
+        s.append(ents(11, 14, term=6))  # conflict: 11.. is cut, the record with it
+        s.sync()
+        s.abandon()
+    with DiskStorage(tmp_path / "n1", segment_bytes=2048) as s:
+        assert s.hard_state == HardState(term=5, vote="n2", commit=4)
+        assert s.last_index() == 14
+        s.set_hard_state(HardState(term=6, vote="n3", commit=14))
+        s.sync()
+        for lo in range(15, 61, 5):  # several segments roll
+            s.append(ents(lo, lo + 4, term=6))
+            s.sync()
+        assert len(list_segments(str(tmp_path / "n1" / "wal"))) > 2
+        s.create_snapshot(55, ConfState(voters=frozenset({"n1"})), b"state")
+        s.compact(55)  # the segment with the record is gone
+        s.abandon()
+    with DiskStorage(tmp_path / "n1", segment_bytes=2048) as s:
+        assert s.hard_state == HardState(term=6, vote="n3", commit=14)
+        assert s.first_index() == 56 and s.last_index() == 64
 
 
 def test_bad_input_is_refused_before_anything_changes(disk: DiskStorage) -> None:
@@ -299,11 +348,13 @@ def test_commit_only_changes_are_written_lazily(tmp_path: Path, calls: Calls) ->
         s.append(ents(10 + commit, 10 + commit))
         s.set_hard_state(HardState(term=1, vote="n1", commit=commit))
         s.sync()
-    assert calls.pwrite == 5 and calls.fdatasync == 5  # the entries only, no hard state
+    # One write and one sync per Ready: a commit-only change alone is not written until
+    # the interval passes, but it rides in the next append's write for free.
+    assert calls.pwrite == 5 and calls.fdatasync == 5
     assert not s.pending_sync()
     s.abandon()
     with DiskStorage(tmp_path / "n1") as again:  # a crash loses only the volatile commit
-        assert again.hard_state == HardState(term=1, vote="n1", commit=0)
+        assert again.hard_state == HardState(term=1, vote="n1", commit=4)
         assert again.last_index() == 15
         again.set_hard_state(HardState(term=1, vote="n1", commit=7))
     with DiskStorage(tmp_path / "n1", commit_persist_interval_ms=1000, clock=lambda: now[0]) as s2:
@@ -320,11 +371,15 @@ def test_split_sync_books_only_what_was_written_before_it_began(
     disk: DiskStorage, calls: Calls
 ) -> None:
     """sync_begin/run/sync_end (the runtime's writer thread): entries appended while the
-    sync runs are not taken as durable; a term/vote change is refused (plain sync only)."""
+    sync runs are not taken as durable; a term/vote change is a WAL record the same sync
+    covers."""
     disk.append(ents(1, 5))
     disk.set_hard_state(HardState(term=1, vote="n1", commit=0))
-    assert disk.sync_begin() is None  # a vote to store: must go through sync()
-    disk.sync()
+    ticket = disk.sync_begin()
+    assert ticket is not None
+    ticket.run()
+    disk.sync_end(ticket)
+    assert not disk.pending_sync()
     disk.append(ents(6, 10))
     ticket = disk.sync_begin()
     assert ticket is not None

@@ -22,9 +22,10 @@ COMMIT_EVERY_MS = 0.0  # every sync writes a changed hard state, as the model as
 
 
 class DiskMatchesMemory(RuleBasedStateMachine):
-    """The model: MemoryStorage, plus the hard state as of the last sync (what a process
-    crash keeps). Entries survive a process crash whatever was synced (they are written to
-    the file at once); a reopen starts the log right after the newest snapshot."""
+    """The model: MemoryStorage, plus the hard state as last written (what a process crash
+    keeps): by a sync, and with every append and snapshot install (it rides in the WAL).
+    Entries survive a process crash whatever was synced (they are written to the file at
+    once); a reopen starts the log right after the newest snapshot."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,6 +72,8 @@ class DiskMatchesMemory(RuleBasedStateMachine):
             return
         self.mem.append(list(ents))
         self.disk.append(ents)
+        if kept:
+            self.synced_hs = self.mem.hard_state  # written ahead of the entries
 
     @rule(gap=st.integers(2, 5))
     def append_with_gap_is_refused(self, gap: int) -> None:
@@ -80,8 +83,14 @@ class DiskMatchesMemory(RuleBasedStateMachine):
         with pytest.raises(UnavailableError):
             self.disk.append([e])
 
-    @rule(term=st.integers(0, 9), vote=st.sampled_from(("", *NODES)), commit=st.integers(0, 50))
-    def set_hard_state(self, term: int, vote: str, commit: int) -> None:
+    @rule(up=st.integers(0, 2), vote=st.sampled_from(("", *NODES)), commit=st.integers(0, 50))
+    def set_hard_state(self, up: int, vote: str, commit: int) -> None:
+        # As in Raft (Figure 2): the term never goes back, and a vote once cast in a term
+        # stays; the storage may rely on it to tell the newer of two stored hard states.
+        cur = self.mem.hard_state
+        term = cur.term + up
+        if term == cur.term and cur.vote:
+            vote = cur.vote
         hs = HardState(term=term, vote=vote, commit=min(commit, self.mem.last_index()))
         self.mem.set_hard_state(hs)
         self.disk.set_hard_state(hs)
@@ -132,6 +141,7 @@ class DiskMatchesMemory(RuleBasedStateMachine):
         )
         self.mem.apply_snapshot(snap)
         self.disk.apply_snapshot(snap)
+        self.synced_hs = self.mem.hard_state  # kept before the log is replaced
         with pytest.raises(SnapshotOutOfDateError):
             self.disk.apply_snapshot(snap)
 

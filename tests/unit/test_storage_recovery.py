@@ -22,6 +22,7 @@ from raft.storage import (
     FsyncPolicy,
     repair,
 )
+from raft.storage.hardstate import HardStateFile
 from raft.storage.recovering import TERM_LEASE_STEP, WITHHELD_VOTE
 from raft.storage.wal import SEGMENT_HEADER_SIZE, list_segments, scan_wal
 
@@ -36,12 +37,23 @@ def entry(i: int, term: int = 0) -> Entry:
 
 
 def build(d: Path, n: int = N) -> None:
+    """``n`` entries; the hard state goes into the WAL with the first batch and again with
+    the last (so the log ends with an entry record, as the torn-tail tests assume)."""
     s = DiskStorage(d, FsyncPolicy.ALWAYS, segment_bytes=SEG_BYTES)
     for lo in range(1, n + 1, 10):
+        if lo == 1:
+            s.set_hard_state(HardState(term=4, vote="n2", commit=0))
+        if lo + 10 > n:
+            s.set_hard_state(HardState(term=4, vote="n2", commit=n - 5))
         s.append([entry(i) for i in range(lo, min(lo + 10, n + 1))])
         s.sync()
-    s.set_hard_state(HardState(term=4, vote="n2", commit=n - 5))
     s.close()
+
+
+def write_hard_state_file(d: Path) -> None:
+    """A ``hardstate`` file as a node writes it before cutting WAL records (or as a data
+    directory of version 1 holds it)."""
+    HardStateFile(str(d)).write(HardState(term=4, vote="n2", commit=N - 5), durable=True)
 
 
 def open_disk(d: Path) -> DiskStorage:
@@ -203,13 +215,15 @@ def test_flipped_byte_mid_log_refuses_then_repair_keeps_prefix(data_dir: Path) -
     assert rep.truncated == (seg, off)
     later = segments_after(seg, rep.dropped_files)
     assert later and all(not os.path.exists(p) for p in later)
-    assert rep.commit_clamped == (N - 5, 49)
+    # The newest hard state record (with entries 111..) was cut with the log: every term up
+    # to the lease may have had a vote, so the vote is withheld up to it.
+    assert rep.hardstate_reset == HardState(term=4 + TERM_LEASE_STEP, vote=WITHHELD_VOTE)
     with open_disk(data_dir) as s:
         # Entries 50.. may have been acknowledged: the node starts recovering.
         assert s.recovering and s.recovery.recovering
         assert "index 50" in s.recovery.recovering
         assert_log(s, 49)
-        assert s.hard_state == HardState(term=4, vote="n2", commit=49)
+        assert s.hard_state == rep.hardstate_reset
         s.clear_recovering()
     with open_disk(data_dir) as s:
         assert s.recovery.is_clean() and not s.recovering
@@ -299,6 +313,7 @@ def test_bad_segment_header_mid_log_is_corruption(data_dir: Path) -> None:
 
 
 def test_damaged_hard_state_refuses_and_repair_resets_without_vote(data_dir: Path) -> None:
+    write_hard_state_file(data_dir)
     flip(str(data_dir / "hardstate"), 17)
     with pytest.raises(CorruptHardStateError):
         open_disk(data_dir)
@@ -325,6 +340,7 @@ def test_repaired_hard_state_never_votes_twice_in_a_term(data_dir: Path) -> None
     """Issue 10 §1: the node voted for n2 in term 4 (hard state). Damaged and repaired, it
     must not grant n3 a vote in term 4, nor in any term up to the lease, whatever the
     log's terms say; a term past the lease is one it never saw."""
+    write_hard_state_file(data_dir)
     flip(str(data_dir / "hardstate"), 17)
     repair(data_dir)
     for term in (4, 4 + TERM_LEASE_STEP):
@@ -335,6 +351,7 @@ def test_repaired_hard_state_never_votes_twice_in_a_term(data_dir: Path) -> None
 
 
 def test_repaired_hard_state_without_a_lease_is_marked_recovering(data_dir: Path) -> None:
+    write_hard_state_file(data_dir)
     os.unlink(data_dir / "termlease")
     flip(str(data_dir / "hardstate"), 17)
     rep = repair(data_dir)
