@@ -20,16 +20,22 @@ import asyncio
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from raft_cluster_fixture import BOUND_S, events, run, running_cluster, wait_for
+from raft_cluster_fixture import (
+    BOUND_S,
+    events,
+    metric_total,
+    put_all,
+    raft_cli,
+    run,
+    running_cluster,
+    wait_for,
+)
 
 from raft.runtime.client import RaftClient
 from raft.runtime.localcluster import LocalCluster
@@ -78,23 +84,6 @@ class Writers:
         assert not self.thread.is_alive(), "writers did not stop"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "raft.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-
-
-async def _put(addrs: list[Address], items: dict[str, str]) -> None:
-    async with RaftClient(addrs, op_timeout_s=BOUND_S) as c:
-        for k, v in items.items():
-            resp = await c.put(k, v)
-            assert resp.status is Status.OK, (k, resp)
-
-
 async def _read_from(node: Address, others: list[Address], keys: list[str]) -> dict[str, Any]:
     """Reads served by ``node`` alone: every leader hint is dialled at ``node`` again, so no
     answer can come from another member's state machine."""
@@ -105,13 +94,6 @@ async def _read_from(node: Address, others: list[Address], keys: list[str]) -> d
             r = await c.get(k)
             got[k] = r.value if r.status is Status.OK else r.status
     return got
-
-
-def _metric(lc: LocalCluster, node: str, name: str) -> float:
-    http = lc.config().nodes[node].http
-    with urllib.request.urlopen(f"http://{http}/metrics", timeout=BOUND_S) as r:
-        text = r.read().decode()
-    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name + "{"))
 
 
 def _since(lc: LocalCluster, node: str, t0: float) -> list[dict[str, Any]]:
@@ -148,10 +130,10 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         others = [cfg.nodes[n].client for n in sorted(cfg.nodes) if n != victim]
         cluster = ",".join(str(a) for a in others)
         acked = {f"before{i}": f"b{i}" for i in range(10)}
-        run(_put(others, acked))
+        run(put_all(others, acked))
 
         # -- out: removed from the configuration, stopped, its disk wiped
-        r = _cli("member", "remove", victim, "--cluster", cluster, "--json")
+        r = raft_cli("member", "remove", victim, "--cluster", cluster, "--json")
         assert r.returncode == 0, r.stderr
         assert victim not in json.loads(r.stdout)["voters"]
         lc.stop_node(victim, signal.SIGKILL)
@@ -161,10 +143,10 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         # the leader's log (and names the victim nowhere)
         out = {f"big{i}": chr(ord("a") + i) * VALUE_BYTES for i in range(BIG_KEYS)}
         out.update({f"out{i}": f"o{i}" for i in range(20)})
-        run(_put(others, out))
+        run(put_all(others, out))
         acked.update(out)
         leader = lc.wait_leader(BOUND_S, among=set(cfg.nodes) - {victim})
-        r = _cli("snapshot", "--cluster", str(cfg.nodes[leader].client), "--json")
+        r = raft_cli("snapshot", "--cluster", str(cfg.nodes[leader].client), "--json")
         assert r.returncode == 0, r.stderr
         snap_index = json.loads(r.stdout)["index"]
         created = [
@@ -182,7 +164,7 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
             # -- back: same id and addresses, an empty disk, --join, then added
             rejoin_ts = time.time()
             lc.start_node(victim, ("--join",))
-            r = _cli(
+            r = raft_cli(
                 "member",
                 "add",
                 victim,
@@ -224,7 +206,7 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         assert resume["total"] > 30 * CHUNK, resume  # many chunks
         assert 0 < cut["offset"] <= resume["offset"] <= CUT_AFTER * CHUNK, (cut, resume)
         assert resume["index"] >= snap_index  # the snapshot taken while it was out
-        assert _metric(lc, sender, "raft_snapshot_streams_resumed_total") >= 1
+        assert metric_total(lc, sender, "raft_snapshot_streams_resumed_total") >= 1
         got_side = [
             e
             for e in _since(lc, victim, rejoin_ts)
@@ -251,7 +233,7 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
 
         # -- the same identity, cleanly: a member again with its own addresses, and it never
         # campaigned before it was a voter (a wiped node knows no term, no vote)
-        r = _cli("member", "list", "--cluster", cluster, "--json")
+        r = raft_cli("member", "list", "--cluster", cluster, "--json")
         assert r.returncode == 0, r.stderr
         listed = {m["id"]: m for m in json.loads(r.stdout)["members"]}
         assert listed[victim]["role"] == "voter"
@@ -280,7 +262,7 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         rest = set(cfg.nodes) - {leader}
         new_leader = lc.wait_leader(60.0, among=rest)
         after = {"after": "a"}
-        run(_put([cfg.nodes[n].client for n in sorted(rest)], after))
+        run(put_all([cfg.nodes[n].client for n in sorted(rest)], after))
         acked.update(after)
         elsewhere = [cfg.nodes[n].client for n in cfg.nodes if n != victim]
         got = run(_read_from(mine.client, elsewhere, sorted(acked)))
