@@ -6,13 +6,15 @@ writing.
 
 What this adds to test_cluster_snapshot_stream.py (a wiped node that stayed a member) and
 test_nemesis_membership_local.py (remove/wipe/re-add, no cut stream): the rejoining node is
-in no configuration when the stream starts, and the snapshot it receives was taken while it
-was out (it names the node neither as voter nor in the address book); the leader's log was
-compacted, so only the snapshot can catch it up. Checked: the transfer resumed at an offset
-> 0 after the cut; the node became a voter with its old addresses; it never campaigned
-before it was one and its term never passed the cluster's; every acknowledged write (before,
-while it was out, during the transfer) reads back from the node itself, once the old leader
-is stopped and the node is needed for every quorum."""
+in no configuration when the stream starts, and the snapshot it receives holds its old
+identity or none of it: taken while it was out (it is in neither the voters nor the address
+book), or before its removal (it is a voter there, and the log then replays its own removal
+before its re-addition). Either way only the snapshot can catch it up (the log no longer
+starts at index 1). Checked: the transfer resumed at an offset > 0 after the cut; the node
+became a voter with its old addresses; it never campaigned before it was one (not even while
+its snapshot said it was a voter) and its term never passed the cluster's; every
+acknowledged write (before, while it was out, during the transfer) reads back from the node
+itself, once another node is stopped and the rejoined one is needed for every quorum."""
 
 from __future__ import annotations
 
@@ -96,6 +98,14 @@ async def _read_from(node: Address, others: list[Address], keys: list[str]) -> d
     return got
 
 
+def _snapshot_now(lc: LocalCluster, nodes: list[str]) -> None:
+    """``raft snapshot`` on each node: a snapshot of every big key, the log compacted."""
+    for n in nodes:
+        r = raft_cli("snapshot", "--cluster", str(lc.config().nodes[n].client), "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["index"] > 0
+
+
 def _since(lc: LocalCluster, node: str, t0: float) -> list[dict[str, Any]]:
     return [e for e in events(lc, node) if e["ts"] >= t0]
 
@@ -116,8 +126,9 @@ def _streams_to(lc: LocalCluster, peer: str, t0: float) -> dict[str, list[dict[s
     return out
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["snapshot-while-out", "snapshot-before"])
 def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, early: bool
 ) -> None:
     monkeypatch.setenv(TEST_FAULT_ENV, f"cut_after={CUT_AFTER},chunk_delay_ms=40")
     with running_cluster(
@@ -131,6 +142,11 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         cluster = ",".join(str(a) for a in others)
         acked = {f"before{i}": f"b{i}" for i in range(10)}
         run(put_all(others, acked))
+        big = {f"big{i}": chr(ord("a") + i) * VALUE_BYTES for i in range(BIG_KEYS)}
+        if early:  # every member's snapshot names the victim as a voter
+            run(put_all(others, big))
+            acked.update(big)
+            _snapshot_now(lc, sorted(cfg.nodes))
 
         # -- out: removed from the configuration, stopped, its disk wiped
         r = raft_cli("member", "remove", victim, "--cluster", cluster, "--json")
@@ -139,22 +155,15 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         lc.stop_node(victim, signal.SIGKILL)
         shutil.rmtree(cfg.node_data_dir(victim))
 
-        # -- while it is out: enough state for many chunks, then a snapshot that compacts
-        # the leader's log (and names the victim nowhere)
-        out = {f"big{i}": chr(ord("a") + i) * VALUE_BYTES for i in range(BIG_KEYS)}
-        out.update({f"out{i}": f"o{i}" for i in range(20)})
+        # -- while it is out: writes (with early=False, enough state for many chunks, then
+        # snapshots that compact the members' logs and name the victim nowhere)
+        out = {f"out{i}": f"o{i}" for i in range(20)}
+        if not early:
+            out.update(big)
         run(put_all(others, out))
         acked.update(out)
-        leader = lc.wait_leader(BOUND_S, among=set(cfg.nodes) - {victim})
-        r = raft_cli("snapshot", "--cluster", str(cfg.nodes[leader].client), "--json")
-        assert r.returncode == 0, r.stderr
-        snap_index = json.loads(r.stdout)["index"]
-        created = [
-            e
-            for e in events(lc, leader)
-            if e["ev"] == "snapshot" and e.get("action") == "create" and e["index"] >= snap_index
-        ]
-        assert created and created[-1]["bytes"] > 30 * CHUNK, created
+        if not early:
+            _snapshot_now(lc, sorted(set(cfg.nodes) - {victim}))
 
         writers = Writers(others)
         writers.thread.start()
@@ -205,7 +214,6 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         cut = sent[1]
         assert resume["total"] > 30 * CHUNK, resume  # many chunks
         assert 0 < cut["offset"] <= resume["offset"] <= CUT_AFTER * CHUNK, (cut, resume)
-        assert resume["index"] >= snap_index  # the snapshot taken while it was out
         assert metric_total(lc, sender, "raft_snapshot_streams_resumed_total") >= 1
         got_side = [
             e
@@ -227,9 +235,29 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
         # -- only the snapshot could catch it up: the new incarnation installed it and never
         # held the log's first entries
         mine_now = _since(lc, victim, rejoin_ts)
-        assert any(e["ev"] == "snapshot" and e.get("action") == "install" for e in mine_now)
+        (installed,) = [
+            e["index"] for e in mine_now if e["ev"] == "snapshot" and e.get("action") == "install"
+        ]
+        assert installed == resume["index"]
         persisted = [e["first"] for e in mine_now if e["ev"] == "persist" and e.get("entries")]
-        assert persisted and min(persisted) > resume["index"], persisted[:3]
+        assert persisted and min(persisted) > installed, persisted[:3]
+        # Which history it got: a snapshot from before its removal (it then replays its own
+        # removal from the log, and its re-addition right after), or one taken while it was
+        # out (it starts in a configuration without itself).
+        replayed = [
+            e["index"]
+            for e in mine_now
+            if e["ev"] == "conf" and victim in e.get("voters_outgoing", [])
+        ]
+        readded = min(
+            e["index"] for e in mine_now if e["ev"] == "conf" and victim in e.get("learners", [])
+        )
+        removed = [e["index"] for e in mine_now if e["ev"] == "removed"]
+        if early:
+            assert replayed and installed < min(replayed), (installed, replayed)
+            assert all(i < readded for i in removed), (removed, readded)  # history only
+        else:
+            assert replayed == [] and removed == [], (replayed, removed)
 
         # -- the same identity, cleanly: a member again with its own addresses, and it never
         # campaigned before it was a voter (a wiped node knows no term, no vote)
@@ -252,14 +280,14 @@ def test_removed_wiped_node_rejoins_by_a_cut_multi_chunk_snapshot(
             and e.get("role") in ("pre_candidate", "candidate", "leader")
             and e["ts"] < voter_at
         ]
-        assert campaigns == [], campaigns
-        assert not any(e["ev"] == "removed" for e in mine_now)
+        assert campaigns == [], campaigns  # not even while its snapshot said it was a voter
 
         # -- the old leader goes: every quorum now needs the rejoined node, and it serves
         # every acknowledged write from its own state machine
         leader = lc.wait_leader(BOUND_S)
-        lc.stop_node(leader, signal.SIGKILL)
-        rest = set(cfg.nodes) - {leader}
+        gone = leader if leader != victim else min(set(cfg.nodes) - {victim})
+        lc.stop_node(gone, signal.SIGKILL)
+        rest = set(cfg.nodes) - {gone}
         new_leader = lc.wait_leader(60.0, among=rest)
         after = {"after": "a"}
         run(put_all([cfg.nodes[n].client for n in sorted(rest)], after))
