@@ -34,6 +34,7 @@ from typing import Any
 
 from deploy.errors import LabError
 from deploy.nemesis.control import ClusterControl, NotSupportedError
+from raft.runtime.members import MemberGoal, MemberWaitTimeout, wait_members
 
 #: Environment variable the role's control script and systemd unit turn into ``--join``.
 JOIN_ENV = "RAFTLAB_NODE_JOIN"
@@ -79,6 +80,15 @@ class Configuration:
 
     def role_of(self, node_id: str) -> Role | None:
         return next((m.role for m in self.members if m.id == node_id), None)
+
+    def as_view(self) -> dict[str, Any]:
+        """The ``member_list`` shape (what :class:`raft.runtime.members.MemberGoal` reads)."""
+        return {
+            "leader": self.leader,
+            "joint": self.joint,
+            "voters": list(self.voters),
+            "members": [{"id": m.id, "role": m.role.value} for m in self.members],
+        }
 
     @staticmethod
     def from_json(doc: Any) -> Configuration:
@@ -397,21 +407,47 @@ def wait_configuration(
 ) -> Configuration:
     """Poll the configuration until ``ok`` (and no joint change); MembershipError at the
     deadline, with the last configuration seen."""
-    last: Configuration | None = None
-    err = ""
-    while True:
-        try:
-            last = admin.configuration()
-            if not last.joint and ok(last):
-                return last
-        except MembershipUnsupported:
-            raise
-        except MembershipError as exc:
-            err = str(exc)
-        if time.monotonic() >= deadline:
-            seen = f"voters {', '.join(last.voters)}" if last is not None else err
-            raise MembershipError(f"{what}: not reached in time (last seen: {seen})")
-        time.sleep(POLL_S)
+
+    def missing(conf: Configuration) -> list[str]:
+        if not conf.joint and ok(conf):
+            return []
+        return [f"voters {', '.join(conf.voters)}" + (" (joint)" if conf.joint else "")]
+
+    return _wait(admin, missing, what, deadline)
+
+
+def wait_goal(admin: MemberAdmin, goal: MemberGoal, deadline: float) -> Configuration:
+    """Poll the configuration until ``goal`` is reached: the test ``raft member wait``
+    makes (the grow and shrink playbooks run that command)."""
+    return _wait(admin, lambda c: goal.missing(c.as_view()), str(goal), deadline)
+
+
+def _wait(
+    admin: MemberAdmin,
+    missing: Callable[[Configuration], list[str]],
+    what: str,
+    deadline: float,
+) -> Configuration:
+    """The polling loop of ``raft member wait`` (raft.runtime.members.wait_members) over
+    ``admin``: a refusal or no answer is asked again; MembershipUnsupported is not."""
+    last: list[Configuration] = []
+
+    def fetch() -> Mapping[str, Any]:
+        last[:] = [admin.configuration()]
+        return last[0].as_view()
+
+    try:
+        wait_members(
+            fetch,
+            lambda _view: missing(last[0]),
+            max(0.0, deadline - time.monotonic()),
+            poll_s=POLL_S,
+            retry_on=(MembershipError,),
+            fatal=(MembershipUnsupported,),
+        )
+    except MemberWaitTimeout as exc:
+        raise MembershipError(f"{what}: {exc}") from None
+    return last[0]
 
 
 def run_steps(
@@ -452,7 +488,7 @@ def _run_step(
         seen.setdefault("transferred", []).append({"from": n, "to": conf.leader})
     elif step.action is Action.REMOVE:
         _retrying(f"remove {n}", lambda: admin.remove(n), deadline)
-        conf = wait_configuration(admin, lambda c: c.role_of(n) is None, f"{n} removed", deadline)
+        conf = wait_goal(admin, MemberGoal(absent=frozenset({n})), deadline)
         seen["voters_after_remove"] = list(conf.voters)
     elif step.action is Action.STOP:
         control.stop(ids[n])
@@ -469,10 +505,7 @@ def _run_step(
 
         _retrying(f"add {n}", add, deadline)
     elif step.action is Action.WAIT_VOTERS:
-        want = set(step.voters)
-        conf = wait_configuration(
-            admin, lambda c: want <= set(c.voters), f"voters {', '.join(step.voters)}", deadline
-        )
+        conf = wait_goal(admin, MemberGoal(voters=frozenset(step.voters)), deadline)
         seen["voters"] = list(conf.voters)
 
 

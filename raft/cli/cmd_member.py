@@ -1,5 +1,6 @@
-"""``raft member list|add-learner|promote|add|remove``: change a running cluster's membership
-through the client protocol (docs/membership.md).
+"""``raft member list|add-learner|promote|add|remove|wait``: change a running cluster's
+membership through the client protocol (docs/membership.md), and wait until a change is in
+effect.
 
 Every change runs on the leader, one at a time; a change to the voters goes through a joint
 configuration (thesis §4.3) that the leader leaves by itself. New members are added as
@@ -18,10 +19,18 @@ examples:
   raft member add n4 --peer 127.0.0.4:7000 --client 127.0.0.4:7001 --http 127.0.0.4:7002 \\
       --cluster 127.0.0.1:7001
   raft member remove n2 --cluster 127.0.0.1:7001
+  raft member wait --voter n4 --absent n2 --timeout 120 --cluster 127.0.0.1:7001
 
 exit status: 0 done; 1 refused (one line on stderr says why, e.g. "another configuration
-change is in progress", "n7 is not a member"); 2 usage error or no definite answer.
+change is in progress", "n7 is not a member") or, for wait, not reached in time; 2 usage
+error or no definite answer.
 """
+
+WAIT_TIMEOUT_S_MAX = 3600.0
+WAIT_POLL_S = 0.5
+WAIT_REQUEST_S = 5.0
+"""One ``member_list`` request of ``raft member wait`` (the leader answers at once; without
+a leader the request is retried until this, then asked again)."""
 
 
 def register(subparsers: Any) -> None:
@@ -80,6 +89,28 @@ def register(subparsers: Any) -> None:
     add_cluster_flags(s)
     add_timeout_flag(s, "the change to apply")
     s.set_defaults(func=_remove)
+    s = sub.add_parser(
+        "wait",
+        help="wait until nodes are voters (or gone) and no joint configuration is in progress",
+        description="Ask the leader for the configuration in effect every half second until "
+        "every --voter ID is a voter, no --absent ID is a member, and no joint configuration "
+        "is in progress (a change is complete only then). Prints the configuration; exit 1 "
+        "if it is not reached within --timeout (stderr says what was missing when last "
+        "seen). Changes nothing: use it after 'add', 'promote' or 'remove', or to wait for "
+        "a change someone else makes.",
+    )
+    s.add_argument("--voter", action="append", default=[], metavar="ID", help="must be a voter")
+    s.add_argument(
+        "--absent", action="append", default=[], metavar="ID", help="must not be a member"
+    )
+    add_cluster_flags(s)
+    s.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help=f"seconds to wait (default 30, at most {WAIT_TIMEOUT_S_MAX:.0f})",
+    )
+    s.set_defaults(func=_wait)
 
 
 def _addrs(args: argparse.Namespace) -> dict[str, str | None]:
@@ -210,3 +241,40 @@ def _remove(args: argparse.Namespace) -> int:
         _show(args, call(args, OP_MEMBER_REMOVE, args.id), f"removed {args.id}")
 
     return finish("raft member remove", go)
+
+
+def _wait(args: argparse.Namespace) -> int:
+    import time
+
+    from raft.cli import CliError
+    from raft.cli._admin import AdminFailed, NoAnswer, finish, request
+    from raft.cli._cluster_addrs import resolve
+    from raft.cli.cmd_client import _token
+    from raft.runtime.members import MemberGoal, MemberWaitTimeout, wait_members
+    from raft.runtime.protocol import OP_MEMBER_LIST
+
+    for nid in args.voter + args.absent:
+        _check_id(nid)
+    both = sorted(set(args.voter) & set(args.absent))
+    if both:
+        raise CliError(f"{', '.join(both)} cannot be both --voter and --absent")
+    if not 0 < args.timeout <= WAIT_TIMEOUT_S_MAX:
+        raise CliError(f"--timeout must be in (0, {WAIT_TIMEOUT_S_MAX:.0f}] seconds")
+    goal = MemberGoal(frozenset(args.voter), frozenset(args.absent))
+    addrs, token = resolve(args.cluster, args.dir), _token(args)
+    deadline = time.monotonic() + args.timeout
+
+    def fetch() -> Any:
+        left = max(0.5, min(WAIT_REQUEST_S, deadline - time.monotonic()))
+        return request(addrs, token, OP_MEMBER_LIST, timeout_s=left, op_timeout_s=left)
+
+    def go() -> None:
+        try:
+            view = wait_members(
+                fetch, goal.missing, args.timeout, poll_s=WAIT_POLL_S, retry_on=(NoAnswer,)
+            )
+        except MemberWaitTimeout as exc:
+            raise AdminFailed(f"{goal}: {exc}") from None
+        _show(args, dict(view), f"reached: {goal}")
+
+    return finish("raft member wait", go)

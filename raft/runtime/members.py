@@ -9,11 +9,17 @@ cluster starts from; once the log or a snapshot holds a configuration, that wins
 
 Wire form (JSON in a context, msgpack in a snapshot): ``{id: {"peer": "h:p", "client": "h:p",
 "http": "h:p" | None}}``. Decoding validates every field and raises :class:`MembersError`.
+
+Also here, for the admin side: :class:`MemberGoal` and :func:`wait_members`, the one way to
+wait until a change is in effect (``raft member wait``, the lab's membership fault, the
+grow/shrink playbooks through that command).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,3 +122,80 @@ def check_addresses_free(book: Book, nid: str, new: MemberAddrs) -> None:
         if clash:
             used = ", ".join(sorted(str(x) for x in clash))
             raise MembersError(f"address {used} is already used by {other}")
+
+
+# -- waiting for a configuration (admin side) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberGoal:
+    """A configuration to wait for: every node of ``voters`` is a voter, no node of
+    ``absent`` is a member, and no joint configuration is in progress (a change is only
+    complete once its joint configuration was left, thesis §4.3)."""
+
+    voters: frozenset[str] = frozenset()
+    absent: frozenset[str] = frozenset()
+
+    def missing(self, view: Mapping[str, Any]) -> list[str]:
+        """What ``view`` (a ``member_list`` answer, docs/membership.md) still lacks, in
+        words; empty once the goal is reached."""
+        out = []
+        if view.get("joint"):
+            out.append("a joint configuration is in progress")
+        voters = {str(v) for v in view.get("voters") or ()}
+        members = {
+            str(m.get("id")) for m in view.get("members") or () if isinstance(m, Mapping)
+        } | voters
+        not_voters = sorted(self.voters - voters)
+        if not_voters:
+            out.append(f"{', '.join(not_voters)} not a voter")
+        present = sorted(self.absent & members)
+        if present:
+            out.append(f"{', '.join(present)} still a member")
+        return out
+
+    def __str__(self) -> str:
+        parts = [f"voters include {','.join(sorted(self.voters))}"] if self.voters else []
+        if self.absent:
+            parts.append(f"{','.join(sorted(self.absent))} not a member")
+        return "; ".join([*parts, "no joint configuration"])
+
+
+class MemberWaitTimeout(Exception):
+    """The goal was not reached in time; the text says what was still missing (or why no
+    configuration could be read)."""
+
+
+def wait_members(
+    fetch: Callable[[], Mapping[str, Any]],
+    missing: Callable[[Mapping[str, Any]], list[str]],
+    timeout_s: float,
+    *,
+    poll_s: float = 0.5,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    fatal: tuple[type[BaseException], ...] = (),
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Mapping[str, Any]:
+    """Poll ``fetch`` (the ``member_list`` answer) until ``missing`` finds nothing missing
+    (e.g. :meth:`MemberGoal.missing`); returns that view. A ``fetch`` that raises one of
+    ``retry_on`` (no leader right now, a node restarting) is tried again, unless it is also
+    one of ``fatal``; anything else propagates. :class:`MemberWaitTimeout` after
+    ``timeout_s``, naming what was missing when last seen."""
+    deadline = clock() + timeout_s
+    last = "no configuration read"
+    while True:
+        try:
+            view = fetch()
+        except retry_on as exc:
+            if isinstance(exc, fatal):
+                raise
+            last = f"no configuration read: {exc}"
+        else:
+            lacking = missing(view)
+            if not lacking:
+                return view
+            last = "; ".join(lacking)
+        if clock() >= deadline:
+            raise MemberWaitTimeout(f"not reached within {timeout_s:g} s: {last}")
+        sleep(max(0.0, min(poll_s, deadline - clock())))

@@ -8,12 +8,17 @@ import json
 import os
 import random
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from raft.runtime.client import RaftClient
 from raft.runtime.localcluster import LocalCluster
+from raft.runtime.protocol import Status
 from raft.runtime.transport import Address
 
 BOUND_S = 20.0
@@ -73,3 +78,30 @@ def events(lc: LocalCluster, node: str) -> list[dict[str, Any]]:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+async def put_all(addrs: list[Address], items: dict[str, str]) -> None:
+    """Write every item, one after the other; each must be acknowledged."""
+    async with RaftClient(addrs, op_timeout_s=BOUND_S) as c:
+        for k, v in items.items():
+            resp = await c.put(k, v)
+            assert resp.status is Status.OK, (k, resp)
+
+
+def metric_total(lc: LocalCluster, node: str, name: str) -> float:
+    """The sum of a metric's samples on ``node``'s /metrics."""
+    http = lc.config().nodes[node].http
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=BOUND_S) as r:
+        text = r.read().decode()
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name + "{"))
+
+
+def raft_cli(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
+    """``raft ARGS`` in a child process (the exit status is the caller's to check)."""
+    return subprocess.run(
+        [sys.executable, "-m", "raft.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raft_cluster_fixture import BOUND_S, events, pick_base_port, wait_for
+from raft_cluster_fixture import BOUND_S, events, pick_base_port, raft_cli, wait_for
 
 from raft.runtime.client import RaftClient
 from raft.runtime.config import ClusterConfig, NodeAddresses, render_config
@@ -67,16 +67,6 @@ def _status(addrs: NodeAddresses) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return st if isinstance(st, dict) else None
-
-
-def _cli(*args: str, timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "raft.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
 
 
 class Joiners:
@@ -141,10 +131,10 @@ def test_grow_restart_transfer_and_shrink_while_clients_write(tmp_path: Path) ->
 
         # -- grow 3 -> 5: add (learner, catch up, promote through a joint configuration)
         for nid in ("n4", "n5"):
-            r = _cli("member", "add", *joiners.member_args(nid), "--cluster", cluster)
+            r = raft_cli("member", "add", *joiners.member_args(nid), "--cluster", cluster)
             assert r.returncode == 0, r.stderr
             assert "promoted it to voter" in r.stdout
-        r = _cli("member", "list", "--cluster", cluster, "--json")
+        r = raft_cli("member", "list", "--cluster", cluster, "--json")
         view = json.loads(r.stdout)
         assert not view["joint"] and view["voters"] == ["n1", "n2", "n3", "n4", "n5"]
         by_id = {m["id"]: m for m in view["members"]}
@@ -178,7 +168,7 @@ def test_grow_restart_transfer_and_shrink_while_clients_write(tmp_path: Path) ->
         wl.acks_grow("after restarting the grown cluster")
 
         # -- transfer leadership to n4 while clients write
-        r = _cli("transfer-leader", "--to", "n4", "--cluster", cluster)
+        r = raft_cli("transfer-leader", "--to", "n4", "--cluster", cluster)
         assert r.returncode == 0, r.stderr
         assert "leader is now n4" in r.stdout  # the command waits until n4 leads
         wl.acks_grow("after the transfer")
@@ -188,7 +178,7 @@ def test_grow_restart_transfer_and_shrink_while_clients_write(tmp_path: Path) ->
         leader = _leader_of(everyone)
         first = leader if leader in ("n4", "n5") else "n4"
         second = "n5" if first == "n4" else "n4"
-        r = _cli("member", "remove", first, "--cluster", cluster)
+        r = raft_cli("member", "remove", first, "--cluster", cluster)
         assert r.returncode == 0, r.stderr
         print(f"removed {first}; it was the leader and stepped down: {'stepped down' in r.stdout}")
         _leader_of({n: a for n, a in everyone.items() if n != first})  # a voter takes over
@@ -196,12 +186,12 @@ def test_grow_restart_transfer_and_shrink_while_clients_write(tmp_path: Path) ->
         # The second is down while it is removed, so it never learns of its removal: restarted, it
         # still believes it is a voter of the old configuration and tries to campaign.
         joiners.stop(second)
-        r = _cli("member", "remove", second, "--cluster", cluster)
+        r = raft_cli("member", "remove", second, "--cluster", cluster)
         assert r.returncode == 0, r.stderr
         joiners.start(second)  # --join is ignored: its data dir holds a configuration
-        r = _cli("member", "remove", second, "--cluster", cluster)
+        r = raft_cli("member", "remove", second, "--cluster", cluster)
         assert r.returncode == 1 and f"{second} is not a member" in r.stderr
-        view = json.loads(_cli("member", "list", "--cluster", cluster, "--json").stdout)
+        view = json.loads(raft_cli("member", "list", "--cluster", cluster, "--json").stdout)
         assert view["voters"] == ["n1", "n2", "n3"] and not view["learners"]
 
         # -- the removed nodes keep running but cannot disturb: nobody even receives their

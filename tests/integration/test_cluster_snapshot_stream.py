@@ -15,12 +15,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from raft_cluster_fixture import BOUND_S, events, run, running_cluster, wait_for
+from raft_cluster_fixture import (
+    BOUND_S,
+    events,
+    metric_total,
+    put_all,
+    run,
+    running_cluster,
+    wait_for,
+)
 
 from raft.runtime.client import RaftClient
 from raft.runtime.protocol import Status
@@ -34,13 +41,6 @@ BIG_KEYS = 5  # ~4.5 MB of state: about 70 chunks
 CUT_AFTER = 15
 
 
-async def _put(addrs: list[Any], items: dict[str, str]) -> None:
-    async with RaftClient(addrs, op_timeout_s=BOUND_S) as c:
-        for k, v in items.items():
-            resp = await c.put(k, v)
-            assert resp.status is Status.OK, (k, resp)
-
-
 async def _read(addr: Any, keys: list[str]) -> dict[str, object]:
     got: dict[str, object] = {}
     async with RaftClient([addr], op_timeout_s=BOUND_S) as c:
@@ -48,13 +48,6 @@ async def _read(addr: Any, keys: list[str]) -> dict[str, object]:
             r = await c.get(k)
             got[k] = r.value if r.status is Status.OK else r.status
     return got
-
-
-def _metric(lc: Any, node: str, name: str) -> float:
-    http = lc.config().nodes[node].http
-    with urllib.request.urlopen(f"http://{http}/metrics", timeout=BOUND_S) as r:
-        text = r.read().decode()
-    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name + "{"))
 
 
 def _stream(lc: Any, node: str, role: str = "") -> list[dict[str, Any]]:
@@ -85,7 +78,7 @@ def test_wiped_node_catches_up_by_a_resumed_multi_chunk_snapshot(
         )
         acked = {f"big{i}": chr(ord("a") + i % 26) * VALUE_BYTES for i in range(BIG_KEYS)}
         acked.update({f"k{i}": f"v{i}" for i in range(30)})
-        run(_put(addrs, acked))
+        run(put_all(addrs, acked))
         wait_for(
             lambda: any(
                 e["ev"] == "snapshot" and e.get("action") == "create" for e in events(lc, leader)
@@ -98,7 +91,7 @@ def test_wiped_node_catches_up_by_a_resumed_multi_chunk_snapshot(
         lc.start_node(victim)
         wait_for(lambda: _stream(lc, leader), 60.0, "the snapshot stream starting")
         during = {f"during{i}": f"d{i}" for i in range(5)}  # writes go on meanwhile
-        run(_put(addrs, during))
+        run(put_all(addrs, during))
         acked.update(during)
         wait_for(
             lambda: any(e["action"] in ("done", "failed") for e in _stream(lc, leader)),
@@ -123,10 +116,10 @@ def test_wiped_node_catches_up_by_a_resumed_multi_chunk_snapshot(
         assert total > 30 * CHUNK, total  # many chunks
         assert 0 < resume["offset"] <= CUT_AFTER * CHUNK, resume  # resumed, not restarted
         assert resume["offset"] >= cut["offset"] > 0
-        assert _metric(lc, leader, "raft_snapshot_streams_resumed_total") >= 1
+        assert metric_total(lc, leader, "raft_snapshot_streams_resumed_total") >= 1
         # Sent twice: at most what was in flight at the cut (plus any later, newer snapshot).
         later = sum(e["total"] for e in _stream(lc, leader) if e["action"] == "start")
-        sent_bytes = _metric(lc, leader, "raft_snapshot_stream_bytes_sent_total")
+        sent_bytes = metric_total(lc, leader, "raft_snapshot_stream_bytes_sent_total")
         assert sent_bytes <= later + (CUT_AFTER - cut["offset"] // CHUNK) * CHUNK, sent_bytes
 
         got_side = [e for e in _stream(lc, victim, "receiver") if e["index"] == index]

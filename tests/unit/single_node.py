@@ -1,5 +1,5 @@
 """A single-node cluster in-process (loopback, real DiskStorage), shared by the runtime's
-unit tests: its config and a wait for its leadership."""
+unit tests: its config, a wait for its leadership, and the node serving its client port."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from raft.runtime.config import ClusterConfig, NodeAddresses
 from raft.runtime.node import RaftNode
+from raft.runtime.server import ClientServer
 from raft.runtime.transport import Address
 
 
@@ -38,3 +39,13 @@ async def wait_leader(node: RaftNode) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("single node did not become leader")
+
+
+async def serving(cfg: ClusterConfig) -> tuple[RaftNode, ClientServer]:
+    """``n1`` of ``cfg`` started, leading, and serving its client port (no client auth)."""
+    node = RaftNode(cfg, "n1", b"s" * 32)
+    await node.start()
+    server = ClientServer(node)
+    await server.start()
+    await wait_leader(node)
+    return node, server

@@ -5,6 +5,7 @@ whole occurrence against an in-memory cluster (remove, stop, wipe; start --join,
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from deploy.nemesis import FaultSpecError, parse_fault
 from deploy.nemesis import membership as m
 from deploy.nemesis.faults import FaultContext, start_fault
 from deploy.remote import CommandResult
+from raft.runtime.members import MemberGoal
 
 
 def conf(
@@ -173,6 +175,34 @@ def test_member_admin_sends_the_admin_ops_and_names_refusals() -> None:
     ]
     with pytest.raises(m.MembershipUnsupported, match="unknown op"):
         admin.configuration()
+
+
+def test_the_fault_waits_with_the_goal_raft_member_wait_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fault's waits are MemberGoal's (as the playbooks' `raft member wait`): a joint
+    configuration is not done, the deadline names what was missing, and a cluster without
+    membership commands is not waited for."""
+    monkeypatch.setattr(m, "POLL_S", 0.01)
+    answers = iter(
+        [("timeout", None, "no leader")]
+        + [("ok", {"leader": "n1", "joint": True, "voters": [], "members": []}, "")] * 3
+        + [("ok", {"leader": "n1", "members": [{"id": "n2", "role": "voter"}]}, "")]
+    )
+    admin = m.MemberAdmin(["h:1"], call=lambda *_a: next(answers))
+    goal = MemberGoal(voters=frozenset({"n2"}))
+    assert m.wait_goal(admin, goal, time.monotonic() + 30).voters == ("n2",)
+    stuck = m.MemberAdmin(
+        ["h:1"],
+        call=lambda *_a: ("ok", {"leader": "n1", "joint": True, "members": []}, ""),
+    )
+    with pytest.raises(m.MembershipError) as e:
+        m.wait_goal(stuck, goal, time.monotonic() + 0.1)
+    assert str(e.value).startswith("voters include n2; no joint configuration: not reached")
+    assert str(e.value).endswith("a joint configuration is in progress; n2 not a voter")
+    old = m.MemberAdmin(["h:1"], call=lambda *_a: ("bad_request", None, "unknown op"))
+    with pytest.raises(m.MembershipUnsupported):
+        m.wait_goal(old, goal, time.monotonic() + 30)
 
 
 # -- one occurrence against an in-memory cluster -------------------------------------------------
