@@ -58,6 +58,8 @@ def test_group_vars_pin_host_keys_and_use_the_lab_key(tmp_path: Path) -> None:
     assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in args
     assert "StrictHostKeyChecking=yes" in args
     assert "StrictHostKeyChecking=no" not in args
+    # A dead session is noticed (and the task retried) instead of waited on forever.
+    assert "ServerAliveInterval=15" in args and "ServerAliveCountMax=4" in args
 
 
 def test_ssh_config_resolves_each_host_with_paramiko(tmp_path: Path) -> None:
@@ -67,6 +69,7 @@ def test_ssh_config_resolves_each_host_with_paramiko(tmp_path: Path) -> None:
     assert (h2["hostname"], h2["port"], h2["user"]) == ("10.77.0.3", "2202", "root")
     assert h2["identityfile"] == [str(tmp_path / "id_ed25519")]
     assert h2["stricthostkeychecking"] == "yes"
+    assert (h2["serveraliveinterval"], h2["serveralivecountmax"]) == ("15", "4")
     assert cfg.lookup("gw")["port"] == "22"
 
 
