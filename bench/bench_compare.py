@@ -1121,13 +1121,22 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_recovery(out: dict[str, Any]) -> str:
-    lines = [
-        "# raftlab leader failover and catch-up (etcd failover beside it)",
+def _written_by(out: dict[str, Any], title: str, flag: str) -> list[str]:
+    """A results page's title and where/when/how it was measured."""
+    return [
+        f"# {title}",
         "",
-        f"Written by `python -m bench.bench_compare --recovery` on {out['when']} "
+        f"Written by `python -m bench.bench_compare {flag}` on {out['when']} "
         f"({out['machine']}; load {out.get('load_at_end')} at the end)."
         + (" QUICK MODE: smoke figures only." if out["quick"] else ""),
+    ]
+
+
+def render_recovery(out: dict[str, Any]) -> str:
+    lines = [
+        *_written_by(
+            out, "raftlab leader failover and catch-up (etcd failover beside it)", "--recovery"
+        ),
         "Failover: SIGKILL the leader, seconds until a write succeeds at a survivor (the",
         "client's own detection and retries included), default timeouts, trials in blocks",
         "of 5 alternating between the systems. Catch-up: a follower stopped while "
@@ -1179,11 +1188,7 @@ def _catchup_table(out: dict[str, Any]) -> list[str]:
 
 def render_catchup(out: dict[str, Any]) -> str:
     lines = [
-        "# raftlab catch-up of a restarted node",
-        "",
-        f"Written by `python -m bench.bench_compare --catchup` on {out['when']} "
-        f"({out['machine']}; load {out.get('load_at_end')} at the end)."
-        + (" QUICK MODE: smoke figures only." if out["quick"] else ""),
+        *_written_by(out, "raftlab catch-up of a restarted node", "--catchup"),
         f"A follower stopped while {out.get('catchup_writes', 0):,} writes (200 B, 64 "
         "clients) went in, then restarted; total = restart to everything applied, up = "
         "until its process answered (interpreter start, imports from a bytecode cache, WAL "
