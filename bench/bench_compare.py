@@ -11,6 +11,9 @@ of the rate in-process; the highest rate with >= 90 % success).
 Writes ``bench/results/compare.json`` and ``bench/results/compare.md`` (ratios ours/theirs).
 ``python -m bench compare`` (``make bench``); ``BENCH_QUICK=1`` or ``--quick`` runs a
 seconds-long smoke version (the test suite does, asserting nothing about the figures).
+``--recovery``: failover and catch-up only; ``--catchup``: catch-up only (with
+``BENCH_BASELINE=<tree>`` that tree's cluster beside it, interleaved), with where the time
+went read back from the restarted node's event log.
 """
 
 from __future__ import annotations
@@ -610,13 +613,15 @@ def catchup(sys_: Raftlab, writes: int) -> dict[str, float]:
     that, until its process answered a status request (interpreter start, imports, WAL
     recovery), so ``total_s - up_s`` is what Raft's catch-up itself took; ``cpu_s``: CPU
     time the restarted process used until caught up (start included), which a busy
-    machine stretches less than the wall-clock figures."""
+    machine stretches less than the wall-clock figures. The phases read back from the
+    node's event log are added (:func:`_catchup_phases`)."""
     sys_.refresh_leader()
     leader = sys_.leader()
     follower = next(n for n in sorted(sys_.pids()) if n != leader)
     sys_.lc.stop_node(follower)
     asyncio.run(_write_n(sys_, writes))
     target = sys_.applied(leader)
+    wall0 = time.time()
     t0 = time.perf_counter()
     sys_.restart(follower)
     up = float("inf")
@@ -627,9 +632,48 @@ def catchup(sys_: Raftlab, writes: int) -> dict[str, float]:
             up = min(up, now)
         if applied >= target:
             cpu = _cpu_s(sys_.pids()[follower])
-            return {"total_s": round(now, 2), "up_s": round(up, 2), "cpu_s": round(cpu, 2)}
+            out = {"total_s": round(now, 2), "up_s": round(up, 2), "cpu_s": round(cpu, 2)}
+            events = os.path.join(sys_.lc.config().node_log_dir(follower), "events.jsonl")
+            return out | _catchup_phases(events, wall0, target)
         time.sleep(0.02)
     return {"total_s": float("inf"), "up_s": round(up, 2), "cpu_s": float("inf")}
+
+
+CATCHUP_PHASES = ("logged_start_s", "wal_open_s", "first_append_s", "committed_s", "applied_s")
+"""Seconds from the restart (wall clock), from the restarted node's event log: its ``start``
+event (interpreter, imports, storage open: everything before the node exists),
+``wal_open_s`` the storage recovery alone (the event's ``recovery.duration_s``), its first
+AppendEntries stepped, the commit index reaching the leader's, the last entry applied."""
+
+
+def _catchup_phases(events_path: str, wall0: float, target: int) -> dict[str, float]:
+    """Where a catch-up's time went, from the node's event log (written by a background
+    thread: waits up to 5 s for the apply of ``target``). Missing phases are left out."""
+    found: dict[str, float] = {}
+    deadline = time.monotonic() + 5.0
+    while "applied_s" not in found and time.monotonic() < deadline:
+        found = {}
+        with contextlib.suppress(OSError), open(events_path, encoding="utf-8") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    ev = json.loads(line)
+                    ts = float(ev.get("ts", 0.0)) - wall0
+                    if ts < 0:
+                        continue
+                    kind = ev.get("ev")
+                    if kind == "start":
+                        found = {"logged_start_s": ts}
+                        rec = ev.get("recovery") or {}
+                        found["wal_open_s"] = float(rec.get("duration_s", 0.0))
+                    elif kind == "recv" and ev.get("msg") == "app":
+                        found.setdefault("first_append_s", ts)
+                    elif kind == "commit" and int(ev.get("index", 0)) >= target:
+                        found.setdefault("committed_s", ts)
+                    elif kind == "apply" and int((ev.get("entries") or [[0]])[-1][0]) >= target:
+                        found.setdefault("applied_s", ts)
+        if "applied_s" not in found:
+            time.sleep(0.1)
+    return {k: round(v, 3) for k, v in found.items()}
 
 
 def catchups(sys_: Raftlab, plan: Plan) -> dict[str, Any]:
@@ -723,6 +767,38 @@ def run_recovery(plan: Plan) -> dict[str, Any]:
             print(f"kept {tmp} (BENCH_KEEP=1)", flush=True)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def run_catchup(plan: Plan) -> dict[str, Any]:
+    """Only the catch-up (``--catchup``): ``plan.catchup_runs`` catch-ups of this tree and,
+    with ``BENCH_BASELINE=<tree>``, of that tree's cluster, interleaved run by run so both
+    see the same stretch of machine load."""
+    out = _header(plan) | {"catchup_s": {}, "catchup_writes": plan.catchup_writes}
+    tmp = tempfile.mkdtemp(prefix="bench-catchup-")
+    restore_env = _bytecode_cache(tmp)
+    systems: list[Raftlab] = []
+    try:
+        systems.append(Raftlab(tmp, 3, "always"))
+        baseline_tree = os.environ.get("BENCH_BASELINE")
+        if baseline_tree:
+            systems.append(Raftlab(tmp, 3, "always", tree=baseline_tree))
+        runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
+        for _ in range(plan.catchup_runs):
+            for s in systems:
+                r = catchup(s, plan.catchup_writes)
+                r["load"] = round(os.getloadavg()[0], 1)
+                runs[s.name].append(r)
+                print(s.name, json.dumps(r), flush=True)
+        for name, rs in runs.items():
+            med = sorted(rs, key=lambda r: r["total_s"])[len(rs) // 2]
+            out["catchup_s"][name] = {"median": med, "runs": rs}
+        out["load_at_end"] = round(os.getloadavg()[0], 1)
+    finally:
+        for s in systems:
+            s.down()
+        restore_env()
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -1045,13 +1121,22 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_recovery(out: dict[str, Any]) -> str:
-    lines = [
-        "# raftlab leader failover and catch-up (etcd failover beside it)",
+def _written_by(out: dict[str, Any], title: str, flag: str) -> list[str]:
+    """A results page's title and where/when/how it was measured."""
+    return [
+        f"# {title}",
         "",
-        f"Written by `python -m bench.bench_compare --recovery` on {out['when']} "
+        f"Written by `python -m bench.bench_compare {flag}` on {out['when']} "
         f"({out['machine']}; load {out.get('load_at_end')} at the end)."
         + (" QUICK MODE: smoke figures only." if out["quick"] else ""),
+    ]
+
+
+def render_recovery(out: dict[str, Any]) -> str:
+    lines = [
+        *_written_by(
+            out, "raftlab leader failover and catch-up (etcd failover beside it)", "--recovery"
+        ),
         "Failover: SIGKILL the leader, seconds until a write succeeds at a survivor (the",
         "client's own detection and retries included), default timeouts, trials in blocks",
         "of 5 alternating between the systems. Catch-up: a follower stopped while "
@@ -1073,7 +1158,11 @@ def render_recovery(out: dict[str, Any]) -> str:
             for k in ("detect", "elect", "client")
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| system | catch-up run | total s | process up s | Raft catch-up s | CPU s |"]
+    return "\n".join(lines + _catchup_table(out)) + "\n"
+
+
+def _catchup_table(out: dict[str, Any]) -> list[str]:
+    lines = ["", "| system | catch-up run | total s | process up s | Raft catch-up s | CPU s |"]
     lines += ["|---|---:|---:|---:|---:|---:|"]
     for name, c in out.get("catchup_s", {}).items():
         for k, r in enumerate(c["runs"], 1):
@@ -1081,7 +1170,32 @@ def render_recovery(out: dict[str, Any]) -> str:
                 f"| {name} | {k} | {r['total_s']} | {r['up_s']} | "
                 f"{round(r['total_s'] - r['up_s'], 2)} | {r.get('cpu_s', '-')} |"
             )
-    return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        "From the restarted node's event log (s from the restart): `start` logged "
+        "(interpreter, imports, storage open), of which the storage recovery; first "
+        "AppendEntries stepped; commit index at the leader's; all applied.",
+        "",
+        "| system | run | start logged | storage open | first append | committed | applied |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in out.get("catchup_s", {}).items():
+        for k, r in enumerate(c["runs"], 1):
+            cells = " | ".join(str(r.get(p, "-")) for p in CATCHUP_PHASES)
+            lines.append(f"| {name} | {k} | {cells} |")
+    return lines
+
+
+def render_catchup(out: dict[str, Any]) -> str:
+    lines = [
+        *_written_by(out, "raftlab catch-up of a restarted node", "--catchup"),
+        f"A follower stopped while {out.get('catchup_writes', 0):,} writes (200 B, 64 "
+        "clients) went in, then restarted; total = restart to everything applied, up = "
+        "until its process answered (interpreter start, imports from a bytecode cache, WAL "
+        "recovery); CPU = the restarted process's CPU time until caught up. With "
+        "BENCH_BASELINE the baseline tree's cluster runs beside it, interleaved run by run.",
+    ]
+    return "\n".join(lines + _catchup_table(out)) + "\n"
 
 
 def _md_row(r: dict[str, Any]) -> str:
@@ -1099,18 +1213,20 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     quick = "--quick" in args or os.environ.get("BENCH_QUICK") == "1"
     plan = QUICK if quick else FULL
-    if "--recovery" in args:
-        out = run_recovery(plan)
+    render_fn: Callable[[dict[str, Any]], str]
+    if "--catchup" in args:
+        out, render_fn = run_catchup(plan), render_catchup
+        name = "catchup-quick" if quick else "catchup"
+    elif "--recovery" in args:
+        out, render_fn = run_recovery(plan), render_recovery
         name = "recovery-quick" if quick else "recovery"
     else:
-        out = run(plan)
+        out, render_fn = run(plan), render
         name = "compare-quick" if quick else "compare"
     target = Path(os.environ.get("BENCH_OUT", str(RESULTS)))
     target.mkdir(parents=True, exist_ok=True)
     (target / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
-    (target / f"{name}.md").write_text(
-        render_recovery(out) if "--recovery" in args else render(out)
-    )
+    (target / f"{name}.md").write_text(render_fn(out))
     print(f"wrote {target / name}.md", flush=True)
 
 

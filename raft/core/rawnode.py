@@ -205,6 +205,12 @@ class RawNode:
             entries
             or snap is not None
             or (hs_changed and (hs.term != self._prev_hard.term or hs.vote != self._prev_hard.vote))
+            # A configuration change's commit must survive a crash (§4.2 / §4.3): a node
+            # that restarted with a commit index below it went back to the previous
+            # configuration, which may need a member already powered off (a removed
+            # leader); if every member of the new configuration did, no election could
+            # succeed (simulator, 3 nodes, seed 188: no leader after heal).
+            or any(e.type is EntryType.CONF_CHANGE for e in committed)
         )
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,

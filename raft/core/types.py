@@ -249,3 +249,7 @@ class Ready:
     read_states: tuple[ReadState, ...] = ()
     events: tuple[CoreEvent, ...] = ()
     must_sync: bool = False
+    """True when ``entries``, a snapshot, the term or the vote changed, or when
+    ``committed_entries`` hold a configuration change (its commit must survive a crash:
+    a node restarted below it would use the previous configuration). A commit index that
+    moved over ordinary entries alone may be written lazily."""

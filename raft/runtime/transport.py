@@ -6,6 +6,10 @@ connections peers dial to it. Per-peer send queues are bounded and drop the olde
 when full: Raft tolerates loss, and a slow peer must not make the node's memory grow. When an
 established connection fails its queue is cleared (what it held is stale; Raft resends) and
 the core is told the peer is unreachable; reconnection backs off exponentially up to 1 s.
+An AppendEntries still queued is replaced by a newer one that carries everything it does
+(same term and prevLogIndex/Term, at least its entries): a leader resends its probe on every
+heartbeat response, and those identical copies (up to ``max_msg_bytes`` each) otherwise all
+reached a follower that was slow to answer (see ``_supersedes``).
 
 Frame body (after the handshake, see :mod:`raft.runtime.auth`): msgpack array of
 ``[msg_id, message]`` pairs, ``message`` as in :mod:`raft.runtime.codec`. ``msg_id`` is the
@@ -76,6 +80,9 @@ class _Outbound:
         self.connected = False
         self.down = False
         """The last attempt to connect (or the connection) failed: queue only a few."""
+        self.last_app: tuple[str, Message] | None = None
+        """The newest AppendEntries still in ``queue`` (``None`` once sent or dropped)."""
+        self.superseded = 0
         self.redial = asyncio.Event()
         """Set when the peer dialled us while we had no connection to it: it is back, so
         end the reconnect backoff now (a restarted follower waited up to 1 s for the
@@ -252,6 +259,13 @@ class PeerTransport:
         if msg.type is MessageType.SNAP and msg.snapshot is not None:
             self.snapshots.offer(msg_id, msg)  # its own connection, in chunks
             return True
+        if msg.type is MessageType.APP:
+            older = out.last_app
+            if older is not None and _supersedes(msg, older[1]):
+                # The queued copy says nothing the new one does not (issue 12: a slow
+                # follower was sent the same 1 MiB probe once per heartbeat response).
+                out.queue.remove(older)
+                out.superseded += 1
         if len(out.queue) == out.queue.maxlen or (
             out.down and len(out.queue) >= QUEUE_WHILE_DOWN_MAX
         ):
@@ -259,11 +273,21 @@ class PeerTransport:
             # with a full AppendEntries every heartbeat; queued, those stale copies (up to
             # max_msg_bytes each) were all sent on reconnect, delaying the catch-up by
             # seconds. Raft resends whatever is lost.
-            out.queue.popleft()
+            self._popleft(out)
             out.dropped += 1
-        out.queue.append((msg_id, msg))
+        item = (msg_id, msg)
+        out.queue.append(item)
+        if msg.type is MessageType.APP:
+            out.last_app = item
         out.wake.set()
         return True
+
+    @staticmethod
+    def _popleft(out: _Outbound) -> tuple[str, Message]:
+        item = out.queue.popleft()
+        if item is out.last_app:
+            out.last_app = None
+        return item
 
     def peer_connected(self, peer: str) -> bool:
         out = self._out.get(peer)
@@ -304,10 +328,11 @@ class PeerTransport:
                     self._on_unreachable(out.peer)
                 if out.connected:
                     out.queue.clear()  # stale after a lost connection; Raft resends
+                    out.last_app = None
                 out.connected = False
                 out.down = True
                 while len(out.queue) > QUEUE_WHILE_DOWN_MAX:
-                    out.queue.popleft()
+                    self._popleft(out)
                     out.dropped += 1
             failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(failures, 6))
@@ -385,7 +410,7 @@ class PeerTransport:
                 wire = pack([msg_id, message_to_wire(msg)])
                 if batch and size + len(wire) > min(limit, BATCH_BYTES_MAX):
                     break
-                out.queue.popleft()
+                self._popleft(out)
                 if len(wire) > limit:
                     log.warning("dropping %s to %s: %d bytes", msg.type.value, out.peer, len(wire))
                     continue
@@ -510,6 +535,25 @@ class PeerTransport:
                         peer,
                     )
                 self._on_message(msg_id, msg)
+
+
+def _supersedes(new: Message, old: Message) -> bool:
+    """Whether AppendEntries ``new`` makes ``old`` (same sender and destination, queued
+    earlier) redundant: the same term and (prevLogIndex, prevLogTerm), so the follower
+    checks the same point of its log; entries from the same index on, at least as many
+    (within one term a leader's log only grows: the shared ones are the same entries);
+    a commit index at least as high; the same context (an ``APPEND_TAIL`` marker).
+    Dropping ``old`` then loses nothing a follower could learn from it; the Raft core
+    tolerates lost and reordered messages anyway, so this is about bytes, not safety."""
+    return (
+        old.type is MessageType.APP
+        and new.term == old.term
+        and new.index == old.index
+        and new.log_term == old.log_term
+        and len(new.entries) >= len(old.entries)
+        and new.commit >= old.commit
+        and new.context == old.context
+    )
 
 
 def _array_header(n: int) -> bytes:

@@ -55,5 +55,9 @@ def test_quick_recovery_writes_failover_phases_and_catchup(
     assert all(0 <= p["p50"] <= p["max"] for p in phases.values()), out
     (run,) = out["catchup_s"][ours]["runs"]
     assert 0 < run["up_s"] <= run["total_s"] < 120 and run["cpu_s"] > 0, out
+    # Where the catch-up went, from the restarted node's event log, in order.
+    p = [run[k] for k in bench_compare.CATCHUP_PHASES if k != "wal_open_s"]
+    assert p == sorted(p) and p[-1] <= run["total_s"] + 1.0, run
+    assert 0 <= run["wal_open_s"] <= run["logged_start_s"], run
     md = (tmp_path / "recovery-quick.md").read_text()
     assert "| detect | elect | client |" in md

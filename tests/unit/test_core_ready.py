@@ -7,6 +7,7 @@ import random
 from core_net import Network
 
 from raft.core import Config, EntryType, MemoryStorage, MessageType, RawNode, Ready, Role
+from raft.core.types import ConfChange, ConfChangeSingle, ConfChangeType
 
 MT = MessageType
 
@@ -61,6 +62,36 @@ def test_must_sync_only_for_term_vote_or_entries() -> None:
     rd = net.node("n1").ready()
     assert rd.hard_state is not None and rd.hard_state.commit == 2
     assert not rd.entries and not rd.must_sync
+
+
+def test_must_sync_when_a_configuration_change_commits() -> None:
+    """A commit that hands out a configuration change must be durable (§4.2/§4.3): a node
+    that restarted with its commit index below the change went back to the old
+    configuration, which may need a member already powered off. In the simulator (3 nodes,
+    seed 188) the leader was replaced, both remaining voters crashed with the commit of the
+    new configuration not synced, the removed leader was powered off, and no one could be
+    elected again. The commit alone is still written lazily for ordinary entries."""
+    net = Network(3)
+    net.elect("n1")
+    cc = ConfChange(changes=(ConfChangeSingle(ConfChangeType.ADD_LEARNER, "n4"),))
+    net.node("n1").propose_conf_change(cc)
+    net.process_ready("n1")
+    net.deliver()
+    net.process_ready("n2")
+    net.process_ready("n3")
+    net.deliver()
+    rd = net.node("n1").ready()
+    assert rd.hard_state is not None and rd.hard_state.commit == 2
+    assert [e.type for e in rd.committed_entries] == [EntryType.CONF_CHANGE]
+    assert not rd.entries and rd.must_sync
+    net.inflight.extend(rd.messages)  # the commit index, on its way to the followers
+    net.node("n1").advance(rd)
+    net.node("n1").apply_conf_change(cc)
+    net.deliver()
+    for nid in ("n2", "n3"):  # so does each follower's commit of it
+        rd = net.node(nid).ready()
+        assert [e.type for e in rd.committed_entries] == [EntryType.CONF_CHANGE]
+        assert not rd.entries and rd.must_sync
 
 
 def test_committed_entries_bounded_per_ready() -> None:

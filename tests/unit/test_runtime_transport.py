@@ -244,3 +244,103 @@ def test_a_peer_that_dials_in_ends_the_reconnect_backoff(monkeypatch) -> None:  
             await a.t.stop()
 
     asyncio.run(main())
+
+
+def _app(prev: int, n: int, *, commit: int = 0, term: int = 2, size: int = 1) -> Message:
+    """An AppendEntries from n1 to n2 after index ``prev`` carrying ``n`` entries."""
+    ents = tuple(Entry(index=prev + k, term=term, data=b"x" * size) for k in range(1, n + 1))
+    return Message(
+        type=MessageType.APP,
+        to="n2",
+        sender="n1",
+        term=term,
+        log_term=term,
+        index=prev,
+        entries=ents,
+        commit=commit,
+    )
+
+
+def test_a_queued_probe_is_replaced_by_its_resend_not_sent_twice(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 (catch-up): a leader resends its probe (the same prevLogIndex and up to
+    max_msg_bytes of entries) on every heartbeat response. While the follower was
+    restarting, the copies piled up in its queue and all reached it (measured: five 1 MiB
+    copies in one 4 MiB frame, then one more, for a 2.7 MB backlog), each read, decoded
+    and stepped before the new entries. A queued copy is now replaced by the resend; the
+    heartbeats between them, and appends at other indexes, still go out in order."""
+    from raft.runtime import transport
+
+    monkeypatch.setattr(transport, "BACKOFF_MIN_S", 60.0)
+    monkeypatch.setattr(transport, "BACKOFF_MAX_S", 60.0)
+
+    async def main() -> None:
+        peers = _peers()
+        a, b = Endpoint("n1", peers), Endpoint("n2", peers)
+        await a.t.start(peers["n1"])
+        try:
+            await _wait(lambda: "n2" in a.unreachable)  # n2 is down: messages wait
+            hb = Message(type=MessageType.HEARTBEAT, to="n2", sender="n1", term=2)
+            for k in range(3):  # probe, heartbeat, probe again (commit moved), ...
+                assert a.t.send(f"n1:0:a{k}", _app(10, 4, commit=10 + k, size=1000))
+                assert a.t.send(f"n1:0:h{k}", hb)
+            await b.t.start(peers["n2"])  # n2 is back: it dials n1, n1 dials it
+            await _wait(lambda: len(b.got) >= 4, timeout=20.0)
+            await asyncio.sleep(0.2)  # nothing else is on its way
+            assert [i for i, _ in b.got] == ["n1:0:h0", "n1:0:h1", "n1:0:a2", "n1:0:h2"]
+            assert b.got[2][1].commit == 12  # the newest copy, with its commit index
+            assert a.t._out["n2"].superseded == 2
+        finally:
+            await b.t.stop()
+            await a.t.stop()
+
+    asyncio.run(main())
+
+
+def test_only_a_covering_append_replaces_a_queued_one() -> None:
+    """The replacement drops nothing a follower needs: an append at another index (the
+    pipeline), of another term, with fewer entries or a lower commit is queued beside the
+    earlier one, and an append already taken off the queue is not looked for."""
+    from raft.runtime.transport import _supersedes
+
+    base = _app(10, 4, commit=10)
+    assert _supersedes(_app(10, 4, commit=10), base)
+    assert _supersedes(_app(10, 6, commit=11), base)  # more entries, newer commit
+    assert not _supersedes(_app(14, 2, commit=10), base)  # the next batch of a pipeline
+    assert not _supersedes(_app(10, 3, commit=10), base)  # fewer entries
+    assert not _supersedes(_app(10, 4, commit=9), base)
+    assert not _supersedes(_app(10, 4, commit=10, term=3), base)
+
+    async def main() -> None:
+        peers = _peers()
+        a = Endpoint("n1", peers)
+        a.t = PeerTransport(
+            "n1",
+            "lab",
+            SECRET,
+            peers,
+            on_message=lambda i, m: None,
+            on_unreachable=a.unreachable.append,
+            on_refused=lambda p, r, d: None,
+            queue_max=3,
+        )
+        await a.t.start(peers["n1"])  # n2 never listens
+        try:
+            await _wait(lambda: "n2" in a.unreachable)
+            sent = [_app(10, 4), _app(14, 2), _app(16, 1), _app(17, 1), _app(17, 1, commit=5)]
+            for k, m in enumerate(sent):
+                assert a.t.send(f"n1:0:{k}", m)
+            out = a.t._out["n2"]
+            # (10, 4) fell off the bounded queue; the commit-5 copy replaced (17, 1).
+            assert [(m.index, m.commit) for _, m in out.queue] == [(14, 0), (16, 0), (17, 5)]
+            assert out.superseded == 1
+            # The newest append falls off the queue: its resend is queued, not looked for.
+            for k in range(3):
+                hb = Message(type=MessageType.HEARTBEAT, to="n2", sender="n1", commit=k)
+                assert a.t.send(f"n1:0:h{k}", hb)
+            assert a.t.send("n1:0:9", _app(17, 1, commit=5))
+            assert [m.type for _, m in out.queue] == [MessageType.HEARTBEAT] * 2 + [MessageType.APP]
+            assert out.superseded == 1
+        finally:
+            await a.t.stop()
+
+    asyncio.run(main())
