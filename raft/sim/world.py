@@ -682,7 +682,7 @@ class World:
                 self._note("nemesis heal all")
                 for nid in self._ids:
                     if not self._is_member(nid):
-                        self._decommission(nid, force=True)
+                        self._decommission(nid, force=self._removal_applied_by_all(nid))
                     elif self._nodes[nid].decommissioned:
                         # Every member runs after the heal (heal_all restarts it below).
                         self._nodes[nid].decommissioned = False
@@ -1292,6 +1292,15 @@ class World:
             return
         if self.now < n.keep_until and not force:
             return
+        if not force and not self._removal_applied_by_all(node):
+            # The members may still be in a configuration (joint) whose quorum needs this
+            # node: they apply a change only once they learn it committed, which the removed
+            # leader may not have told them before it stepped down. Like an operator who
+            # waits for every remaining member to show the new configuration, try again later.
+            self._at(
+                self.now + self.config.election_timeout_ticks * SUBTICKS, _EV_DECOMMISSION, node
+            )
+            return
         if n.raw is not None:
             n.raw = None
             n.disk.crash()
@@ -1301,6 +1310,16 @@ class World:
         n.backlog = []
         n.decommissioned = True
         self._note(f"decommission {node} (not a member)")
+
+    def _removal_applied_by_all(self, node: NodeId) -> bool:
+        """Whether every member of the newest configuration has applied one without
+        ``node`` (a powered-off node then never holds a quorum hostage)."""
+        cs = self._conf
+        for m in cs.voters | cs.voters_outgoing | cs.learners | cs.learners_next:
+            c = self._nodes[m].conf
+            if node in c.voters or node in c.voters_outgoing:
+                return False
+        return True
 
     def _recommission(self, node: NodeId) -> None:
         n = self._nodes[node]
