@@ -347,11 +347,29 @@ class Raft:
             # Thesis §3.10: abort a transfer that did not finish in an election timeout.
             if self.role == Role.LEADER and self.lead_transferee != NONE:
                 self.lead_transferee = NONE
+            if self.role == Role.LEADER and not self._in_own_config():
+                self.become_follower(self.term, NONE)  # removed: its handoff had its time
+                return
         if self.role != Role.LEADER:
             return
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._step(Message(type=MT.BEAT, sender=self.id))
+
+    def _in_own_config(self) -> bool:
+        pr = self.trk.progress.get(self.id)
+        return pr is not None and not pr.is_learner
+
+    def _most_up_to_date_voter(self) -> NodeId | None:
+        """The voter (not this node) with the highest match index, lowest id on a tie."""
+        best: tuple[int, str] | None = None
+        for nid in sorted(self.trk.voters.ids()):
+            if nid == self.id:
+                continue
+            match = self.trk.progress[nid].match
+            if best is None or match > best[0]:
+                best = (match, nid)
+        return None if best is None else best[1]
 
     def _promotable(self) -> bool:
         """Whether this node may campaign: a voter, not waiting to install a snapshot."""
@@ -743,6 +761,10 @@ class Raft:
 
     def _send_timeout_now(self, to: NodeId) -> None:
         self._send(Message(type=MT.TIMEOUT_NOW, to=to))
+        if self.role == Role.LEADER and not self._in_own_config():
+            # A removed leader's handoff is done: the transferee campaigns now; leading on
+            # (lease reads, heartbeats) past that point could only be stale.
+            self.become_follower(self.term, NONE)
 
     def _response_to_read_index(self, req: Message, read_index: int) -> None:
         if req.sender in (NONE, self.id):
@@ -962,7 +984,18 @@ class Raft:
         self.is_learner = pr is not None and pr.is_learner
         if (pr is None or self.is_learner) and self.role == Role.LEADER:
             # Thesis §4.2.2: a leader removed (or demoted) steps down once the change applies.
-            self.become_follower(self.term, NONE)
+            # The others apply it only when they learn it committed, which this leader may not
+            # have told them yet: still in the joint configuration, they may need this node's
+            # vote while it holds the longest log and no longer campaigns (simulator, 3 nodes,
+            # seed 1443: no leader ever). So it first hands leadership to the most up-to-date
+            # voter (thesis §3.10), which commits the change in its own term; it steps down
+            # once it sent TIMEOUT_NOW, or after an election timeout (_tick_heartbeat).
+            target = self._most_up_to_date_voter()
+            if target is None:
+                self.become_follower(self.term, NONE)
+                return cs
+            self.lead_transferee = NONE
+            self._leader_transfer(target, self.trk.progress[target])
             return cs
         if self.role != Role.LEADER or not cs.voters:
             return cs

@@ -33,3 +33,18 @@ def test_swarm_all_faults_no_violation() -> None:
     assert summary.membership_changes > SEEDS // 2
     assert summary.late_messages > SEEDS
     assert summary.snapshots_installed > SEEDS // 10
+
+
+def test_leader_removal_keeps_the_cluster_live_3_nodes() -> None:
+    """Seeds the 2000-seed, 3-node sweep found: a leader removed by a membership change
+    stepped down on applying it, before the others knew it committed; still in the joint
+    configuration, they needed the removed node, which was powered off (356, 522, 523, 568,
+    1414: the simulated operator now waits until every member applied the change, as `raft
+    member wait` does) or held the longest log and no longer campaigned (1443: the removed
+    leader now hands leadership to the most up-to-date voter first). Each failed its
+    liveness check before."""
+    seeds = (356, 522, 523, 568, 1414, 1443)
+    summary = run_swarm([SimConfig(seed=s, nodes=3, faults=ALL_FAULTS, steps=300) for s in seeds])
+    assert summary.seeds == len(seeds)
+    assert [(r.seed, str(r.violation)) for r in summary.failures] == []
+    assert summary.membership_changes >= 3 * len(seeds)
