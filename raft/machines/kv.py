@@ -137,4 +137,18 @@ def _serialise(data: dict[str, Value]) -> bytes:
 
 
 def _item_bytes(key: str, value: Value) -> int:
-    return len(key.encode()) + len(codec.packb(value)) + _ITEM_OVERHEAD_BYTES
+    return len(key.encode()) + packed_size(value) + _ITEM_OVERHEAD_BYTES
+
+
+def packed_size(value: Value) -> int:
+    """``len(codec.packb(value))``, without packing the common values (str, bytes): the
+    size is counted on every put, and packing a value only to measure it was a tenth of
+    a restarted node's catch-up (bench/results/perf.md)."""
+    kind = type(value)
+    if kind is str:
+        n = len(value.encode())
+        return n + (1 if n < 32 else 2 if n < 0x100 else 3 if n < 0x10000 else 5)
+    if kind is bytes:
+        n = len(value)
+        return n + (2 if n < 0x100 else 3 if n < 0x10000 else 5)
+    return len(codec.packb(value))

@@ -100,8 +100,6 @@ batched entry (one message per follower, one sync) when the sync ends, as they d
 driver awaited its fsync; acks, applies and reads are not held back meanwhile."""
 LOOP_STALL_EVENT_SHARE = 0.5
 """A loop stall of at least this share of the election timeout is logged as ``loop_stall``."""
-HARD_STATE_COMMIT_EVERY = 1000
-HARD_STATE_COMMIT_S = 1.0
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
 PROMOTE_LAG_ENTRIES_MAX = 64
 """A learner is caught up (and may be promoted) once its match index is within this many
@@ -348,8 +346,7 @@ class RaftNode:
         self.core = RawNode(core_cfg, self.storage, rng=self._rng)
         st = self.state
         st.term, st.vote, st.commit = hs.term, hs.vote, hs.commit
-        self._stored_hs = self._latest_hs = hs
-        self._stored_hs_at = time.monotonic()
+        self._latest_hs = hs
         st.applied = applied
         st.last_index = self.storage.last_index()
         st.conf = conf if conf.voters else ConfState(voters=frozenset(voters))
@@ -424,9 +421,9 @@ class RaftNode:
                     await task
         self._fail_pending(NodeUnavailableError("node is shutting down", definite=False))
         with contextlib.suppress(*self._storage_errors):
-            if not self.state.storage_failed and self._latest_hs != self._stored_hs:
-                self.storage.set_hard_state(self._latest_hs)  # the exact commit, for restart
-                self.storage.sync()
+            if not self.state.storage_failed:
+                # The exact commit, for the restart: closing syncs it with the WAL.
+                self.storage.set_hard_state(self._latest_hs)
             backend.close_storage(self.storage)
         self._fail_admin(NodeUnavailableError("node is shutting down", definite=False))
         self.events.emit("stop", reason=reason)
@@ -571,6 +568,13 @@ class RaftNode:
                 if self._stopping:
                     break
                 now = loop.time()
+                self._take_synced()
+                self._adopt_snapshot()  # a snapshot written off the loop (issue 11)
+                self._inbox_held = False
+                # Messages first, then the ticks: after a pause (a slow start, SIGSTOP, a
+                # blocked loop) the inbox holds what arrived during it, the leader's
+                # heartbeats or a quorum's answers; ticking first would time out on them.
+                self._step_inbox()
                 # -- begin: ticks by elapsed time (hardening; issue 10 "Also") --
                 if now >= next_tick:
                     due, next_tick = ticks_due(
@@ -580,10 +584,6 @@ class RaftNode:
                         self.core.tick()
                     await self._flush_if_due()
                 # -- end: ticks by elapsed time --
-                self._take_synced()
-                self._adopt_snapshot()  # a snapshot written off the loop (issue 11)
-                self._inbox_held = False
-                self._step_inbox()
                 if self._tickets_in_flight() < SYNCS_IN_FLIGHT_MAX:
                     self._take_proposals()
                 self._take_reads()
@@ -875,27 +875,12 @@ class RaftNode:
             # term or vote changed; a commit-only change alone only when due.
             s.set_hard_state(rd.hard_state)
             conf_commit = _commits_conf_change(rd)
-            if self._hard_state_due(rd.hard_state) or conf_commit:
-                self._stored_hs = rd.hard_state
-                self._stored_hs_at = time.monotonic()
         if conf_commit and hasattr(s, "flush"):
             s.flush(include_commit=True)  # a committed configuration change: stored now
             self.metrics.fsyncs_total += 1
         elif rd.must_sync:
             s.sync()  # the storage applies the fsync policy (always | batch | never)
             self.metrics.fsyncs_total += 1
-
-    def _hard_state_due(self, hs: HardState) -> bool:
-        """Term and vote are stored with every change (Figure 2). The commit index alone is
-        not needed for safety (it is re-learned from the leader) and rewriting the hard state
-        file costs more fsyncs than the WAL append, so a commit-only change is stored only
-        every HARD_STATE_COMMIT_EVERY entries or HARD_STATE_COMMIT_S seconds, and at stop."""
-        old = self._stored_hs
-        if hs.term != old.term or hs.vote != old.vote:
-            return True
-        return hs.commit - old.commit >= HARD_STATE_COMMIT_EVERY or (
-            hs.commit != old.commit and time.monotonic() - self._stored_hs_at >= HARD_STATE_COMMIT_S
-        )
 
     def _log_persist(self, rd: Ready) -> None:
         if rd.entries:

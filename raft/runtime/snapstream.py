@@ -47,11 +47,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import crc32c
-
 from raft.core.types import Message, MessageType, Snapshot
 from raft.runtime import framing
 from raft.runtime.codec import CodecError, message_from_wire, message_to_wire, pack, unpack
+from raft.storage.checksum import crc32c
 
 log = logging.getLogger("raft.runtime.snapstream")
 
@@ -276,7 +275,7 @@ class SnapshotSender:
         snap = out.snap
         data = memoryview(snap.data)
         total = len(data)
-        crc = await asyncio.to_thread(crc32c.crc32c, data)
+        crc = await asyncio.to_thread(crc32c, data)
         base = {"peer": out.peer, "index": snap.meta.index, "sterm": snap.meta.term, "total": total}
         stalls = 0
         while True:
@@ -437,7 +436,7 @@ class _Partial:
             data = f.read()
         if len(data) != self.pid.total:
             raise StreamError(f"partial file holds {len(data)} bytes, expected {self.pid.total}")
-        got = crc32c.crc32c(data)
+        got = crc32c(data)
         if got != crc:
             raise StreamError(
                 f"snapshot {self.pid.index}/{self.pid.term} checksum mismatch "

@@ -471,8 +471,15 @@ class DiskStorage:
 
     def _log_hard_state(self) -> None:
         """Write the current hard state into the WAL (not synced)."""
-        self._hs_file.lease.cover(self._hs.term, durable=self.policy is not FsyncPolicy.NEVER)
+        self._cover_term()
         self._wal.append_hard_state(self._hs)
+        self._hard_state_written()
+
+    def _cover_term(self) -> None:
+        """The term lease covers the hard state's term before the WAL records it."""
+        self._hs_file.lease.cover(self._hs.term, durable=self.policy is not FsyncPolicy.NEVER)
+
+    def _hard_state_written(self) -> None:
         self._hs_written = self._hs
         self._last_hs_write = self._clock()
 
@@ -480,8 +487,7 @@ class DiskStorage:
         """Before the WAL cuts records (a conflicting suffix, a reset for a snapshot): the
         newest hard state may be among them, so it goes to the ``hardstate`` file first."""
         self._hs_file.write(self._hs, durable=self.policy is not FsyncPolicy.NEVER)
-        self._hs_written = self._hs
-        self._last_hs_write = self._clock()
+        self._hard_state_written()
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Append with one write; a conflicting suffix is durably cut first. Not durable
@@ -509,13 +515,13 @@ class DiskStorage:
         truncating = entries[0].index <= last
         if truncating:
             self._preserve_hard_state()
-        hs = self._hs if truncating or self._hs != self._hs_written else None
-        if hs is not None:
-            self._hs_file.lease.cover(hs.term, durable=self.policy is not FsyncPolicy.NEVER)
-        self._wal.append(entries, self.term(entries[0].index - 1), hs)
-        if hs is not None:
-            self._hs_written = hs
-            self._last_hs_write = self._clock()
+        # The hard state rides with the entries (one write) when it changed, or after a cut.
+        with_hs = truncating or self._hs != self._hs_written
+        if with_hs:
+            self._cover_term()
+        self._wal.append(entries, self.term(entries[0].index - 1), self._hs if with_hs else None)
+        if with_hs:
+            self._hard_state_written()
 
     def sync(self) -> None:
         """Make everything written so far durable, as the policy allows (see FsyncPolicy).

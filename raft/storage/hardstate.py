@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import struct
 
-import crc32c
 import msgpack
 
 from raft.core.types import HardState
 from raft.storage._files import TEMP_SUFFIX, atomic_write, read_file
+from raft.storage.checksum import crc32c
 from raft.storage.errors import CorruptHardStateError
 from raft.storage.recovering import TermLease
 
@@ -32,7 +32,7 @@ _HEAD = struct.Struct("<8sII")
 
 def encode_hard_state(hs: HardState) -> bytes:
     payload: bytes = msgpack.packb([hs.term, hs.vote, hs.commit], use_bin_type=True)
-    return _HEAD.pack(_MAGIC, crc32c.crc32c(payload), len(payload)) + payload
+    return _HEAD.pack(_MAGIC, crc32c(payload), len(payload)) + payload
 
 
 def decode_hard_state(path: str, raw: bytes) -> HardState:
@@ -47,7 +47,7 @@ def decode_hard_state(path: str, raw: bytes) -> HardState:
         raise CorruptHardStateError(
             path, _HEAD.size, f"payload is {len(payload)} bytes, header says {length}"
         )
-    if crc32c.crc32c(payload) != crc:
+    if crc32c(payload) != crc:
         raise CorruptHardStateError(path, _HEAD.size, "checksum mismatch")
     try:
         term, vote, commit = msgpack.unpackb(payload, raw=False)

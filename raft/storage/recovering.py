@@ -21,9 +21,8 @@ from __future__ import annotations
 import os
 import struct
 
-import crc32c
-
 from raft.storage._files import atomic_write, fsync_dir, read_file
+from raft.storage.checksum import crc32c
 from raft.storage.errors import io_error
 
 RECOVERING_FILE = "RECOVERING"
@@ -82,14 +81,14 @@ def load_term_lease(data_dir: str) -> int | None:
     if len(raw) != _LEASE.size:
         return None
     magic, crc, lease = _LEASE.unpack(raw)
-    if magic != _LEASE_MAGIC or crc32c.crc32c(raw[12:]) != crc:
+    if magic != _LEASE_MAGIC or crc32c(raw[12:]) != crc:
         return None
     return int(lease)
 
 
 def write_term_lease(data_dir: str, lease: int, *, durable: bool) -> None:
     body = struct.pack("<Q", lease)
-    raw = _LEASE.pack(_LEASE_MAGIC, crc32c.crc32c(body), lease)
+    raw = _LEASE.pack(_LEASE_MAGIC, crc32c(body), lease)
     atomic_write(os.path.join(data_dir, TERM_LEASE_FILE), raw, durable=durable)
 
 
@@ -134,5 +133,5 @@ def may_hold_acknowledged(path: str, offset: int, reason: str) -> bool:
         crc, magic, rtype, flags, _length = _REC_HEAD.unpack_from(data, 0)
         whole = len(data) - _REC_HEAD.size
         patched = struct.pack("<HBBI", magic, rtype, flags, whole) + data[_REC_HEAD.size :]
-        return bool(crc32c.crc32c(patched) == crc)
+        return bool(crc32c(patched) == crc)
     return True

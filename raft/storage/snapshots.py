@@ -21,11 +21,11 @@ import re
 import struct
 import threading
 
-import crc32c
 import msgpack
 
 from raft.core.types import ConfState, Snapshot, SnapshotMeta
 from raft.storage._files import atomic_write, read_file, remove_stale_temps
+from raft.storage.checksum import crc32c
 from raft.storage.errors import CorruptSnapshotError, io_error
 
 SNAP_DIR = "snap"
@@ -55,7 +55,7 @@ def encode_snapshot(snap: Snapshot) -> bytes:
         },
         use_bin_type=True,
     )
-    crc = crc32c.crc32c(snap.data, crc32c.crc32c(meta))
+    crc = crc32c(snap.data, crc32c(meta))
     return _HEAD.pack(_MAGIC, crc, len(meta), len(snap.data)) + meta + snap.data
 
 
@@ -75,7 +75,7 @@ def decode_snapshot(path: str, raw: bytes) -> Snapshot:
     view = memoryview(raw)
     meta_b = view[_HEAD.size : _HEAD.size + meta_len]
     data_b = view[_HEAD.size + meta_len :]
-    if crc32c.crc32c(data_b, crc32c.crc32c(meta_b)) != crc:
+    if crc32c(data_b, crc32c(meta_b)) != crc:
         raise CorruptSnapshotError(path, _HEAD.size, "checksum mismatch")
     try:
         m = msgpack.unpackb(meta_b, raw=False)

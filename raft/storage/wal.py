@@ -48,10 +48,9 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import crc32c
-
 from raft.core.types import Entry, EntryType, HardState
 from raft.storage._files import fsync_dir, read_file, write_all
+from raft.storage.checksum import crc32c
 from raft.storage.errors import CorruptLogError, StorageIOError, io_error
 
 WAL_DIR = "wal"
@@ -99,7 +98,7 @@ def segment_name(first_index: int) -> str:
 def encode_segment_header(first_index: int) -> bytes:
     payload = _SEG_PAYLOAD.pack(_SEG_MAGIC, WAL_VERSION, first_index)
     body = _TAIL.pack(MAGIC, RecordType.SEGMENT_HEADER, 0, len(payload)) + payload
-    return _CRC.pack(crc32c.crc32c(body)) + body
+    return _CRC.pack(crc32c(body)) + body
 
 
 def encode_hard_state_record(hs: HardState) -> bytes:
@@ -109,7 +108,7 @@ def encode_hard_state_record(hs: HardState) -> bytes:
         raise ValueError(f"vote {hs.vote[:40]!r}... is longer than {_HS_MAX_VOTE} bytes")
     payload = _HS_PAYLOAD.pack(hs.term, hs.commit, len(vote)) + vote
     body = _TAIL.pack(MAGIC, RecordType.HARD_STATE, 0, len(payload)) + payload
-    return _CRC.pack(crc32c.crc32c(body)) + body
+    return _CRC.pack(crc32c(body)) + body
 
 
 def decode_hard_state_record(data: bytes | memoryview, off: int) -> tuple[HardState, int] | None:
@@ -122,7 +121,7 @@ def decode_hard_state_record(data: bytes | memoryview, off: int) -> tuple[HardSt
     end = off + HEADER_SIZE + length
     if magic != MAGIC or rtype != RecordType.HARD_STATE or end > n:
         return None
-    if length < _HS_PAYLOAD.size or crc32c.crc32c(memoryview(data)[off + 4 : end]) != crc:
+    if length < _HS_PAYLOAD.size or crc32c(memoryview(data)[off + 4 : end]) != crc:
         return None
     term, commit, vlen = _HS_PAYLOAD.unpack_from(data, off + HEADER_SIZE)
     if vlen != length - _HS_PAYLOAD.size:
@@ -144,7 +143,7 @@ def encode_entries(
     damage."""
     lengths = []
     pack = _ENTRY_HEAD.pack
-    crc = crc32c.crc32c
+    crc = crc32c
     pack_crc = _CRC.pack
     for e in entries:
         if e.index != prev_index + 1 or e.term < prev_term:
@@ -170,7 +169,7 @@ def decode_entry(path: str, buf: bytes | memoryview, off: int, length: int) -> E
         or rtype != RecordType.ENTRY
         or plen + HEADER_SIZE != length
         or code > 1
-        or crc32c.crc32c(memoryview(buf)[off + 4 : end]) != crc
+        or crc32c(memoryview(buf)[off + 4 : end]) != crc
     ):
         raise CorruptLogError(path, off, "entry record failed verification on read")
     return Entry(
@@ -263,7 +262,7 @@ def _valid_records_after(data: bytes, after: int, min_index: int) -> list[int]:
                 and end <= n
                 and code <= 1
                 and index >= min_index
-                and crc32c.crc32c(mv[start + 4 : end]) == crc
+                and crc32c(mv[start + 4 : end]) == crc
             ):
                 found.append(index)
                 pos = data.find(_MAGIC_BYTES, end + 4)
@@ -289,7 +288,7 @@ def _check_segment_header(data: bytes, first_index: int) -> str | None:
     crc, magic, rtype, _flags, length = struct.unpack_from("<IHBBI", data, 0)
     if magic != MAGIC or rtype != RecordType.SEGMENT_HEADER or length != _SEG_PAYLOAD.size:
         return "bad segment header record"
-    if crc32c.crc32c(memoryview(data)[4:SEGMENT_HEADER_SIZE]) != crc:
+    if crc32c(memoryview(data)[4:SEGMENT_HEADER_SIZE]) != crc:
         return "segment header checksum mismatch"
     seg_magic, version, first = _SEG_PAYLOAD.unpack_from(data, HEADER_SIZE)
     if seg_magic != _SEG_MAGIC:
@@ -310,7 +309,7 @@ def _scan_entries(
     mv = memoryview(data)
     off = SEGMENT_HEADER_SIZE
     unpack = _ENTRY_REC.unpack_from
-    crc_of = crc32c.crc32c
+    crc_of = crc32c
     terms_add = scan.terms.append
     offsets_add = scan.offsets.append
     lengths_add = scan.lengths.append
@@ -365,7 +364,7 @@ def _record_problem(data: bytes, off: int, expect: int, last_term: int) -> str:
         return "bad record magic"
     if end > len(data):
         return f"record of {length} bytes runs past end of file"
-    if crc32c.crc32c(memoryview(data)[off + 4 : end]) != crc:
+    if crc32c(memoryview(data)[off + 4 : end]) != crc:
         return "checksum mismatch"
     if rtype != RecordType.ENTRY or length < _ENTRY_FIXED or code > 1:
         return f"unexpected record type {rtype}"

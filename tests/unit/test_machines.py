@@ -18,6 +18,7 @@ from raft.machines import (
     read_ops_of,
 )
 from raft.machines.codec import Result, ResultStatus, decode_result, encode_command
+from raft.machines.kv import packed_size
 
 
 def run(
@@ -205,3 +206,10 @@ def test_machine_specs_that_are_not_machines_are_clear_errors() -> None:
         load_machine(f"{__name__}:_NeedsArgs")
     with pytest.raises(MachineLoadError, match="cannot import"):
         load_machine("no_such_module_xyz:Thing")
+
+
+@pytest.mark.parametrize("size", [0, 1, 31, 32, 255, 256, 65535, 65536, 70000])
+def test_kv_sizes_values_as_msgpack_packs_them(size: int) -> None:
+    """The KV counts its state's bytes on every put without packing str/bytes values."""
+    for value in ("x" * size, "é" * (size // 2), b"\\0" * size, size, None, [size, "a"]):
+        assert packed_size(value) == len(codec.packb(value)), (type(value), size)

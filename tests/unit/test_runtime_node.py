@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import random
 import time
 from pathlib import Path
 
 import pytest
-from single_node import single_node_config, wait_leader
+from single_node import free_port, single_node_config, wait_leader
 
+from raft.core.types import Message, MessageType, Role
 from raft.machines.codec import decode_result, encode_command
-from raft.runtime.config import ClusterConfig
+from raft.runtime.config import ClusterConfig, NodeAddresses
 from raft.runtime.node import NodeUnavailableError, RaftNode
 from raft.runtime.sessions import key_hash
+from raft.runtime.transport import Address
 from raft.storage.errors import StorageIOError
 
 
@@ -123,6 +126,70 @@ def test_ticks_catch_up_with_elapsed_time_after_a_pause(tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
             burst = max(ticks_in_pass.values())
             assert 5 <= burst <= node.cfg.election_timeout_ticks
+        finally:
+            await node.stop("test")
+
+    asyncio.run(main())
+
+
+def test_messages_received_during_a_pause_are_stepped_before_its_ticks(tmp_path: Path) -> None:
+    """Issue 12 (catch-up): after a pause the driver ran the ticks the pause was worth
+    before stepping the messages that arrived during it, so a follower whose leader's
+    heartbeat was waiting in its inbox timed out and campaigned (pre-vote) against a live
+    leader, and a check-quorum leader could step down with its quorum's answers unread.
+    A follower of n2 (which never runs; its heartbeats are fed by hand) is paused for 30
+    tick periods with a heartbeat from n2 waiting: it must not campaign."""
+    addrs = {
+        n: NodeAddresses(*(Address("127.0.0.1", free_port()) for _ in range(3)))
+        for n in ("n1", "n2", "n3")
+    }
+    cfg = ClusterConfig(
+        cluster="unit",
+        nodes=addrs,
+        data_dir=str(tmp_path / "data"),
+        log_dir=str(tmp_path / "log"),
+        tick_ms=10,
+    )
+
+    async def main() -> None:
+        node = RaftNode(cfg, "n1", b"s" * 32, rng=random.Random(7))
+        await node.start()
+        sent: list[MessageType] = []
+        send = node._send
+
+        def recording_send(m: Message) -> None:
+            sent.append(m.type)
+            send(m)
+
+        node._send = recording_send  # type: ignore[method-assign]
+        try:
+            raft, e = node.core.raft, cfg.election_timeout_ticks
+            term = 2
+
+            def heartbeat() -> None:
+                node._on_peer_message("", Message(MessageType.HEARTBEAT, "n1", "n2", term))
+
+            heartbeat()
+            await asyncio.sleep(0.03)
+            # A randomised timeout above the burst's cap, so only a late step can time out.
+            while raft.randomized_election_timeout == e:
+                term += 1
+                heartbeat()
+                await asyncio.sleep(0.03)
+            assert (raft.role, raft.lead, raft.term) == (Role.FOLLOWER, "n2", term)
+            heartbeat()
+            await asyncio.sleep(0)
+            # Wait until a burst of e ticks would reach the timeout (but has not yet).
+            for _ in range(2000):
+                if raft.election_elapsed >= raft.randomized_election_timeout - e:
+                    break
+                await asyncio.sleep(0.001)
+            sent.clear()
+            heartbeat()  # arrives at the start of the pause
+            time.sleep(0.3)  # the loop is blocked for 30 tick periods
+            await asyncio.sleep(0.004)  # one driver pass, less than a tick
+            assert MessageType.PRE_VOTE not in sent, sent
+            assert (raft.role, raft.lead, raft.term) == (Role.FOLLOWER, "n2", term)
         finally:
             await node.stop("test")
 
