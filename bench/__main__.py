@@ -13,6 +13,17 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    if any(a in ("-h", "--help") for a in argv):
+        print(
+            "usage: python -m bench [NAME...]\n\n"
+            "Runs every benchmark (make bench), or the named ones; each writes its results\n"
+            "to bench/results/. Benchmarks: "
+            + ", ".join(n.removeprefix("bench_") for n in names)
+            + ".\nWhat each measures: python -m bench.bench_NAME --help (its docstring);\n"
+            "the lab's scale benchmark (root, about an hour at 100 hosts): "
+            "python -m bench.lab_scale --help."
+        )
+        return 0
     wanted = {a if a.startswith("bench_") else f"bench_{a}" for a in argv}
     unknown = wanted - set(names)
     if unknown:

@@ -1211,6 +1211,9 @@ def _md_row(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if "-h" in args or "--help" in args:
+        print(__doc__)
+        return
     quick = "--quick" in args or os.environ.get("BENCH_QUICK") == "1"
     plan = QUICK if quick else FULL
     render_fn: Callable[[dict[str, Any]], str]

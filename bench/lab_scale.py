@@ -2,7 +2,9 @@
 
 Run as root (it builds a testbed of its own, prefix ``rlhs``, subnet 10.82.16.0/24):
 ``sudo python -m bench.lab_scale [--once] 5 15 40 100`` appends one row per N to
-``bench/results/lab_scale.md``. Not part of ``make bench`` (needs root, takes minutes).
+``bench/results/lab_scale.md``. Not part of ``make bench`` (needs root, takes minutes: about
+an hour at 100 hosts on 2 cores). ``--once`` skips the second, idempotence run of site.yml
+(at 100 hosts on 2 cores it doubles the time).
 Every host is a set of processes on this machine, so the time per host measures the
 controller and the hosts sharing its cores, not a network of real machines.
 """
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 from deploy.testbed import Testbed, TestbedState
+from deploy.testbed.plan import HOSTS_MAX
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "lab_scale.md"
@@ -100,9 +103,18 @@ def measure(hosts: int, wheelhouse: Path, second_run: bool = True) -> str:
 
 
 def main(argv: list[str]) -> int:
-    # --once: skip the idempotence re-run (at 100 hosts on 2 cores it doubles the time).
+    if "-h" in argv or "--help" in argv:
+        print(f"usage: python -m bench.lab_scale [--once] [N...]\n{__doc__}")
+        return 0
     second_run = "--once" not in argv
-    sizes = [int(a) for a in argv if a != "--once"] or [5, 15]
+    try:
+        sizes = [int(a) for a in argv if a != "--once"] or [5, 15]
+    except ValueError:
+        print(f"lab_scale: host counts must be integers, got {argv}", file=sys.stderr)
+        return 2
+    if any(not 1 <= n <= HOSTS_MAX for n in sizes):
+        print(f"lab_scale: host counts go from 1 to {HOSTS_MAX}", file=sys.stderr)
+        return 2
     wheelhouse = Path(tempfile.mkdtemp(prefix="raftlab-scale-wh-", dir="/var/tmp"))
     try:
         for n in sizes:
