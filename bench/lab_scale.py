@@ -79,7 +79,13 @@ def _playbook(
     )
     took = time.monotonic() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"site.yml failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}")
+        # The whole output, to tell which task failed on which host (the tail alone shows
+        # only the recap).
+        log_path = Path(tempfile.mkstemp(prefix="raftlab-scale-site-", suffix=".log")[1])
+        log_path.write_text(proc.stdout + proc.stderr)
+        raise SystemExit(
+            f"site.yml failed (rc {proc.returncode}), output in {log_path}:\n{proc.stdout[-4000:]}"
+        )
     return took, proc.stdout
 
 
