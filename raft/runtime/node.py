@@ -1259,7 +1259,13 @@ class RaftNode:
     def _sync_peers(self) -> None:
         """The transport talks to the members of the configuration in effect, and to
         nobody else: a removed node's connections are refused, so it cannot disturb the
-        cluster; a node removed itself stops talking to the others."""
+        cluster; a node removed itself stops talking to the others. One exception: the
+        leader this node follows. A node that installs a snapshot older than the current
+        configuration (one taken while the leader was out and re-added) does not find the
+        leader among its members until it replays the entries that come after; refusing
+        the leader's connections meant it never received them (seen in the lab: a wiped
+        node re-added after such a snapshot stayed at match 0). Raft lets a server take
+        appends from a leader outside the configuration it knows (thesis §4.1)."""
         members = self._members()
         if self.id in members:
             self._was_member = True
@@ -1269,7 +1275,8 @@ class RaftNode:
                 a = self.address_of(nid)
                 if a is not None:
                     self.transport.add_peer(nid, a.peer)
-            for nid in set(self.transport.peers()) - members:
+            keep = members | {self.state.leader}
+            for nid in set(self.transport.peers()) - keep:
                 self.transport.remove_peer(nid)
             return
         if self._was_member:

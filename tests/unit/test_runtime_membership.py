@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from raft.core.confchange import decode_conf_change, encode_conf_change
-from raft.core.types import ConfChange, ConfChangeSingle, ConfChangeType, Message, MessageType
+from raft.core.types import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
+    ConfState,
+    Message,
+    MessageType,
+)
 from raft.machines import load_machine
 from raft.runtime import auth
 from raft.runtime.client import RaftClient
@@ -284,3 +291,29 @@ def test_admin_operations_on_a_node_one_change_at_a_time_and_durable(tmp_path: P
             await node.stop()
 
     asyncio.run(restarted())
+
+
+def test_a_follower_keeps_the_leader_its_older_snapshot_does_not_name(tmp_path: Path) -> None:
+    """Lab (membership fault, fresh clone): n3 was removed and re-added; n5, removed, wiped
+    and re-added later, installed a snapshot taken while n3 was out. Its configuration then
+    lacked its leader n3, the transport refused n3's connections, and n5 never received the
+    entries that re-add n3 (match 0 for 60 s). The leader a node follows stays a peer; other
+    non-members are still dropped."""
+    addrs = {n: NodeAddresses(*(_free("127.0.0.1") for _ in range(3))) for n in ("n3", "n4", "n5")}
+    cfg = ClusterConfig(
+        cluster="unit",
+        nodes=addrs,
+        data_dir=str(tmp_path / "data"),
+        log_dir=str(tmp_path / "log"),
+        tick_ms=10,
+    )
+    node = RaftNode(cfg, "n5", b"s" * 32)
+    node.transport.add_peer("n3", addrs["n3"].peer)
+    node.transport.add_peer("n9", _free("127.0.0.1"))
+    node.state.conf = ConfState(voters=frozenset({"n4", "n5"}))  # the old snapshot's
+    node.state.leader = "n3"
+    node._sync_peers()
+    assert set(node.transport.peers()) == {"n3", "n4"}
+    node.state.leader = "n4"  # once it follows a member, the non-member goes
+    node._sync_peers()
+    assert set(node.transport.peers()) == {"n4"}
