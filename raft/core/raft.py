@@ -974,9 +974,16 @@ class Raft:
     # -- membership ----------------------------------------------------------------------
     def apply_conf_change(self, cc: ConfChange) -> ConfState:
         """Apply a committed ConfChange entry's change (the driver calls this when applying
-        the entry). Raises ConfChangeError if it does not apply to the current config."""
-        new_cs = apply_conf_change(self.trk.conf_state(), cc)
-        return self._switch_to_config(new_cs)
+        the entry). Raises ConfChangeError if it does not apply to the current config.
+        Reports its events like :meth:`step`: a new quorum can commit at once, and the
+        commit must be reported before the entries it releases are applied (the lab's
+        ``applied_within_commit`` invariant saw a leader apply an index it had not yet
+        reported committed)."""
+        try:
+            new_cs = apply_conf_change(self.trk.conf_state(), cc)
+            return self._switch_to_config(new_cs)
+        finally:
+            self._post_step()
 
     def _switch_to_config(self, cs: ConfState) -> ConfState:
         self.trk.set_config(cs, self.raft_log.last_index() + 1)
