@@ -233,3 +233,26 @@ def test_learner_replicates_but_does_not_count() -> None:
     net.stabilize()
     assert b"x" not in net.applied_data("n1")
     assert b"x" in [d for _, _, d in net.log("n3")]
+
+
+def test_a_commit_made_by_a_configuration_switch_is_reported_before_its_entries() -> None:
+    """Lab (membership experiment): a leader's new, smaller quorum committed an entry when
+    the configuration change applied, but the core reported the commit only at its next
+    step, after the runtime had applied the entry (``applied_within_commit`` violated)."""
+    net = Network(4)
+    net.elect("n1")
+    net.isolate("n3", "n4")
+    leader = net.node("n1")
+    index, _ = leader.propose(b"x")
+    for _ in range(20):
+        net.process_ready("n1")
+        net.process_ready("n2")
+        net.deliver()
+    assert leader.raft.raft_log.committed < index  # 2 of 4 voters hold it: no quorum
+    leader.apply_conf_change(
+        ConfChange(changes=(ConfChangeSingle(ConfChangeType.REMOVE_NODE, "n4"),))
+    )
+    rd = leader.ready()
+    assert index in {e.index for e in rd.committed_entries}
+    commits = [dict(ev.fields)["index"] for ev in rd.events if ev.ev == "commit"]
+    assert commits and max(commits) >= index  # type: ignore[operator]
