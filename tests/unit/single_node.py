@@ -22,10 +22,15 @@ def free_port() -> int:
 
 def single_node_config(tmp_path: Path, **kw: Any) -> ClusterConfig:
     """Node ``n1`` alone, data and log under ``tmp_path``, 10 ms ticks."""
-    addrs = NodeAddresses(*(Address("127.0.0.1", free_port()) for _ in range(3)))
+    return cluster_config(tmp_path, ("n1",), **kw)
+
+
+def cluster_config(tmp_path: Path, ids: tuple[str, ...], **kw: Any) -> ClusterConfig:
+    """Nodes ``ids`` on free loopback ports, data and log under ``tmp_path``, 10 ms ticks."""
+    nodes = {n: NodeAddresses(*(Address("127.0.0.1", free_port()) for _ in range(3))) for n in ids}
     return ClusterConfig(
         cluster="unit",
-        nodes={"n1": addrs},
+        nodes=nodes,
         data_dir=str(tmp_path / "data"),
         log_dir=str(tmp_path / "log"),
         tick_ms=10,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from single_node import cluster_config
 
 from raft.core.confchange import decode_conf_change, encode_conf_change
 from raft.core.types import (
@@ -299,16 +300,9 @@ def test_a_follower_keeps_the_leader_its_older_snapshot_does_not_name(tmp_path: 
     lacked its leader n3, the transport refused n3's connections, and n5 never received the
     entries that re-add n3 (match 0 for 60 s). The leader a node follows stays a peer; other
     non-members are still dropped."""
-    addrs = {n: NodeAddresses(*(_free("127.0.0.1") for _ in range(3))) for n in ("n3", "n4", "n5")}
-    cfg = ClusterConfig(
-        cluster="unit",
-        nodes=addrs,
-        data_dir=str(tmp_path / "data"),
-        log_dir=str(tmp_path / "log"),
-        tick_ms=10,
-    )
+    cfg = cluster_config(tmp_path, ("n3", "n4", "n5"))
     node = RaftNode(cfg, "n5", b"s" * 32)
-    node.transport.add_peer("n3", addrs["n3"].peer)
+    node.transport.add_peer("n3", cfg.nodes["n3"].peer)
     node.transport.add_peer("n9", _free("127.0.0.1"))
     node.state.conf = ConfState(voters=frozenset({"n4", "n5"}))  # the old snapshot's
     node.state.leader = "n3"

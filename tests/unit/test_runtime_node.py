@@ -12,14 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from single_node import free_port, single_node_config, wait_leader
+from single_node import cluster_config, single_node_config, wait_leader
 
 from raft.core.types import Message, MessageType, Role
 from raft.machines.codec import decode_result, encode_command
-from raft.runtime.config import ClusterConfig, NodeAddresses
+from raft.runtime.config import ClusterConfig
 from raft.runtime.node import NodeUnavailableError, RaftNode
 from raft.runtime.sessions import key_hash
-from raft.runtime.transport import Address
 from raft.storage.errors import StorageIOError
 
 
@@ -139,17 +138,7 @@ def test_messages_received_during_a_pause_are_stepped_before_its_ticks(tmp_path:
     leader, and a check-quorum leader could step down with its quorum's answers unread.
     A follower of n2 (which never runs; its heartbeats are fed by hand) is paused for 30
     tick periods with a heartbeat from n2 waiting: it must not campaign."""
-    addrs = {
-        n: NodeAddresses(*(Address("127.0.0.1", free_port()) for _ in range(3)))
-        for n in ("n1", "n2", "n3")
-    }
-    cfg = ClusterConfig(
-        cluster="unit",
-        nodes=addrs,
-        data_dir=str(tmp_path / "data"),
-        log_dir=str(tmp_path / "log"),
-        tick_ms=10,
-    )
+    cfg = cluster_config(tmp_path, ("n1", "n2", "n3"))
 
     async def main() -> None:
         node = RaftNode(cfg, "n1", b"s" * 32, rng=random.Random(7))
