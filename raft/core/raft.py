@@ -173,6 +173,33 @@ class Raft:
         finally:
             self._post_step()
 
+    def _connection_lost(self, nid: NodeId) -> None:
+        """CONNECTION_LOST: the driver saw the connection from ``nid`` close (EOF or reset):
+        its process most likely died, since a live leader keeps its connections open. A
+        follower of ``nid`` gives up its leader and campaigns after a short random delay (1
+        to e/2 ticks) instead of waiting out the whole election timeout: failure detection
+        drops from ``[e, 2e)`` ticks to that delay.
+
+        Safe by construction (elections never depend on timing for safety); for liveness it
+        relies on pre-vote: if ``nid`` is in fact alive (a connection reset for another
+        reason), the other followers still hear from it and refuse the pre-vote, and its
+        next heartbeat makes this node a follower again at the same term. So the hint is
+        ignored without ``pre_vote``, and with ``LEASE_BASED`` reads, whose safety needs
+        every follower to keep its lease for the whole election timeout."""
+        if (
+            self.role != Role.FOLLOWER
+            or self.lead == NONE
+            or self.lead != nid
+            or not self.cfg.pre_vote
+            or self.cfg.read_only == ReadOnlyOption.LEASE_BASED
+            or not self._promotable()
+        ):
+            return
+        delay = 1 + self.rng.randrange(max(1, self.cfg.election_timeout_ticks // 2))
+        self.lead = NONE
+        self.election_elapsed = max(self.election_elapsed, self.randomized_election_timeout - delay)
+        self._event("leader_lost", leader=nid, campaign_in_ticks=delay)
+
     # -- output helpers ------------------------------------------------------------------
     def _event(self, ev: str, **fields: object) -> None:
         self.events.append(CoreEvent(ev=ev, term=self.term, fields=tuple(fields.items())))
@@ -434,6 +461,9 @@ class Raft:
 
     # -- the single dispatcher -----------------------------------------------------------
     def _step(self, m: Message) -> None:
+        if m.type is MT.CONNECTION_LOST:
+            self._connection_lost(m.sender)
+            return
         if m.term == 0:
             pass  # local message (or a forwarded READ_INDEX/TRANSFER_LEADER)
         elif m.term > self.term:

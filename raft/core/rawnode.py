@@ -138,6 +138,13 @@ class RawNode:
         """The driver failed to send to ``nid``; the leader stops pipelining to it."""
         self.raft.step(Message(type=MT.UNREACHABLE, sender=nid))
 
+    def report_connection_lost(self, nid: NodeId) -> None:
+        """The driver saw ``nid`` close its connection to us (EOF or reset), a sign its
+        process died. If ``nid`` is our leader we campaign after a short random delay
+        instead of a whole election timeout (``Raft._connection_lost`` says when the hint
+        is ignored)."""
+        self.raft.step(Message(type=MT.CONNECTION_LOST, sender=nid))
+
     def report_snapshot(self, nid: NodeId, ok: bool) -> None:
         """The snapshot sent to ``nid`` was delivered (``ok``) or failed. Drivers should
         report every SNAP message they were given: until then (or until the follower

@@ -112,6 +112,7 @@ class MessageType(enum.Enum):
     CHECK_QUORUM = "check_quorum"  # leader: step down unless a quorum was heard from
     UNREACHABLE = "unreachable"  # driver reports ``sender`` could not be reached
     SNAP_STATUS = "snap_status"  # driver reports snapshot to ``sender`` done (``reject``=failed)
+    CONNECTION_LOST = "connection_lost"  # driver saw ``sender`` close its connection to us
     # Peer messages.
     APP = "app"
     APP_RESP = "app_resp"
@@ -141,6 +142,7 @@ _LOCAL = frozenset(
         MessageType.CHECK_QUORUM,
         MessageType.UNREACHABLE,
         MessageType.SNAP_STATUS,
+        MessageType.CONNECTION_LOST,
     }
 )
 # READ_INDEX is local when it comes from the node's own driver and a peer message when a
