@@ -63,6 +63,16 @@ class Network:
     def is_blocked(self, sender: NodeId, to: NodeId) -> bool:
         return (sender, to) in self._blocked
 
+    def close_arrival(self, sender: NodeId, to: NodeId, now: int) -> int | None:
+        """When ``to`` sees ``sender``'s connection close (a crash: the kernel sends FIN or
+        RST), or ``None`` when the link is blocked (a partition carries no FIN either). Like
+        a FIN it comes after everything already sent on the link. Draws no random numbers,
+        so a seed's other events are the same with or without it."""
+        link = (sender, to)
+        if link in self._blocked:
+            return None
+        return max(now + self.latency_min + self.extra_delay, self._last_arrival.get(link, 0) + 1)
+
     def heal_links(self) -> None:
         self._blocked.clear()
 

@@ -96,6 +96,7 @@ _EV_CRASH = 7
 _EV_RESTART = 8
 _EV_SCRIPT = 9
 _EV_DECOMMISSION = 10
+_EV_CONN_LOST = 11
 
 CRASH_AFTER_VOTE_P = 0.4
 """With crash faults on, chance that a node that just granted a vote crashes right after
@@ -709,6 +710,8 @@ class World:
                 self._drain_dirty()
             elif kind == _EV_SNAP_REPORT:
                 self._report_snapshot(*arg)
+            elif kind == _EV_CONN_LOST:
+                self._connection_lost(*arg)
         lincheck = "skipped"
         if self.violation is None and self.config.lincheck and self.config.clients:
             lincheck = self._lincheck()
@@ -1069,6 +1072,14 @@ class World:
         if raw is not None and not node.paused:
             self._input(node, lambda: raw.report_snapshot(to, ok), _TICK)
 
+    def _connection_lost(self, crashed: NodeId, to: NodeId) -> None:
+        """``to``'s driver sees the crashed node's connection close (runtime: the transport's
+        ``on_peer_closed``)."""
+        node = self._nodes[to]
+        raw = node.raw
+        if raw is not None and not node.paused:
+            self._input(node, lambda: raw.report_connection_lost(crashed), _TICK)
+
     def _deliver(self, m: Message) -> None:
         node = self._nodes[m.to]
         if node.raw is None:
@@ -1222,6 +1233,11 @@ class World:
         n.paused = False
         n.backlog = []
         n.role = Role.FOLLOWER
+        for other in self._ids:
+            peer = self._nodes[other]
+            when = self.network.close_arrival(node, other, self.now)
+            if other != node and peer.raw is not None and when is not None:
+                self._at(when, _EV_CONN_LOST, (node, other))
         self.clients.on_node_down(node, self.now)
         self._note(f"nemesis crash {node} (durable last index {n.disk.last_index()})")
 
