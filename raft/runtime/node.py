@@ -306,6 +306,7 @@ class RaftNode:
             on_unreachable=self._on_unreachable,
             on_refused=self._on_refused,
             on_snapshot_sent=self._on_snapshot_sent,
+            on_peer_closed=self._on_peer_closed,
             # -- snapshot streams (issue 11): spooled in the data dir, chunk size from config
             snapshot_spool_dir=os.path.join(self.data_dir, SPOOL_DIR),
             snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
@@ -538,6 +539,13 @@ class RaftNode:
         self._inbox.append(("", Message(type=MessageType.UNREACHABLE, sender=peer, to=self.id)))
         self._wake.set()
 
+    def _on_peer_closed(self, peer: str) -> None:
+        """``peer`` closed its connection to us: if it is our leader, its process most likely
+        died; the driver tells the core, which campaigns soon instead of after a whole
+        election timeout (``RawNode.report_connection_lost``)."""
+        self._inbox.append(("", Message(type=MessageType.CONNECTION_LOST, sender=peer, to=self.id)))
+        self._wake.set()
+
     def _on_snapshot_sent(self, peer: str, ok: bool = True) -> None:
         """A snapshot stream to ``peer`` ended: installed there (ok) or given up."""
         status = Message(type=MessageType.SNAP_STATUS, sender=peer, to=self.id, reject=not ok)
@@ -625,6 +633,10 @@ class RaftNode:
             if msg.type is MessageType.SNAP_STATUS:
                 with contextlib.suppress(RaftError):
                     self.core.report_snapshot(msg.sender, ok=not msg.reject)
+                continue
+            if msg.type is MessageType.CONNECTION_LOST:
+                with contextlib.suppress(RaftError):
+                    self.core.report_connection_lost(msg.sender)
                 continue
             self.metrics.messages_received_total += 1
             if msg_id:

@@ -106,6 +106,7 @@ class PeerTransport:
         snapshot_chunk_bytes: int = snapstream.CHUNK_BYTES_DEFAULT,
         on_stream_event: snapstream.EventHandler | None = None,
         on_peer_learned: Callable[[str, Address], None] | None = None,
+        on_peer_closed: PeerHandler | None = None,
     ) -> None:
         self.node_id = node_id
         self.cluster = cluster
@@ -114,6 +115,9 @@ class PeerTransport:
         self._on_unreachable = on_unreachable
         self._on_refused = on_refused
         self._on_snapshot_sent = on_snapshot_sent
+        self._on_peer_closed = on_peer_closed
+        """Called when a peer closes its (current, authenticated) connection to us: EOF or
+        reset, most likely its process died (a node hint to campaign early, not an error)."""
         self._frame_max = frame_bytes_max
         self._queue_max = queue_max
         self._out = {p: _Outbound(p, a, queue_max) for p, a in peers.items() if p != node_id}
@@ -432,6 +436,7 @@ class PeerTransport:
         if task is not None:
             self._inbound[task] = writer
         peer = "?"
+        receiving = closed_by_peer = False
         try:
             peername = writer.get_extra_info("peername")
             peer = f"{peername[0]}:{peername[1]}" if peername else "?"
@@ -474,21 +479,31 @@ class PeerTransport:
             back = self._out.get(peer)
             if back is not None and not back.connected:
                 back.redial.set()  # it is up again: dial it now, not after the backoff
+            receiving = True
             await self._receive(peer, reader, opener)
         except HandshakeRefusedError as exc:
             self.frames_refused += 1
             self._on_refused(exc.peer or peer, exc.reason.value, exc.detail)
-        except framing.ConnectionClosedError:
-            pass
+        except (framing.ConnectionClosedError, OSError):
+            closed_by_peer = receiving
         except framing.FrameError as exc:
             self.frames_refused += 1
             self._on_refused(peer, RefusalReason.BAD_FRAME.value, str(exc))
-        except (OSError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             pass
         finally:
             writer.close()
             if self._inbound_by_peer.get(peer) is writer:
                 del self._inbound_by_peer[peer]
+                # Not when we closed it: for a newer connection from the same peer, for
+                # remove_peer, or stopping.
+                if (
+                    closed_by_peer
+                    and not self._closing
+                    and peer in self._known
+                    and self._on_peer_closed is not None
+                ):
+                    self._on_peer_closed(peer)
             if task is not None:
                 self._inbound.pop(task, None)
 

@@ -63,6 +63,15 @@ def test_kill_leader_keeps_writable_and_restart_catches_up(cluster: LocalCluster
     assert failover_s < BOUND_S  # generous bound; the typical figure is about a second
     new = cluster.wait_leader(BOUND_S)
     assert new != old
+    # The survivors saw the dead leader's connections close and campaigned early (docs/
+    # runtime.md, "Failure detection"): each logged it, naming the old leader.
+    for node in set(cluster.config().nodes) - {old}:
+        wait_for(
+            lambda node=node: any(  # type: ignore[misc]
+                e["ev"] == "leader_lost" and e["leader"] == old for e in events(cluster, node)
+            ),
+            what=f"{node} logging leader_lost",
+        )
     _restart_and_catch_up(cluster, old)
     # The restarted node recovered from disk: a second `start` line with its old log.
     starts = [e for e in events(cluster, old) if e["ev"] == "start"]

@@ -25,6 +25,7 @@ class Endpoint:
         self.got: list[tuple[str, Message]] = []
         self.unreachable: list[str] = []
         self.refused: list[tuple[str, str]] = []
+        self.closed_by: list[str] = []
         self.arrived = asyncio.Event()
         self.t = PeerTransport(
             nid,
@@ -34,6 +35,7 @@ class Endpoint:
             on_message=self._msg,
             on_unreachable=self.unreachable.append,
             on_refused=lambda p, r, d: self.refused.append((p, r)),
+            on_peer_closed=self.closed_by.append,
         )
 
     def _msg(self, msg_id: str, m: Message) -> None:
@@ -82,6 +84,32 @@ def test_messages_delivered_in_order_with_ids() -> None:
         finally:
             await a.t.stop()
             await b.t.stop()
+
+    asyncio.run(main())
+
+
+def test_a_peer_closing_its_connection_is_reported_but_our_own_stop_is_not() -> None:
+    """A peer's process that dies closes its connections (EOF): the node is told at once,
+    which lets a follower of a crashed leader campaign early. Closing our own transport
+    reports nothing."""
+
+    async def main() -> None:
+        peers = _peers()
+        a, b = Endpoint("n1", peers), Endpoint("n2", peers)
+        await a.t.start(peers["n1"])
+        await b.t.start(peers["n2"])
+        try:
+            await _wait(lambda: a.t.peer_connected("n2") and b.t.peer_connected("n1"), 10.0)
+            assert a.t.send("n1:0:1", Message(type=MessageType.HEARTBEAT, to="n2", sender="n1"))
+            await _wait(lambda: len(b.got) == 1)
+            assert b.closed_by == [] and a.closed_by == []
+            await a.t.stop()
+            await _wait(lambda: b.closed_by == ["n1"])
+        finally:
+            await b.t.stop()
+        await asyncio.sleep(0.1)
+        assert a.closed_by == []  # a stopped first: b's connection closing is not news
+        assert b.closed_by == ["n1"]
 
     asyncio.run(main())
 
