@@ -33,6 +33,9 @@ def main(argv: list[str]) -> int:
         if wanted and name not in wanted:
             continue
         print(f"== {name}", flush=True)
+        # Each benchmark parses its own options from sys.argv: run it with its defaults,
+        # not with this runner's list of names.
+        sys.argv = [f"bench.{name}"]
         importlib.import_module(f"bench.{name}").main()
     return 0
 
