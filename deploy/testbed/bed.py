@@ -176,6 +176,25 @@ class TestbedState:
         return cls(**raw, processes=procs)
 
 
+NEIGH_SYSCTL = Path("/proc/sys/net/ipv4/neigh/default")
+
+
+def neighbour_thresholds(hosts: int, current: dict[str, int]) -> dict[str, int]:
+    """The ARP table limits a testbed of ``hosts`` hosts needs, where they exceed
+    ``current`` (``gc_thresh2``/``gc_thresh3`` as read from ``NEIGH_SYSCTL``).
+
+    The kernel keeps one ARP table for all network namespaces, and its hard limit
+    ``gc_thresh3`` (1024 by default) counts every namespace's entries. A cluster is a full
+    mesh: each host learns its N-1 peers plus the bridge and gateway addresses, and the
+    controller learns every host, about (N+2)^2 entries. Past the limit the kernel logs
+    "neighbour: arp_cache: neighbor table overflow!" and new entries fail: SSH to a host
+    whose entry expired ends in "No route to host" or a connect timeout (three hosts of a
+    100-host site.yml run did, once the nodes' mesh filled the table). Only raises."""
+    need = (hosts + 2) ** 2
+    want = {"gc_thresh2": need, "gc_thresh3": 2 * need}
+    return {k: v for k, v in want.items() if v > current.get(k, 0)}
+
+
 def mounted_in_any_namespace(path: str, proc: Path = Path("/proc")) -> bool:
     """Whether some process on this machine sees a mount at ``path`` (in any mount
     namespace). Removing such a directory from the root namespace would detach the mounts of
@@ -243,6 +262,7 @@ class Testbed:
             routes = [r for r in routes if not (r.dev == "" and r.network == plan.inner_subnet)]
             check_subnet_free(plan.inner_subnet, routes, own)
         check_subnet_free(plan.subnet, routes, own)
+        self._size_neighbour_table(len(plan.hosts) + (1 if plan.gateway else 0))
         st = self.load()
         if st is not None and not st.same_parameters(wanted):
             raise TestbedConflictError(
@@ -278,6 +298,29 @@ class Testbed:
         }
         write_inventory(plan, files, host_keys)
         return plan
+
+    @staticmethod
+    def _size_neighbour_table(hosts: int) -> None:
+        """Raise the kernel's ARP table limits for a mesh of ``hosts`` (never lowers them;
+        :func:`neighbour_thresholds`). Said on stderr, as it is a machine-wide setting."""
+        current: dict[str, int] = {}
+        for name in ("gc_thresh2", "gc_thresh3"):
+            with contextlib.suppress(OSError, ValueError):
+                current[name] = int((NEIGH_SYSCTL / name).read_text())
+        for name, value in sorted(neighbour_thresholds(hosts, current).items()):
+            try:
+                (NEIGH_SYSCTL / name).write_text(f"{value}\n")
+            except OSError as exc:
+                raise TestbedConflictError(
+                    f"{hosts} hosts need net.ipv4.neigh.default.{name} >= {value} (the ARP "
+                    f"table all namespaces share; now {current.get(name, '?')}), and setting "
+                    f"it failed: {exc}"
+                ) from None
+            print(
+                f"testbed: net.ipv4.neigh.default.{name} {current.get(name, '?')} -> {value} "
+                f"(ARP entries for a mesh of {hosts} hosts; not lowered by `down`)",
+                file=sys.stderr,
+            )
 
     def _make_mountpoints(self, st: TestbedState) -> None:
         for d in PRIVATE_DIRS:
