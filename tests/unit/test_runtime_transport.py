@@ -57,12 +57,18 @@ def _peers() -> dict[str, Address]:
     }
 
 
+async def _started_pair() -> tuple[Endpoint, Endpoint]:
+    """n1 and n2, both listening (not necessarily connected yet)."""
+    peers = _peers()
+    a, b = Endpoint("n1", peers), Endpoint("n2", peers)
+    await a.t.start(peers["n1"])
+    await b.t.start(peers["n2"])
+    return a, b
+
+
 def test_messages_delivered_in_order_with_ids() -> None:
     async def main() -> None:
-        peers = _peers()
-        a, b = Endpoint("n1", peers), Endpoint("n2", peers)
-        await a.t.start(peers["n1"])
-        await b.t.start(peers["n2"])
+        a, b = await _started_pair()
         try:
             # Once a dial failed (b may not have listened yet), only a few messages wait for
             # the peer: wait for the connection before the burst.
@@ -94,10 +100,7 @@ def test_a_peer_closing_its_connection_is_reported_but_our_own_stop_is_not() -> 
     reports nothing."""
 
     async def main() -> None:
-        peers = _peers()
-        a, b = Endpoint("n1", peers), Endpoint("n2", peers)
-        await a.t.start(peers["n1"])
-        await b.t.start(peers["n2"])
+        a, b = await _started_pair()
         try:
             await _wait(lambda: a.t.peer_connected("n2") and b.t.peer_connected("n1"), 10.0)
             assert a.t.send("n1:0:1", Message(type=MessageType.HEARTBEAT, to="n2", sender="n1"))
