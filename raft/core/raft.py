@@ -188,7 +188,7 @@ class Raft:
         every follower to keep its lease for the whole election timeout."""
         if (
             self.role != Role.FOLLOWER
-            or self.lead == NONE
+            or nid == NONE
             or self.lead != nid
             or not self.cfg.pre_vote
             or self.cfg.read_only == ReadOnlyOption.LEASE_BASED

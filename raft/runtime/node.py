@@ -535,22 +535,24 @@ class RaftNode:
         self._inbox.append((msg_id, msg))
         self._wake.set()
 
-    def _on_unreachable(self, peer: str) -> None:
-        self._inbox.append(("", Message(type=MessageType.UNREACHABLE, sender=peer, to=self.id)))
+    def _push_local(self, t: MessageType, peer: str, reject: bool = False) -> None:
+        """A transport report about ``peer``, queued for the driver in order with the
+        messages received before it."""
+        self._inbox.append(("", Message(type=t, sender=peer, to=self.id, reject=reject)))
         self._wake.set()
+
+    def _on_unreachable(self, peer: str) -> None:
+        self._push_local(MessageType.UNREACHABLE, peer)
 
     def _on_peer_closed(self, peer: str) -> None:
         """``peer`` closed its connection to us: if it is our leader, its process most likely
         died; the driver tells the core, which campaigns soon instead of after a whole
         election timeout (``RawNode.report_connection_lost``)."""
-        self._inbox.append(("", Message(type=MessageType.CONNECTION_LOST, sender=peer, to=self.id)))
-        self._wake.set()
+        self._push_local(MessageType.CONNECTION_LOST, peer)
 
     def _on_snapshot_sent(self, peer: str, ok: bool = True) -> None:
         """A snapshot stream to ``peer`` ended: installed there (ok) or given up."""
-        status = Message(type=MessageType.SNAP_STATUS, sender=peer, to=self.id, reject=not ok)
-        self._inbox.append(("", status))
-        self._wake.set()
+        self._push_local(MessageType.SNAP_STATUS, peer, reject=not ok)
 
     def _on_refused(self, peer: str, reason: str, detail: str) -> None:
         self.metrics.peer_refused_total += 1
