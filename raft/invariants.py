@@ -292,9 +292,13 @@ def check_invariants(events: Sequence[NodeEvent]) -> InvariantReport:
     return check_invariants_by_node(_node_events_by_node(events))
 
 
-def check_invariants_by_node(events_by_node: Mapping[str, Sequence[NodeEvent]]) -> InvariantReport:
+def check_invariants_by_node(
+    events_by_node: Mapping[str, Sequence[NodeEvent]],
+    commit_before: Mapping[str, int] | None = None,
+) -> InvariantReport:
     """:func:`check_invariants` over events already grouped by node, each node's list in
-    program order (how the analysis holds them: no regrouping, no sort)."""
+    program order (how the analysis holds them: no regrouping, no sort). When the records
+    are cut to a window, ``commit_before`` gives each node's commit index as it opened."""
     rep = InvariantReport()
     by_node = {n: _relevant(evs) for n, evs in events_by_node.items()}
     committed = rep.committed
@@ -303,7 +307,8 @@ def check_invariants_by_node(events_by_node: Mapping[str, Sequence[NodeEvent]]) 
     leaders: dict[int, dict[str, Source]] = {}
 
     for node, evs in sorted(by_node.items()):
-        _replay_node(node, evs, rep, committed, applied, commit_term, leaders)
+        before = (commit_before or {}).get(node, 0)
+        _replay_node(node, evs, rep, committed, applied, commit_term, leaders, before)
 
     for term in sorted(leaders):
         who = leaders[term]
@@ -392,12 +397,15 @@ def _replay_node(
     applied: dict[int, dict[str, tuple[int, str, str, Source]]],
     commit_term: dict[int, int],
     leaders: dict[int, dict[str, Source]],
+    commit_before: int = 0,
 ) -> None:
     log = _NodeLog()
     # Records that do not begin with the node's start (an analysis window, a rotated log)
     # do not say what it held before: up to the first index it persists in them, its log
-    # predates our records.
+    # predates our records. What it had committed is known if the window's loader saw it.
     unknown_prefix = bool(evs) and evs[0].ev != "start"
+    if unknown_prefix:
+        log.commit = commit_before
     for e in evs:
         if unknown_prefix and e.ev == "persist":
             unknown_prefix = False

@@ -119,6 +119,10 @@ class LoadedLogs:
     """Events read but left out because their ``ts`` fell outside the window asked for."""
     seen_nodes: set[str] = field(default_factory=set)
     """Every node with a valid event, inside the window or not."""
+    commit_before: dict[str, int] = field(default_factory=dict)
+    """Each node's commit index when the window opened, from its last ``commit`` (or
+    ``start``) event before it: an apply just inside the window may rest on a commit just
+    outside it."""
 
     @property
     def nodes(self) -> list[str]:
@@ -407,6 +411,7 @@ def load_event_logs(
     new = tuple.__new__
     lo, hi = window if window is not None else (-math.inf, math.inf)
     outside = 0
+    commit_before = out.commit_before
     checked = _CHECKED_KINDS
     for path in paths:
         name = display_name(path, base)
@@ -470,6 +475,9 @@ def load_event_logs(
             ts = float(obj.pop("ts"))
             if not lo <= ts <= hi:
                 outside += 1
+                if ts < lo and (ev == "commit" or ev == "start"):
+                    c = obj.get("index" if ev == "commit" else "commit")
+                    commit_before[node] = c if type(c) is int else 0
                 continue
             if not events:
                 by_node[node] = events

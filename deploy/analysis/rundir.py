@@ -479,7 +479,7 @@ def analyze(
         problems.extend(timeline.problems)
         clock.lap("merge")
         # Each node's events in program order: the merged order is not needed for these.
-        report = check_invariants_by_node(logs.events_by_node)
+        report = check_invariants_by_node(logs.events_by_node, logs.commit_before)
         clock.lap("invariants")
     hist: list[HistoryOp] = []
     lin: dict[str, Any] | None = None

@@ -171,3 +171,26 @@ def test_faults_asked_none_fired_is_unknown(tmp_path: Path) -> None:
         + "\n"
     )
     assert analyze(run).verdicts["overall"] == "valid"
+
+
+def _apply_at_window_start(tmp_path: Path, applied: int) -> Path:
+    """n1 committed index 5 just before the run window opened and applies ``applied`` just
+    after it (the second run on a cluster under load: a CI failure of round 6)."""
+    run = _run_dir(tmp_path, ok=True, results={"run_window": {"start_ts": 999.9, "end_ts": 1001}})
+    ev = run / "nodes" / "n1" / "events.jsonl"
+    lines = [json.loads(x) for x in ev.read_text().splitlines()]
+    lines[2:2] = [
+        {"ts": 998.0, "node": "n1", "ev": "commit", "index": 5, "term": 1},
+        {"ts": 999.0, "node": "n1", "ev": "apply", "entries": [[applied, 1, "d", "ok"]], "term": 1},
+    ]
+    _write(ev, lines)
+    return run
+
+
+def test_commit_before_the_window_counts_for_applies_inside_it(tmp_path: Path) -> None:
+    a = analyze(_apply_at_window_start(tmp_path / "ok", applied=5))
+    assert a.verdicts["invariants"] == "valid", [str(v) for v in a.invariants.violations]
+    # The check still holds inside the window: index 6 was never committed.
+    bad = analyze(_apply_at_window_start(tmp_path / "bad", applied=6))
+    assert [v.invariant.value for v in bad.invariants.violations] == ["applied_within_commit"]
+    assert "commit index was 5" in str(bad.invariants.violations[0])
