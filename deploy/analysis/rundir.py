@@ -318,6 +318,75 @@ def check_linearizability(
     return out
 
 
+BACKGROUND_CHECK_MIN_BYTES = 256 * 1024
+"""A history smaller than this is checked in the analysing process: a fork would cost more
+than the check."""
+
+
+class BackgroundCheck:
+    """:func:`check_linearizability` in a forked child while the parent loads and merges the
+    node logs (the two share nothing but the history file). The child sends its result as
+    JSON over a pipe; :meth:`result` is None when it could not (it died, was killed, or
+    ``fork`` is not available), and the caller then checks in its own process, so a lost
+    child costs time, never a verdict."""
+
+    def __init__(self, proc: Any, conn: Any) -> None:
+        self._proc, self._conn = proc, conn
+
+    @classmethod
+    def start(
+        cls, history: Path, root: Path, model: str | None, timeout_s: float
+    ) -> BackgroundCheck | None:
+        import multiprocessing
+
+        try:
+            if history.stat().st_size < BACKGROUND_CHECK_MIN_BYTES:
+                return None
+            ctx = multiprocessing.get_context("fork")
+        except (OSError, ValueError):
+            return None
+        recv, send = ctx.Pipe(duplex=False)
+        # Not a daemon: the checker forks its own search workers.
+        proc = ctx.Process(
+            target=_background_check,
+            args=(send, history, root, model, timeout_s),
+            name="raftlab-lincheck",
+        )
+        try:
+            proc.start()
+        except OSError:
+            recv.close()
+            send.close()
+            return None
+        send.close()
+        return cls(proc, recv)
+
+    def result(self) -> dict[str, Any] | None:
+        try:
+            text = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            text = b""
+        finally:
+            self._conn.close()
+            self._proc.join()
+        try:
+            got = json.loads(text) if text else None
+        except ValueError:
+            got = None
+        return got if isinstance(got, dict) and "verdict" in got else None
+
+
+def _background_check(
+    conn: Any, history: Path, root: Path, model: str | None, timeout_s: float
+) -> None:
+    try:
+        hist = _load_any_history(history, [], root)
+        lin = check_linearizability(history, hist, model, timeout_s)
+        conn.send_bytes(json.dumps(lin).encode())
+    finally:
+        conn.close()
+
+
 def _parse_history(path: Path) -> list[Any]:
     """History events parsed by ``raft.lincheck.formats`` in whichever format the file is
     (history.jsonl, Jepsen EDN, Jepsen log lines); the parser names a bad line."""
@@ -464,6 +533,10 @@ def analyze(
     inputs = locate(path, history)
     prior = _read_results(inputs.results)
     window = _run_window(prior)
+    background = None
+    if check_linearizable and inputs.history is not None:
+        # The check needs only the history: it runs beside the load, merge and invariants.
+        background = BackgroundCheck.start(inputs.history, inputs.root, model, lin_timeout_s)
     with gc_paused():
         logs = load_event_logs(inputs.event_files, inputs.root, window)
     clock.lap("load")
@@ -488,7 +561,8 @@ def analyze(
             hist = _load_any_history(inputs.history, problems, inputs.root)
         clock.lap("history")
         if check_linearizable:
-            lin = check_linearizability(inputs.history, hist, model, lin_timeout_s)
+            got = background.result() if background is not None else None
+            lin = got or check_linearizability(inputs.history, hist, model, lin_timeout_s)
             clock.lap("linearizability")
         else:
             lin = {"verdict": "skipped", "reason": "not checked (--no-lin)"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,19 +88,25 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else a.inputs.root
     clock = PhaseClock()
     try:
-        results = write_outputs(a, out)
-        clock.lap("results+merged.jsonl")
         shiviz = None
         if args.shiviz is not None:
             shiviz = Path(args.shiviz) if args.shiviz else out / "shiviz.log"
+            a.shiviz = shiviz  # the report links it
+        # The report (plots, HTML) is drawn in a child beside the outputs written here.
+        drawing = None if args.no_report else ReportChild.start(a, out)
+        results = write_outputs(a, out)
+        clock.lap("results+merged.jsonl")
+        if shiviz is not None:
             write_shiviz(a.timeline, shiviz)
-            a.shiviz = shiviz
             clock.lap("shiviz")
         report = None
         if not args.no_report:
             from deploy.report import write_report
 
-            report = write_report(a, out)
+            # In this process when there is no child or it failed (its error is shown).
+            report = out / "report.html"
+            if drawing is None or not drawing.wait():
+                report = write_report(a, out)
             clock.lap("report")
     except OSError as exc:
         raise LabError(f"cannot write outputs to {out}: {exc.strerror or exc}") from None
@@ -123,6 +130,52 @@ def run(args: argparse.Namespace) -> int:
         _leave_to_exit(a)
     return exit_code(a.verdicts)
 
+
+class ReportChild:
+    """``write_report`` in a forked child (it inherits the analysis, nothing is sent), so
+    drawing the plots overlaps writing results.json and merged.jsonl. Only for long runs
+    (:data:`REPORT_CHILD_MIN_EVENTS`), and only where ``fork`` exists."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    @classmethod
+    def start(cls, a: Any, out: Path) -> ReportChild | None:
+        if a.logs.count() < REPORT_CHILD_MIN_EVENTS or not hasattr(os, "fork"):
+            return None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+        if pid == 0:  # the child: draw, then leave without running the parent's cleanup
+            code = 1
+            try:
+                from deploy.report import write_report
+
+                write_report(a, out)
+                code = 0
+            except BaseException as exc:  # the parent draws again and reports the error
+                print(f"report: drawing in a child failed: {exc}", file=sys.stderr)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        return cls(pid)
+
+    def wait(self) -> bool:
+        """True if the child wrote the report."""
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return False
+        return os.waitstatus_to_exitcode(status) == 0
+
+
+REPORT_CHILD_MIN_EVENTS = 50_000
+"""Below this many events the report is drawn in the analysing process (a fork costs more
+than it saves)."""
 
 LEAVE_TO_EXIT_EVENTS = 100_000
 """From this many events on, the analysis is not freed when the command ends."""
