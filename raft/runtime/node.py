@@ -572,8 +572,13 @@ class RaftNode:
                     self._props and can_write
                 )
                 if timeout > 0 and not (work or self._read_queue):
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    # The next tick sets the wake event itself: no task and no wait_for
+                    # per pass (the driver waits once or more per write).
+                    timer = loop.call_at(next_tick, self._wake.set)
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        timer.cancel()
                 self._wake.clear()
                 if self._stopping:
                     break

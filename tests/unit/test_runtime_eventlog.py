@@ -3,9 +3,14 @@ unique per run."""
 
 from __future__ import annotations
 
+import enum
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from raft.runtime import eventlog
 from raft.runtime.eventlog import EventLog, MessageIds, digest
 
 
@@ -48,22 +53,72 @@ def test_background_flush_keeps_emit_order_and_serialises_off_emit(tmp_path: Pat
     p = tmp_path / "events.jsonl"
     log = EventLog(str(p), "n1", lambda: 1, clock=lambda: 1.0)
     calls = []
-    real = json.dumps
+    real = eventlog.encode_record
 
-    def counting_dumps(*a: object, **k: object) -> str:
+    def counting(rec: dict[str, object]) -> bytes:
         calls.append(1)
-        return real(*a, **k)  # type: ignore[arg-type]
+        return real(rec)
 
-    json.dumps = counting_dumps  # type: ignore[assignment]
+    eventlog.encode_record = counting  # type: ignore[assignment]
     try:
         for i in range(100):
             log.emit("apply", i=i)
         assert calls == []
     finally:
-        json.dumps = real
+        eventlog.encode_record = real
     log.flush_background()
     for i in range(100, 200):
         log.emit("apply", i=i)
     log.flush()
     assert [json.loads(x)["i"] for x in p.read_text().splitlines()] == list(range(200))
     log.close()
+
+
+class _Kind(enum.Enum):
+    APP = "app"
+
+
+@dataclass(frozen=True)
+class _Conf:
+    voters: tuple[str, ...]
+
+
+def test_fast_and_standard_encoders_write_the_same_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """orjson (the ``fast`` extra) and the standard library must log the same event: sets
+    sorted, bytes as hex, enums as their value, objects as their str, non-string keys as
+    strings, and an integer past 64 bits exactly."""
+    rec = {
+        "ts": 1796153954.997123,
+        "node": "n1",
+        "term": 3,
+        "ev": "persist",
+        "entries": [(7, 3, "ab12")],
+        "voters": frozenset({"n3", "n1"}),
+        "ctx": b"\x01\xff",
+        "msg": _Kind.APP,
+        "conf": _Conf(("n1",)),
+        "match": {1: 5},
+        "u": "h\u00e9",
+    }
+    assert eventlog._orjson is not None, "the fast extra is installed for the tests"
+    fast = eventlog.encode_record(rec)
+    big = eventlog.encode_record({"big": 1 << 70})  # orjson refuses: the standard path
+    monkeypatch.setattr(eventlog, "_orjson", None)
+    slow = eventlog.encode_record(rec)
+    assert json.loads(fast) == json.loads(slow)
+    assert json.loads(fast) == {
+        "ts": 1796153954.997123,
+        "node": "n1",
+        "term": 3,
+        "ev": "persist",
+        "entries": [[7, 3, "ab12"]],
+        "voters": ["n1", "n3"],
+        "ctx": "01ff",
+        "msg": "app",
+        "conf": "_Conf(voters=('n1',))",
+        "match": {"1": 5},
+        "u": "h\u00e9",
+    }
+    assert json.loads(big) == {"big": 1 << 70}
