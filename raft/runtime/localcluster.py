@@ -177,6 +177,10 @@ class LocalCluster:
         ]
         proc = subprocess.Popen(
             cmd,
+            # In the cluster's own directory: `python -m` puts the working directory first
+            # on sys.path, so a node started from a checkout would import that checkout's
+            # raft package instead of the one installed (or named by PYTHONPATH).
+            cwd=os.path.abspath(self.dir),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

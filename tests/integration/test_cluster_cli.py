@@ -68,3 +68,23 @@ def test_cluster_up_client_kill_down(tmp_path: Path) -> None:
     for pid in pids:
         cmdline = Path(f"/proc/{pid}/cmdline")
         assert not cmdline.exists() or "serve" not in cmdline.read_text()
+
+
+def test_nodes_import_the_installed_raft_not_the_callers_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node is `python -m raft.cli serve`, and `-m` puts the working directory first on
+    sys.path: started from a directory holding another `raft` package (a second checkout,
+    the benchmark's baseline tree), the nodes ran that one."""
+    decoy = tmp_path / "elsewhere"
+    (decoy / "raft" / "cli").mkdir(parents=True)
+    (decoy / "raft" / "__init__.py").write_text("")
+    (decoy / "raft" / "cli" / "__init__.py").write_text("")
+    (decoy / "raft" / "cli" / "__main__.py").write_text("raise SystemExit('decoy raft ran')\n")
+    monkeypatch.chdir(decoy)
+    lc = LocalCluster(str(tmp_path / "cluster"))
+    try:
+        lc.up(nodes=1, base_port=pick_base_port(1))
+        assert lc.wait_leader(BOUND_S, started=True) == "n1"
+    finally:
+        lc.down()
