@@ -101,6 +101,7 @@ def measure(run: Path, variant: str, tree: Path) -> dict[str, object]:
             capture_output=True,
             text=True,
             env=_env(tree),
+            cwd=tree,  # `python -c` puts the working directory first on sys.path
             check=False,
         )
         wall = time.perf_counter() - t0
@@ -143,8 +144,6 @@ def run_bench(
     samples: dict[str, list[dict[str, object]]] = {name: [] for name, _ in plan}
     for i in range(repeat):
         for name, tree in plan:
-            if name.startswith("baseline-") and i > 0:
-                continue  # the old code is ~20x slower: one sample each
             variant = name.removeprefix("baseline-")
             s = measure(run, variant, tree)
             samples[name].append(s)
@@ -164,7 +163,7 @@ def render(run: Path, events: int, samples: dict[str, list[dict[str, object]]], 
         f"run: {load}. Goal (issue 12): {GOAL:,} events/s end to end.",
         "",
         "| variant | samples | wall s | CPU s | events/s (wall) | events/s (CPU) "
-        "| goal ratio (CPU) |",
+        "| goal ratio (wall) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, ss in samples.items():
@@ -172,7 +171,7 @@ def render(run: Path, events: int, samples: dict[str, list[dict[str, object]]], 
         cpu = statistics.median(float(s["cpu"]) for s in ss)  # type: ignore[arg-type]
         lines.append(
             f"| {name} | {len(ss)} | {wall:.2f} | {cpu:.2f} | {events / wall:,.0f} | "
-            f"{events / cpu:,.0f} | {events / cpu / GOAL:.2f} |"
+            f"{events / cpu:,.0f} | {events / wall / GOAL:.2f} |"
         )
     for name, ss in samples.items():
         ph = _median_phases(ss)
@@ -200,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--variants", default="full,core,shiviz,no-orjson")
     ap.add_argument("--baseline", help="another checkout to time the same commands from")
+    ap.add_argument(
+        "--baseline-variants",
+        default="full,core",
+        help="variants timed from the baseline checkout, interleaved with ours",
+    )
     ap.add_argument("--out", default=str(RESULTS), help="Markdown file to write")
     args = ap.parse_args(argv if argv is not None else [])
     variants = [v for v in args.variants.split(",") if v]
@@ -207,14 +211,18 @@ def main(argv: list[str] | None = None) -> None:
         if v not in VARIANTS:
             raise SystemExit(f"unknown variant {v!r}; have {', '.join(VARIANTS)}")
     with tempfile.TemporaryDirectory(prefix="bench-analyze-run-") as tmp:
-        run = Path(args.run) if args.run else find_run()
+        run = Path(args.run).resolve() if args.run else find_run()
         if run is None:
             print("no runs/lab-*/* run found: using a synthetic 5-node run")
             run = synthetic_run(Path(tmp) / "synthetic")
         events = _count_events(run)
         print(f"input {run}: {events:,} events")
         samples = run_bench(
-            run, args.repeat, variants, Path(args.baseline) if args.baseline else None
+            run,
+            args.repeat,
+            variants,
+            Path(args.baseline) if args.baseline else None,
+            tuple(v for v in args.baseline_variants.split(",") if v),
         )
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         text = render(run, events, samples, load)
