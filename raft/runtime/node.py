@@ -98,6 +98,8 @@ SYNCS_IN_FLIGHT_MAX = 1
 """New proposals wait while this many syncs are in flight: they pile up and become one
 batched entry (one message per follower, one sync) when the sync ends, as they did when the
 driver awaited its fsync; acks, applies and reads are not held back meanwhile."""
+SLOW_SYNC_S = 0.05
+"""A WAL sync of at least this many seconds is logged as ``slow_sync``."""
 LOOP_STALL_EVENT_SHARE = 0.5
 """A loop stall of at least this share of the election timeout is logged as ``loop_stall``."""
 _HEARTBEATS = frozenset({MessageType.HEARTBEAT, MessageType.HEARTBEAT_RESP})
@@ -813,10 +815,15 @@ class RaftNode:
     def _tickets_in_flight(self) -> int:
         return sum(1 for _, t in self._unsynced if t is not None) - self._synced_tickets
 
-    def _on_synced(self, n: int) -> None:
-        """On the loop: the writer made the next ``n`` tickets durable (a local message)."""
+    def _on_synced(self, n: int, took: float = 0.0) -> None:
+        """On the loop: the writer made the next ``n`` tickets durable (a local message),
+        with one sync that took ``took`` seconds."""
         self._synced_tickets += n
         self.metrics.fsyncs_total += 1  # one fdatasync for the n tickets
+        if took >= SLOW_SYNC_S:
+            # Every write of the node waited behind it: a latency spike's usual cause on a
+            # shared disk, and nothing else in the log would show it.
+            self.events.emit("slow_sync", ms=round(took * 1000.0, 1), tickets=n)
         self._wake.set()
 
     def _take_synced(self) -> None:

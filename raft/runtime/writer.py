@@ -17,17 +17,22 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from raft.storage.disk import SyncTicket
 
 
 class DurableWriter:
-    """Owns the fsyncs of one node; ``on_done(n)`` runs on ``loop`` when the next ``n``
-    submitted tickets are durable (or failed: each ticket's ``error`` says)."""
+    """Owns the fsyncs of one node; ``on_done(n, seconds)`` runs on ``loop`` when the next
+    ``n`` submitted tickets are durable (or failed: each ticket's ``error`` says), with the
+    seconds their one sync took."""
 
     def __init__(
-        self, name: str, loop: asyncio.AbstractEventLoop, on_done: Callable[[int], None]
+        self,
+        name: str,
+        loop: asyncio.AbstractEventLoop,
+        on_done: Callable[[int, float], None],
     ) -> None:
         self._loop = loop
         self._on_done = on_done
@@ -61,10 +66,12 @@ class DurableWriter:
                     stop = True
                     break
                 batch.append(nxt)
+            t0 = time.monotonic()
             run_batch(batch)
+            took = time.monotonic() - t0
             self.syncs += 1
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-                self._loop.call_soon_threadsafe(self._on_done, len(batch))
+                self._loop.call_soon_threadsafe(self._on_done, len(batch), took)
 
 
 def run_batch(batch: list[SyncTicket]) -> None:
