@@ -61,3 +61,37 @@ def test_quick_recovery_writes_failover_phases_and_catchup(
     assert 0 <= run["wal_open_s"] <= run["logged_start_s"], run
     md = (tmp_path / "recovery-quick.md").read_text()
     assert "| detect | elect | client |" in md
+
+
+@pytest.mark.timeout(300)
+def test_latency_series_reports_every_bucket(tmp_path: Path) -> None:
+    """``bench_latency``: a fixed-rate run split into half-second buckets; every bucket of
+    the schedule served, the nodes' snapshots listed beside them."""
+    from bench import bench_latency
+
+    out = tmp_path / "latency.md"
+    bench_latency.main(["--rates", "300", "--seconds", "2", "--out", str(out)])
+    (r,) = json.loads(out.with_suffix(".json").read_text())
+    assert [b["t"] for b in r["buckets"]] == [0.0, 0.5, 1.0, 1.5]
+    assert all(b["n"] > 0 and 0 < b["p50_ms"] <= b["p99_ms"] <= b["max_ms"] for b in r["buckets"])
+    assert r["ok"] == sum(b["n"] for b in r["buckets"]) > 500
+    assert "## 300 writes/s" in out.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_ab_trees_measures_each_tree_on_its_own_cluster(tmp_path: Path) -> None:
+    from bench import ab_trees
+
+    root = Path(ab_trees.__file__).resolve().parent.parent
+    other = tmp_path / "other"  # a second checkout: the node side (raft/) is what runs
+    shutil.copytree(root / "raft", other / "raft", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "ab.md"
+    args = ["--rounds", "1", "--seconds", "0.5", "--clients", "1", "--rates", "100"]
+    ab_trees.main([str(root), str(other), *args, "--out", str(out)])
+    got = json.loads(out.with_suffix(".json").read_text())
+    assert set(got) == {"1 clients", "100/s fixed"}
+    assert all(len(rows) == 1 and rows[0][0] > 0 for by in got.values() for rows in by.values())
+    assert "| 1 clients |" in out.read_text()
+    for bad in ([str(tmp_path), str(root)], [str(root), str(root)]):
+        with pytest.raises(SystemExit):  # not a checkout, or one twice: refused
+            ab_trees.main(bad)
