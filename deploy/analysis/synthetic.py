@@ -430,3 +430,15 @@ def standard_run(
     c.write(5)
     c.write_run(run_dir)
     return c
+
+
+def add_impossible_read(run_dir: Path, c: SyntheticCluster) -> None:
+    """Append to ``run_dir``'s history a read that returns a value nobody wrote, after
+    everything else: the history is then not linearizable, whatever the nodes did."""
+    t = c.history[-1]["time"] + 1000
+    bad = [
+        {"process": 900, "type": "invoke", "f": "read", "key": None, "value": None, "time": t},
+        {"process": 900, "type": "ok", "f": "read", "key": None, "value": 42, "time": t + 10},
+    ]
+    with (run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(x) + "\n" for x in bad)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.analysis.synthetic import SyntheticCluster, standard_run
+from deploy.analysis.synthetic import SyntheticCluster, add_impossible_read, standard_run
 from deploy.cli import main
 
 
@@ -65,14 +65,7 @@ def test_analyze_invalid_run_exits_1_and_names_the_violation(
 def test_non_linearizable_history_makes_the_run_invalid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    c = standard_run(tmp_path)
-    t = c.history[-1]["time"] + 1000
-    bad = [
-        {"process": 900, "type": "invoke", "f": "read", "key": None, "value": None, "time": t},
-        {"process": 900, "type": "ok", "f": "read", "key": None, "value": 42, "time": t + 10},
-    ]
-    with (tmp_path / "history.jsonl").open("a") as fh:
-        fh.writelines(json.dumps(x) + "\n" for x in bad)
+    add_impossible_read(tmp_path, standard_run(tmp_path))
     assert main(["analyze", str(tmp_path), "--no-report"]) == 1
     out = capsys.readouterr().out
     assert "linearizability: not_linearizable" in out

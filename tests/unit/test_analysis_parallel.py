@@ -4,7 +4,6 @@ fails costs time, never a verdict or a report."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,20 +11,13 @@ from typing import Any
 import pytest
 
 from deploy.analysis import rundir
-from deploy.analysis.synthetic import standard_run
+from deploy.analysis.synthetic import add_impossible_read, standard_run
 from deploy.cli import cmd_analyze
 from deploy.cli import main as raftlab
 
 
 def _non_linearizable(tmp_path: Path) -> Path:
-    c = standard_run(tmp_path)
-    t = c.history[-1]["time"] + 1000
-    bad = [
-        {"process": 900, "type": "invoke", "f": "read", "key": None, "value": None, "time": t},
-        {"process": 900, "type": "ok", "f": "read", "key": None, "value": 42, "time": t + 10},
-    ]
-    with (tmp_path / "history.jsonl").open("a") as fh:
-        fh.writelines(json.dumps(x) + "\n" for x in bad)
+    add_impossible_read(tmp_path, standard_run(tmp_path))
     return tmp_path
 
 
