@@ -375,6 +375,14 @@ class BackgroundCheck:
             got = None
         return got if isinstance(got, dict) and "verdict" in got else None
 
+    def cancel(self) -> None:
+        """The analysis failed before it needed the result: stop the child (a non-daemon
+        child would otherwise hold the exit until its check ended)."""
+        self._conn.close()
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()
+
 
 def _background_check(
     conn: Any, history: Path, root: Path, model: str | None, timeout_s: float
@@ -537,6 +545,35 @@ def analyze(
     if check_linearizable and inputs.history is not None:
         # The check needs only the history: it runs beside the load, merge and invariants.
         background = BackgroundCheck.start(inputs.history, inputs.root, model, lin_timeout_s)
+    try:
+        return _analyze(
+            clock,
+            inputs,
+            prior,
+            window,
+            background,
+            model,
+            lin_timeout_s,
+            check_linearizable,
+            reference,
+        )
+    except BaseException:
+        if background is not None:
+            background.cancel()
+        raise
+
+
+def _analyze(
+    clock: PhaseClock,
+    inputs: RunInputs,
+    prior: dict[str, Any],
+    window: tuple[float, float] | None,
+    background: BackgroundCheck | None,
+    model: str | None,
+    lin_timeout_s: float,
+    check_linearizable: bool,
+    reference: str | None,
+) -> Analysis:
     with gc_paused():
         logs = load_event_logs(inputs.event_files, inputs.root, window)
     clock.lap("load")

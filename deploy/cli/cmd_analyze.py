@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else a.inputs.root
     clock = PhaseClock()
+    drawing = None
     try:
         shiviz = None
         if args.shiviz is not None:
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 report = write_report(a, out)
             clock.lap("report")
     except OSError as exc:
+        if drawing is not None:
+            drawing.wait()  # nothing left drawing into the directory once we report
         raise LabError(f"cannot write outputs to {out}: {exc.strerror or exc}") from None
     a.timings.update(clock.laps)
     if args.timings:

@@ -101,3 +101,17 @@ def test_a_report_child_that_fails_is_redone_in_process(
     assert raftlab(["analyze", str(run)]) == 0
     assert (run / "report.html").is_file()
     assert "drawing in a child failed: disk full (test)" in capfd.readouterr().err
+
+
+def test_an_analysis_that_fails_stops_its_check_child(
+    tmp_path: Path, children: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-daemon child would hold the command's exit until its check ended."""
+    import multiprocessing
+    import time
+
+    monkeypatch.setattr(rundir, "_background_check", lambda *a: time.sleep(60))
+    standard_run(tmp_path)
+    with pytest.raises(rundir.EventLogNotFoundError, match="reference node 'nope'"):
+        rundir.analyze(tmp_path, reference="nope")
+    assert multiprocessing.active_children() == []
