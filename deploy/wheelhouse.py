@@ -40,12 +40,19 @@ SOURCE_PATTERNS = ("pyproject.toml", "README.md", "raft/**/*", "deploy/**/*")
 SOURCE_STAMP = ".raftlab-sources.sha256"
 
 
+#: The optional extra the hosts get when its wheels can be fetched: uvloop for the nodes' event
+#: loop, orjson for their event log (both have pure-Python fallbacks in the node).
+FAST_EXTRA = "fast"
+
+
 @dataclass(frozen=True, slots=True)
 class WheelhouseResult:
     changed: bool
     project_wheel: str
     requirements: list[str]
     bundle: str
+    fast_skipped: str = ""
+    """Why the ``fast`` extra is not in the wheelhouse (empty when it is)."""
 
 
 def source_files(project: Path) -> list[Path]:
@@ -94,6 +101,14 @@ def runtime_requirements(project: Path) -> list[str]:
     with open(project / "pyproject.toml", "rb") as f:
         doc = tomllib.load(f)
     deps = doc.get("project", {}).get("dependencies", [])
+    return [str(d) for d in deps]
+
+
+def optional_requirements(project: Path, extra: str = FAST_EXTRA) -> list[str]:
+    """``[project.optional-dependencies].<extra>`` of ``project``'s pyproject.toml."""
+    with open(project / "pyproject.toml", "rb") as f:
+        doc = tomllib.load(f)
+    deps = doc.get("project", {}).get("optional-dependencies", {}).get(extra, [])
     return [str(d) for d in deps]
 
 
@@ -159,20 +174,29 @@ def build(
     changed = False
     reqs = runtime_requirements(project)
     have = {_wheel_dist(p) for p in dest.glob("*.whl")}
+    download = ["download", "--only-binary=:all:", "--dest", str(dest), *py_args, *download_args]
     missing = [r for r in reqs if requirement_name(r) not in have]
     if missing:
-        _pip(
-            [
-                "download",
-                "--only-binary=:all:",
-                "--dest",
-                str(dest),
-                *py_args,
-                *download_args,
-                *missing,
-            ]
-        )
+        _pip([*download, *missing])
         changed = True
+    # The fast extra is an optimisation: a host Python or platform without its wheels gets
+    # the same node without it, and the reason is reported.
+    fast = optional_requirements(project)
+    fast_skipped = ""
+    missing = [r for r in fast if requirement_name(r) not in have]
+    if missing:
+        try:
+            _pip([*download, *missing])
+            changed = True
+        except WheelhouseBuildError as exc:
+            fast_skipped = str(exc)
+            print(
+                f"wheelhouse: the {FAST_EXTRA!r} extra is left out ({fast_skipped}); the "
+                "nodes run on the standard library's asyncio and json",
+                file=sys.stderr,
+            )
+    have = {_wheel_dist(p) for p in dest.glob("*.whl")}
+    reqs = reqs + [r for r in fast if requirement_name(r) in have]
     digest = source_digest(project)
     stamp = dest / SOURCE_STAMP
     wheels = sorted(dest.glob("raftlab-*.whl"))
@@ -200,7 +224,11 @@ def build(
     bundle = dest.with_name(dest.name + ".tar")
     changed = write_bundle(dest, bundle) or changed
     return WheelhouseResult(
-        changed=changed, project_wheel=target.name, requirements=reqs, bundle=str(bundle)
+        changed=changed,
+        project_wheel=target.name,
+        requirements=reqs,
+        bundle=str(bundle),
+        fast_skipped=fast_skipped,
     )
 
 

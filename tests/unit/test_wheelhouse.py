@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import tarfile
+import zipfile
 from pathlib import Path
+from typing import Any
 
-from deploy.wheelhouse import requirement_name, runtime_requirements, source_digest, write_bundle
+import pytest
+
+from deploy import wheelhouse
+from deploy.wheelhouse import (
+    WheelhouseBuildError,
+    requirement_name,
+    runtime_requirements,
+    source_digest,
+    write_bundle,
+)
 
 
 def make_project(root: Path) -> Path:
@@ -56,3 +67,46 @@ def test_requirements_come_from_pyproject(tmp_path: Path) -> None:
     assert requirement_name("PyYAML>=6.0") == "pyyaml"
     assert requirement_name("crc32c>=2.3") == "crc32c"
     assert requirement_name("zope.interface") == "zope_interface"
+
+
+def _fake_pip(fail_for: set[str]) -> Any:
+    """pip download writes an empty wheel per requirement (refusing those in ``fail_for``);
+    pip wheel writes a minimal project wheel."""
+
+    def pip(args: list[str]) -> None:
+        if args[0] == "download":
+            dest = Path(args[args.index("--dest") + 1])
+            names = [a for a in args[args.index("--dest") + 2 :] if not a.startswith("--")]
+            if fail_for & {requirement_name(n) for n in names}:
+                raise WheelhouseBuildError("pip download failed: no matching distribution")
+            for n in names:
+                (dest / f"{requirement_name(n)}-1.0-py3-none-any.whl").write_bytes(b"w")
+        elif args[0] == "wheel":
+            out = Path(args[args.index("--wheel-dir") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(out / "x-0.1-py3-none-any.whl", "w") as z:
+                z.writestr("x-0.1.dist-info/RECORD", "x\n")
+
+    return pip
+
+
+def test_fast_extra_is_added_when_its_wheels_exist_and_skipped_with_a_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proj = make_project(tmp_path / "p")
+    (proj / "pyproject.toml").write_text(
+        '[project]\nname = "x"\ndependencies = ["PyYAML>=6"]\n'
+        '[project.optional-dependencies]\nfast = ["uvloop>=0.19", "orjson>=3.8"]\n'
+    )
+    monkeypatch.setattr(wheelhouse, "_pip", _fake_pip({"uvloop"}))
+    res = wheelhouse.build(proj, tmp_path / "wh-a")
+    assert res.requirements == ["PyYAML>=6"]  # the node still deploys, without the extra
+    assert "no matching distribution" in res.fast_skipped
+    monkeypatch.setattr(wheelhouse, "_pip", _fake_pip(set()))
+    res = wheelhouse.build(proj, tmp_path / "wh-b")
+    assert res.requirements == ["PyYAML>=6", "uvloop>=0.19", "orjson>=3.8"]
+    assert res.fast_skipped == ""
+    # A base dependency that cannot be fetched is still an error.
+    monkeypatch.setattr(wheelhouse, "_pip", _fake_pip({"pyyaml"}))
+    with pytest.raises(WheelhouseBuildError):
+        wheelhouse.build(proj, tmp_path / "wh-c")
