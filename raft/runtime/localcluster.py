@@ -194,11 +194,19 @@ class LocalCluster:
         return proc.pid
 
     def _is_ours(self, pid: int, node_id: str) -> bool:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            return False
+        argv: list[bytes] = []
+        for _ in range(50):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    raw = f.read()
+            except OSError:
+                return False
+            # Empty while an exec is still setting up the new program (right after Popen
+            # returns), and for a zombie: wait a moment for the one, not for the other.
+            if raw or not self._alive(pid):
+                argv = raw.split(b"\0")
+                break
+            time.sleep(0.01)
         want = os.path.abspath(self.config_path).encode()
         return b"serve" in argv and want in argv and node_id.encode() in argv
 
@@ -298,12 +306,15 @@ class LocalCluster:
         """The leader's id once one is known. With ``started``, fail at once when a node
         process this directory just started has exited (its last stderr line says why)."""
         deadline = time.monotonic() + timeout_s
-        expected = set(self.read_state()["pids"]) if started else set()
+        pids = self.read_state()["pids"] if started else {}
         while time.monotonic() < deadline:
             leader = self.leader(among)
             if leader is not None:
                 return leader
-            dead = expected - set(self.running())
+            # Exited means the process is gone (or a zombie), not "its command line does not
+            # match": right after Popen returns, the exec may still be setting up the new
+            # program, and /proc/PID/cmdline reads empty for that moment.
+            dead = {nid for nid, pid in pids.items() if pid and not self._alive(int(pid))}
             if dead:
                 nid = sorted(dead)[0]
                 raise ClusterStateError(f"node {nid} exited: {self._last_error(nid)}")

@@ -88,3 +88,28 @@ def test_nodes_import_the_installed_raft_not_the_callers_directory(
         assert lc.wait_leader(BOUND_S, started=True) == "n1"
     finally:
         lc.down()
+
+
+def test_a_node_still_starting_is_not_reported_as_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI once failed with "node n1 exited: no message" on a node that was starting: right
+    after Popen returns, /proc/PID/cmdline can read empty while the exec sets up the new
+    program, so a check by command line saw a live node as gone. Exited now means the
+    process is gone; here the command-line check answers "not ours" at first, as in that
+    window."""
+    lc = LocalCluster(str(tmp_path / "cluster"))
+    real = LocalCluster._is_ours
+    calls = {"n": 0}
+
+    def is_ours(self: LocalCluster, pid: int, node_id: str) -> bool:
+        calls["n"] += 1
+        return calls["n"] > 20 and real(self, pid, node_id)
+
+    try:
+        lc.up(nodes=1, base_port=pick_base_port(1))
+        monkeypatch.setattr(LocalCluster, "_is_ours", is_ours)
+        assert lc.wait_leader(BOUND_S, started=True) == "n1"
+    finally:
+        monkeypatch.undo()
+        lc.down()
