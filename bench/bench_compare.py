@@ -167,6 +167,11 @@ class LoadResult:
     failed: int = 0
     elapsed: float = 0.0
     lat: list[float] = field(default_factory=list)
+    due: list[float] = field(default_factory=list)
+    """Fixed rate only: when each answered write was due, seconds from the schedule's start
+    (``lat[i]`` belongs to ``due[i]``)."""
+    start_wall: float = 0.0
+    """Fixed rate only: the schedule's start, wall clock (to place node events)."""
 
     @property
     def rate(self) -> float:
@@ -232,6 +237,7 @@ async def fixed_rate(
     res = LoadResult()
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.05
+    res.start_wall = time.time() + 0.05
     per = rate / n
 
     async def one(k: int, c: Client) -> None:
@@ -248,6 +254,7 @@ async def fixed_rate(
             if ok:
                 res.ok += 1
                 res.lat.append(loop.time() - due)
+                res.due.append(due - start)
             else:
                 res.failed += 1
             i += 1

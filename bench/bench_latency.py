@@ -21,44 +21,15 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_compare import Raftlab, _connect_all
+from bench.bench_compare import Raftlab, fixed_rate
 from raft.runtime.bench import percentile
 
 RESULTS = Path(__file__).parent / "results" / "latency.md"
 BUCKET_S = 0.5
 NOTABLE = ("snapshot", "loop_stall", "slow_sync", "role", "leader_lost", "storage_failed")
-
-
-async def _run(s: Raftlab, rate: float, seconds: float) -> tuple[float, list[tuple[float, float]]]:
-    """(wall time of the schedule's start, [(scheduled offset s, latency s)])"""
-    clients = await _connect_all(s.client, 32)
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.05
-    wall0 = time.time() + 0.05
-    per = rate / len(clients)
-    got: list[tuple[float, float]] = []
-
-    async def one(k: int, c: Any) -> None:
-        i = 0
-        while True:
-            due = start + k / rate + i / per
-            if due - start >= seconds:
-                return
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if await c.put(f"k{(k * 7919 + i) % 1000}", "v" * 200):
-                got.append((due - start, loop.time() - due))
-            i += 1
-
-    await asyncio.gather(*(one(k, c) for k, c in enumerate(clients)))
-    for c in clients:
-        await c.close()
-    return wall0, got
 
 
 def _events(cluster_dir: str, lo: float, hi: float) -> list[dict[str, Any]]:
@@ -79,7 +50,8 @@ def measure(rate: float, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         s = Raftlab(tmp, 3, "always")
         try:
-            wall0, got = asyncio.run(_run(s, rate, seconds))
+            res = asyncio.run(fixed_rate(s.client, 32, seconds, 200, rate))
+            wall0, got = res.start_wall, list(zip(res.due, res.lat, strict=True))
             events = _events(s.lc.dir, wall0, wall0 + seconds + 5)
         finally:
             s.down()

@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from deploy.errors import LabError
 
@@ -96,20 +97,21 @@ def write_bundle(dest: Path, bundle: Path) -> bool:
     return True
 
 
+def _project_table(project: Path) -> dict[str, Any]:
+    with open(project / "pyproject.toml", "rb") as f:
+        table = tomllib.load(f).get("project", {})
+    return table if isinstance(table, dict) else {}
+
+
 def runtime_requirements(project: Path) -> list[str]:
     """The ``[project].dependencies`` of ``project``'s pyproject.toml (what a node needs)."""
-    with open(project / "pyproject.toml", "rb") as f:
-        doc = tomllib.load(f)
-    deps = doc.get("project", {}).get("dependencies", [])
-    return [str(d) for d in deps]
+    return [str(d) for d in _project_table(project).get("dependencies", [])]
 
 
 def optional_requirements(project: Path, extra: str = FAST_EXTRA) -> list[str]:
     """``[project.optional-dependencies].<extra>`` of ``project``'s pyproject.toml."""
-    with open(project / "pyproject.toml", "rb") as f:
-        doc = tomllib.load(f)
-    deps = doc.get("project", {}).get("optional-dependencies", {}).get(extra, [])
-    return [str(d) for d in deps]
+    extras = _project_table(project).get("optional-dependencies", {})
+    return [str(d) for d in extras.get(extra, [])]
 
 
 def requirement_name(req: str) -> str:

@@ -815,7 +815,7 @@ class RaftNode:
     def _tickets_in_flight(self) -> int:
         return sum(1 for _, t in self._unsynced if t is not None) - self._synced_tickets
 
-    def _on_synced(self, n: int, took: float = 0.0) -> None:
+    def _on_synced(self, n: int, took: float) -> None:
         """On the loop: the writer made the next ``n`` tickets durable (a local message),
         with one sync that took ``took`` seconds."""
         self._synced_tickets += n
