@@ -95,6 +95,17 @@ def _ok(argv: Sequence[str]) -> bool:
     return subprocess.run(list(argv), capture_output=True, check=False, timeout=60).returncode == 0
 
 
+def _del_link(link: str) -> None:
+    """Delete a link; one that is already gone is what we wanted. Deleting a namespace
+    removes its veth pair in deferred kernel work, so a host-side link listed a moment ago
+    may vanish before this runs."""
+    try:
+        _run(["ip", "link", "del", link])
+    except TestbedCommandError as e:
+        if "Cannot find device" not in e.output:
+            raise
+
+
 def find_tool(name: str) -> str | None:
     """The command's path, also looking in the sbin directories a non-login PATH may lack."""
     found = shutil.which(name)
@@ -620,7 +631,7 @@ class Testbed:
             [plan.gateway.veth] if plan.gateway else []
         ):
             if _ok(["ip", "link", "show", "dev", link]):
-                _run(["ip", "link", "del", link])
+                _del_link(link)
         if plan.inner_subnet is not None:
             inner = str(plan.inner_subnet)
             if "unreachable" in _run(["ip", "route", "show", inner], check=False):
