@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from deploy.nemesis import net
 from deploy.nemesis.control import ClusterControl, NotSupportedError
 from deploy.nemesis.spec import NETWORK_KINDS, FaultSpec, FaultSpecError
 
 Observation = dict[str, Any]
+T = TypeVar("T")
+
+FANOUT_MAX = 16
+"""Hosts a fault works on at the same time."""
 
 
 @dataclass(slots=True)
@@ -79,6 +85,25 @@ def start_fault(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Activ
     return fn(ctx, spec, targets)
 
 
+def each(c: ClusterControl, nodes: Iterable[str], fn: Callable[[str], T]) -> dict[str, T]:
+    """``fn(node)`` for every node, at the same time when the nodes are reached over SSH.
+    A command there costs a round trip plus the start of the login shell (a third of a
+    second on the testbed, more through a gateway), so a partition of five hosts applied one
+    host after the other took 2-5 s and cut the hosts off at different moments. Results in
+    the nodes' order; every call ends before the first failure is raised. Nodes of a local
+    cluster are done in turn (no SSH to wait for; their process table is shared)."""
+    nodes = list(nodes)
+    if len(nodes) <= 1 or getattr(c, "kind", "") != "inventory":
+        return {n: fn(n) for n in nodes}
+    with ThreadPoolExecutor(max_workers=min(FANOUT_MAX, len(nodes))) as ex:
+        futures = {n: ex.submit(fn, n) for n in nodes}
+    for f in futures.values():
+        exc = f.exception()
+        if exc is not None:
+            raise exc
+    return {n: f.result() for n, f in futures.items()}
+
+
 # -- process faults --------------------------------------------------------------------------
 
 
@@ -92,26 +117,30 @@ def _wait_gone(control: ClusterControl, node: str, timeout_s: float = 10.0) -> b
 
 
 def _start_all(control: ClusterControl, nodes: list[str]) -> Observation:
-    pids = {}
-    for n in nodes:
+    def start(n: str) -> int | None:
         control.start(n)
-        pids[n] = control.pid(n)
+        return control.pid(n)
+
+    pids = each(control, nodes, start)
     return {"pids": pids, "running": all(p is not None for p in pids.values())}
 
 
 @starter("kill")
 def _kill(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
     c = ctx.control
-    before = {n: c.pid(n) for n in targets}
-    for n in targets:
+
+    def kill(n: str) -> tuple[int | None, bool]:
+        before = c.pid(n)
         c.kill(n)
-    gone = {n: _wait_gone(c, n) for n in targets}
+        return before, _wait_gone(c, n)
+
+    got = each(c, targets, kill)
     return Active(
         ctx.id,
         spec,
         targets,
         _process_mechanism(c, targets, "SIGKILL"),
-        {"pids": before, "gone": gone},
+        {"pids": {n: p for n, (p, _) in got.items()}, "gone": {n: g for n, (_, g) in got.items()}},
         lambda: _start_all(c, targets),
     )
 
@@ -133,22 +162,28 @@ def _proc_state(c: ClusterControl, node: str, pid: int) -> str:
 @starter("pause")
 def _pause(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
     c = ctx.control
-    pids = {n: c.signal(n, "STOP") for n in targets}
-    states = {n: _proc_state(c, n, p) if p else "-" for n, p in pids.items()}
+
+    def send(sig: str) -> Callable[[str], tuple[int | None, str]]:
+        def one(n: str) -> tuple[int | None, str]:
+            p = c.signal(n, sig)
+            return p, _proc_state(c, n, p) if p else "-"
+
+        return one
+
+    got = each(c, targets, send("STOP"))
 
     def heal() -> Observation:
-        out: Observation = {}
-        for n in targets:
-            p = c.signal(n, "CONT")
-            out[n] = _proc_state(c, n, p) if p else "-"
-        return {"states": out}
+        return {"states": {n: s for n, (_, s) in each(c, targets, send("CONT")).items()}}
 
     return Active(
         ctx.id,
         spec,
         targets,
         _process_mechanism(c, targets, "SIGSTOP"),
-        {"pids": pids, "states": states},
+        {
+            "pids": {n: p for n, (p, _) in got.items()},
+            "states": {n: st for n, (_, st) in got.items()},
+        },
         heal,
     )
 
@@ -156,15 +191,19 @@ def _pause(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
 @starter("restart")
 def _restart(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
     c = ctx.control
-    before = {n: c.pid(n) for n in targets}
-    for n in targets:
+
+    def stop(n: str) -> tuple[int | None, bool]:
+        before = c.pid(n)
         c.stop(n)
+        return before, c.pid(n) is None
+
+    got = each(c, targets, stop)
     return Active(
         ctx.id,
         spec,
         targets,
         "graceful stop (SIGTERM), start",
-        {"pids": before, "gone": {n: c.pid(n) is None for n in targets}},
+        {"pids": {n: p for n, (p, _) in got.items()}, "gone": {n: g for n, (_, g) in got.items()}},
         lambda: _start_all(c, targets),
     )
 
@@ -241,9 +280,11 @@ def partition_blocks(
     raise ValueError(f"unknown partition mode {mode!r}")
 
 
-def _chain_count(c: ClusterControl, node: str, fault_id: int, table: str = "filter") -> int:
-    out = c.run(node, f"{net.IPT} -t {table} -S {net.CHAIN} 2>/dev/null || true").stdout
-    return sum(1 for ln in out.splitlines() if net.comment(fault_id) in ln)
+def rules_of(listing: str, fault_id: int) -> int:
+    """How many lines of ``iptables -S`` output carry exactly this fault's comment (not a
+    later fault's whose id starts with the same digits: 1 is not 12)."""
+    tag = re.compile(rf'--comment "?{re.escape(net.comment(fault_id))}"?( |$)')
+    return sum(1 for ln in listing.splitlines() if tag.search(ln))
 
 
 def _rules_fault(
@@ -256,29 +297,30 @@ def _rules_fault(
     detail: dict[str, Any] | None = None,
     extra_heal: Callable[[str], None] | None = None,
 ) -> Active:
-    """Install iptables rules on each node (tagged with the fault id); heal removes them."""
+    """Install iptables rules on each node (tagged with the fault id), all nodes at once,
+    one command per node that also lists what is in place; heal removes them likewise."""
     c = ctx.control
-    installed: list[str] = []
+    installed = [n for n, rules in per_node.items() if rules]
+    listing = f"{{ {net.IPT} -t {table} -S {net.CHAIN} 2>/dev/null || true; }}"
+
+    def heal_one(n: str) -> int:
+        out = c.run(n, f"{{ {net.remove_rules_script(table, ctx.id)}; }} && {listing}").stdout
+        if extra_heal is not None:
+            extra_heal(n)
+        return rules_of(out, ctx.id)
 
     def heal() -> Observation:
-        left = {}
-        for n in installed:
-            c.run(n, net.remove_rules_script(table, ctx.id))
-            if extra_heal is not None:
-                extra_heal(n)
-            left[n] = _chain_count(c, n, ctx.id, table)
-        return {"rules_left": left}
+        return {"rules_left": each(c, installed, heal_one)}
+
+    def install(n: str) -> int:
+        add = net.add_rules_script(table, ctx.id, per_node[n])
+        return rules_of(c.run(n, f"{add} && {listing}").stdout, ctx.id)
 
     try:
-        for n, rules in per_node.items():
-            if not rules:
-                continue
-            installed.append(n)
-            c.run(n, net.add_rules_script(table, ctx.id, rules))
+        observed = {"rules": each(c, installed, install)}
     except Exception:
         heal()
         raise
-    observed = {"rules": {n: _chain_count(c, n, ctx.id, table) for n in installed}}
     return Active(ctx.id, spec, targets, mechanism, observed, heal, detail=detail or {})
 
 
@@ -321,7 +363,7 @@ def _use_netem(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> bool:
     mech = spec.params.get("mechanism", "auto")
     if mech == "fallback":
         return False
-    probes = {n: _netem_ok(ctx, n) for n in targets}
+    probes = each(ctx.control, targets, lambda n: _netem_ok(ctx, n))
     ok = all(p[0] for p in probes.values())
     if mech == "netem" and not ok:
         why = "; ".join(f"{n}: {p[1]}" for n, p in probes.items() if not p[0])
@@ -338,32 +380,39 @@ def _qdisc_fault(
 ) -> Active:
     """A root qdisc (handle 4e4d:) on the device each target uses to reach its peers."""
     c = ctx.control
-    devs: dict[str, str] = {}
+    devs: dict[str, str] = {}  # node -> device with our qdisc (set from the workers)
+
+    def heal_one(n: str) -> bool:
+        d = devs[n]
+        c.run(n, net.remove_qdisc_script(d))
+        return c.run(n, net.qdisc_is_ours_script(d), check=False).ok
 
     def heal() -> Observation:
-        left = {}
-        for n, d in devs.items():
-            c.run(n, net.remove_qdisc_script(d))
-            left[n] = c.run(n, net.qdisc_is_ours_script(d), check=False).ok
-        return {"qdisc_left": left}
+        return {"qdisc_left": each(c, list(devs), heal_one)}
+
+    def add(n: str) -> str | None:
+        peers = _peers(c, n)
+        if not peers:
+            return None
+        d = net.device_to(c, n, peers[0])
+        if c.run(n, net.qdisc_is_ours_script(d), check=False).ok:
+            raise NotSupportedError(
+                f"{spec.kind}: {n} already has a nemesis qdisc on {d} (one rate/netem "
+                "fault per host at a time)"
+            )
+        devs[n] = d  # before the add: a heal after a failed add is harmless
+        return c.run(
+            n,
+            f"tc qdisc add dev {d} root handle {net.QDISC_HANDLE} {qdisc} && "
+            f"tc qdisc show dev {d} root",
+        ).stdout.strip()
 
     try:
-        for n in targets:
-            peers = _peers(c, n)
-            if not peers:
-                continue
-            d = net.device_to(c, n, peers[0])
-            if c.run(n, net.qdisc_is_ours_script(d), check=False).ok:
-                raise NotSupportedError(
-                    f"{spec.kind}: {n} already has a nemesis qdisc on {d} (one rate/netem "
-                    "fault per host at a time)"
-                )
-            c.run(n, f"tc qdisc add dev {d} root handle {net.QDISC_HANDLE} {qdisc}")
-            devs[n] = d
+        got = each(c, targets, add)
     except Exception:
         heal()
         raise
-    shown = {n: c.run(n, f"tc qdisc show dev {d} root").stdout.strip() for n, d in devs.items()}
+    shown = {n: s for n, s in got.items() if s is not None}
     return Active(ctx.id, spec, targets, mechanism, {"qdisc": shown}, heal)
 
 
@@ -424,23 +473,26 @@ def _delayer_fault(
     def stop_delayer(n: str) -> None:
         c.run(n, kill_delayers_script(c.state_dir(n), ctx.id))
 
+    seeds = {n: ctx.rng.randrange(1 << 30) for n in targets}  # drawn in order: reproducible
+
+    def start(n: str) -> None:
+        sd = c.state_dir(n)
+        c.run(n, f"mkdir -p {sd} && chmod 0700 {sd}")
+        script = f"{sd}/{DELAYER_NAME}"
+        c.upload(n, local, script)
+        pidfile = f"{sd}/delayer-{ctx.id}.pid"
+        started.append(n)  # from here on a stop is due, whatever the start does
+        c.run(
+            n,
+            f"rm -f {pidfile}; setsid nohup python3 {script} --queue {queue} "
+            f"--delay-ms {delay_ms} --jitter-ms {jitter} --reorder {reorder} --seed {seeds[n]} "
+            f"--pidfile {pidfile} > {sd}/delayer-{ctx.id}.log 2>&1 < /dev/null & "
+            f"for i in $(seq 50); do [ -s {pidfile} ] && exit 0; sleep 0.1; done; "
+            f"cat {sd}/delayer-{ctx.id}.log >&2; exit 1",
+        )
+
     try:
-        for n in targets:
-            sd = c.state_dir(n)
-            c.run(n, f"mkdir -p {sd} && chmod 0700 {sd}")
-            script = f"{sd}/{DELAYER_NAME}"
-            c.upload(n, local, script)
-            pidfile = f"{sd}/delayer-{ctx.id}.pid"
-            seed = ctx.rng.randrange(1 << 30)
-            c.run(
-                n,
-                f"rm -f {pidfile}; setsid nohup python3 {script} --queue {queue} "
-                f"--delay-ms {delay_ms} --jitter-ms {jitter} --reorder {reorder} --seed {seed} "
-                f"--pidfile {pidfile} > {sd}/delayer-{ctx.id}.log 2>&1 < /dev/null & "
-                f"for i in $(seq 50); do [ -s {pidfile} ] && exit 0; sleep 0.1; done; "
-                f"cat {sd}/delayer-{ctx.id}.log >&2; exit 1",
-            )
-            started.append(n)
+        each(c, targets, start)
     except Exception:
         for n in started:
             stop_delayer(n)
