@@ -106,5 +106,10 @@ step "status"
 raft_cmd status --cluster "$cluster" || true
 
 [ -n "$report" ] && echo "lab report: $report"
-echo "experiment exit status: $rc (0 valid, 1 invalid, 2 unknown)"
+case "$rc" in
+  0) meaning="VALID" ;;
+  1) meaning="INVALID" ;;
+  *) meaning="UNKNOWN, or the run could not be judged" ;;
+esac
+echo "experiment exit status: $rc ($meaning)"
 exit "$rc"
