@@ -24,6 +24,7 @@ from deploy.nemesis.spec import NETWORK_KINDS, FaultSpec, FaultSpecError
 
 Observation = dict[str, Any]
 T = TypeVar("T")
+U = TypeVar("U")
 
 FANOUT_MAX = 16
 """Hosts a fault works on at the same time."""
@@ -104,6 +105,11 @@ def each(c: ClusterControl, nodes: Iterable[str], fn: Callable[[str], T]) -> dic
     return {n: f.result() for n, f in futures.items()}
 
 
+def _columns(got: dict[str, tuple[T, U]], a: str, b: str) -> Observation:
+    """``{node: (x, y)}`` as the observation ``{a: {node: x}, b: {node: y}}``."""
+    return {a: {n: x for n, (x, _) in got.items()}, b: {n: y for n, (_, y) in got.items()}}
+
+
 # -- process faults --------------------------------------------------------------------------
 
 
@@ -140,7 +146,7 @@ def _kill(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
         spec,
         targets,
         _process_mechanism(c, targets, "SIGKILL"),
-        {"pids": {n: p for n, (p, _) in got.items()}, "gone": {n: g for n, (_, g) in got.items()}},
+        _columns(got, "pids", "gone"),
         lambda: _start_all(c, targets),
     )
 
@@ -173,17 +179,14 @@ def _pause(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
     got = each(c, targets, send("STOP"))
 
     def heal() -> Observation:
-        return {"states": {n: s for n, (_, s) in each(c, targets, send("CONT")).items()}}
+        return {"states": _columns(each(c, targets, send("CONT")), "pids", "states")["states"]}
 
     return Active(
         ctx.id,
         spec,
         targets,
         _process_mechanism(c, targets, "SIGSTOP"),
-        {
-            "pids": {n: p for n, (p, _) in got.items()},
-            "states": {n: st for n, (_, st) in got.items()},
-        },
+        _columns(got, "pids", "states"),
         heal,
     )
 
@@ -203,7 +206,7 @@ def _restart(ctx: FaultContext, spec: FaultSpec, targets: list[str]) -> Active:
         spec,
         targets,
         "graceful stop (SIGTERM), start",
-        {"pids": {n: p for n, (p, _) in got.items()}, "gone": {n: g for n, (_, g) in got.items()}},
+        _columns(got, "pids", "gone"),
         lambda: _start_all(c, targets),
     )
 
